@@ -1,0 +1,349 @@
+"""Lightning DataModules over a scene directory (``scenes/<id>.tif``, ``annotations/<id>.json``, ``split.json``).
+
+``DetectorDataModule`` trains on random multi-scale tiles cut from large scenes, as STAR made its training
+patches (rates 0.2/0.5/1.0/1.5 of 1024-px tiles): each training sample picks a scene (by area), a scale rate
+``s`` (output pixels per image pixel), a ``tile_size / s`` window (half the time around a random object) and
+reads it through the raster reader, resampled to ``tile_size``. Targets are the boxes with at least
+``min_iof`` of their area inside the window, moved to tile pixels and *not cropped* (STAR/DOTA keep the whole
+object). Flips and quarter turns update the le90 angles (``sgg.datasets.transforms``). Validation and test use
+a fixed grid of tiles per scene and scale.
+
+Training tiles are indexed by a global sample number: sample ``i`` is drawn from ``default_rng([seed, i])``,
+and :class:`TileSampler` (a ``DistributedSampler``, so Lightning keeps it under DDP) hands epoch ``e`` the
+numbers ``e·N … (e+1)·N - 1`` split round-robin across ranks — tiles are distinct per rank, new every epoch,
+and identical for a given seed whatever the number of workers.
+
+Batches (torchvision style): ``images`` (B,3,T,T) float in [0,1]; ``targets`` a list of dicts with
+``boxes`` (K,5) float (tile pixels, le90), ``labels`` (K,) long (0-based classes), ``difficult`` (K,) bool,
+``window`` (4,) level-0 ``(col_off, row_off, w, h)``, ``scale`` () and ``scene_index`` () — all tensors, so
+``{k: v.to(device)}`` works. ``dm.scene_ids(stage)[scene_index]`` names the scene.
+
+``RelationDataModule`` yields whole-scene graphs (boxes, labels, relation pairs and predicates, and the
+SceneGraph annotation itself under ``graph``), optionally with the scene image at a pyramid level whose long
+side fits ``image_max_side``; its ``transfer_batch_to_device`` moves the tensors and leaves ``graph`` on CPU.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Sequence
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+from torch.utils.data import DataLoader, Dataset, DistributedSampler
+
+from sgg.datasets.tiling import ReaderCache, SceneRecord, load_scenes, read_split, read_window, sample_window
+from sgg.datasets.transforms import grid_windows, random_flip_rot90, tile_targets
+from sgg.errors import SggInputError
+
+
+def _dist_world_rank() -> tuple[int, int]:
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        return torch.distributed.get_world_size(), torch.distributed.get_rank()
+    return 1, 0
+
+
+class TileSampler(DistributedSampler):
+    """Global sample numbers for one epoch, split round-robin over DDP ranks.
+
+    Epoch ``e`` covers ``[e·T, (e+1)·T)`` with ``T = tiles_per_epoch`` rounded up to a multiple of the
+    world size; rank ``r`` of ``W`` takes every ``W``-th number from ``r``. ``set_epoch`` (called by
+    Lightning) moves to the next block, so each epoch draws fresh tiles.
+    """
+
+    def __init__(self, tiles_per_epoch: int, num_replicas: int | None = None, rank: int | None = None, seed: int = 0):
+        world, r = _dist_world_rank()
+        self.num_replicas = int(num_replicas if num_replicas is not None else world)
+        self.rank = int(rank if rank is not None else r)
+        if not 0 <= self.rank < self.num_replicas:
+            raise ValueError(f"TileSampler: rank {self.rank} out of range for {self.num_replicas} replicas")
+        self.tiles_per_epoch = int(tiles_per_epoch)
+        self.num_samples = math.ceil(self.tiles_per_epoch / self.num_replicas)
+        self.total_size = self.num_samples * self.num_replicas
+        self.seed, self.epoch, self.shuffle, self.drop_last = int(seed), 0, True, False
+
+    def __iter__(self):
+        base = self.epoch * self.total_size
+        return iter(range(base + self.rank, base + self.total_size, self.num_replicas))
+
+    def __len__(self) -> int:
+        return self.num_samples
+
+
+class DetectorTileDataset(Dataset):
+    """Tiles of scenes with their oriented targets: random (``train=True``, any int index) or a fixed grid."""
+
+    def __init__(
+        self,
+        scenes: Sequence[SceneRecord],
+        tile_size: int,
+        scales: Sequence[float],
+        *,
+        train: bool,
+        tiles_per_epoch: int = 1000,
+        min_iof: float = 0.7,
+        min_box_size: float = 1.0,
+        positive_fraction: float = 0.5,
+        flip: bool = True,
+        rotate: bool = True,
+        overlap: float = 0.0,
+        seed: int = 0,
+        opener=None,
+    ):
+        if not scenes:
+            raise SggInputError("DetectorTileDataset: no scenes in this split")
+        if not scales or any(s <= 0 for s in scales):
+            raise SggInputError(f"scales must be positive rates, got {tuple(scales)}")
+        self.scenes, self.tile_size, self.scales = list(scenes), int(tile_size), tuple(float(s) for s in scales)
+        self.train, self.tiles_per_epoch, self.min_iof = train, int(tiles_per_epoch), float(min_iof)
+        self.min_box_size, self.positive_fraction = float(min_box_size), float(positive_fraction)
+        self.flip, self.rotate, self.seed = flip, rotate, int(seed)
+        self.readers = ReaderCache(opener)
+        areas = np.array([s.width * s.height for s in self.scenes], dtype=np.float64)
+        self._scene_p = areas / areas.sum()
+        self.grid: np.ndarray = np.zeros((0, 6))
+        if not train:  # rows: scene index, scale, col_off, row_off, size, size
+            rows = []
+            for i, sc in enumerate(self.scenes):
+                for s in self.scales:
+                    size = self.tile_size / s
+                    win = grid_windows(sc.width, sc.height, size, overlap / s)
+                    rows.append(np.column_stack([np.full(len(win), i), np.full(len(win), s), win]))
+            self.grid = np.concatenate(rows)
+
+    def __len__(self) -> int:
+        return self.tiles_per_epoch if self.train else len(self.grid)
+
+    def tile_spec(self, index: int) -> tuple[int, float, tuple[float, float, float, float]]:
+        """(scene index, scale, level-0 window) of sample ``index`` — deterministic in (seed, index)."""
+        if not self.train:
+            row = self.grid[index]
+            return int(row[0]), float(row[1]), tuple(float(v) for v in row[2:6])
+        rng = np.random.default_rng([self.seed, int(index)])
+        si = int(rng.choice(len(self.scenes), p=self._scene_p))
+        s = self.scales[int(rng.integers(0, len(self.scales)))]
+        size = max(1, round(self.tile_size / s))
+        sc = self.scenes[si]
+        x, y = sample_window(rng, sc.width, sc.height, size, sc.boxes[:, :2], self.positive_fraction)
+        return si, self.tile_size / size, (float(x), float(y), float(size), float(size))
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        si, scale, window = self.tile_spec(int(index))
+        sc = self.scenes[si]
+        image = read_window(self.readers.get(sc.image_path), sc.width, sc.height, window, self.tile_size)
+        boxes, keep = tile_targets(sc.boxes, window, scale, self.min_iof, self.min_box_size)
+        if self.train and (self.flip or self.rotate):
+            rng = np.random.default_rng([self.seed, int(index), 1])
+            image, boxes = random_flip_rot90(image, boxes, rng, flip=self.flip, rotate=self.rotate)
+        target = {
+            "boxes": boxes.float(),
+            "labels": sc.labels[keep].long(),
+            "difficult": sc.difficult[keep].bool(),
+            "window": torch.tensor(window, dtype=torch.float32),
+            "scale": torch.tensor(scale, dtype=torch.float32),
+            "scene_index": torch.tensor(si, dtype=torch.long),
+        }
+        return image, target
+
+
+def detection_collate(batch: Sequence[tuple[torch.Tensor, dict]]) -> tuple[torch.Tensor, list[dict]]:
+    """Stack same-size tiles into (B,3,T,T); keep per-tile target dicts in a list."""
+    images = torch.stack([b[0] for b in batch])
+    return images, [b[1] for b in batch]
+
+
+class DetectorDataModule(pl.LightningDataModule):
+    """Random multi-scale training tiles and fixed validation/test tiles from a scene directory.
+
+    Args:
+        data_dir: directory with ``scenes/``, ``annotations/`` and ``split.json`` (as ``sgg synth`` writes).
+        tile_size: side of the tiles fed to the detector, in pixels.
+        scales: training scale rates (tile pixels per image pixel); 0.5 sees twice the ground at half detail.
+        levels: pyramid levels added to the rates as ``2**-level`` (level 1 = rate 0.5).
+        tiles_per_epoch: training tiles per epoch (over all ranks).
+        min_iof: keep a target when at least this share of its area lies in the tile (rotated IoF).
+        min_box_size: drop targets whose short side is below this many tile pixels.
+        positive_fraction: share of training tiles placed around a random object.
+        flip, rotate: random flips and 90° rotations of training tiles.
+        val_scales, val_overlap: fixed grid of validation/test tiles (overlap in tile pixels).
+    """
+
+    def __init__(
+        self,
+        data_dir: str,
+        tile_size: int = 512,
+        scales: tuple[float, ...] = (0.5, 1.0, 1.5),
+        levels: tuple[int, ...] = (),
+        tiles_per_epoch: int = 1000,
+        batch_size: int = 2,
+        num_workers: int = 0,
+        min_iof: float = 0.7,
+        min_box_size: float = 1.0,
+        positive_fraction: float = 0.5,
+        flip: bool = True,
+        rotate: bool = True,
+        val_scales: tuple[float, ...] = (1.0,),
+        val_overlap: int = 0,
+        seed: int = 0,
+    ):
+        super().__init__()
+        self.save_hyperparameters()
+        self.data_dir = data_dir
+        rates = [float(s) for s in scales] + [2.0 ** -int(lv) for lv in levels]
+        self.train_scales = tuple(dict.fromkeys(rates))
+        self.datasets: dict[str, DetectorTileDataset] = {}
+        self.vocabulary = None
+
+    def _dataset(self, stage: str) -> DetectorTileDataset:
+        if stage not in self.datasets:
+            hp = self.hparams
+            ids = read_split(self.data_dir)[stage]
+            scenes = load_scenes(self.data_dir, ids)
+            if not scenes:
+                raise SggInputError(f"split {stage!r} lists no scenes", path=f"{self.data_dir}/split.json")
+            vocs = {s.graph.vocabulary for s in scenes}
+            if len(vocs) != 1 or (self.vocabulary is not None and self.vocabulary not in vocs):
+                raise SggInputError("scenes use different vocabularies", path=self.data_dir)
+            self.vocabulary = next(iter(vocs))
+            train = stage == "train"
+            self.datasets[stage] = DetectorTileDataset(
+                scenes, hp.tile_size, self.train_scales if train else hp.val_scales, train=train,
+                tiles_per_epoch=hp.tiles_per_epoch, min_iof=hp.min_iof, min_box_size=hp.min_box_size,
+                positive_fraction=hp.positive_fraction, flip=hp.flip, rotate=hp.rotate, overlap=hp.val_overlap,
+                seed=hp.seed,
+            )
+        return self.datasets[stage]
+
+    def setup(self, stage: str | None = None) -> None:
+        wanted = {"fit": ("train", "val"), "validate": ("val",), "test": ("test",), None: ("train", "val", "test")}
+        for split in wanted.get(stage, ()):
+            if read_split(self.data_dir)[split]:
+                self._dataset(split)
+
+    def scene_ids(self, split: str) -> list[str]:
+        return [s.scene_id for s in self._dataset(split).scenes]
+
+    def _world_rank(self) -> tuple[int, int]:
+        trainer = getattr(self, "trainer", None)
+        if trainer is not None:
+            return int(trainer.world_size), int(trainer.global_rank)
+        return _dist_world_rank()
+
+    def train_dataloader(self) -> DataLoader:
+        ds = self._dataset("train")
+        world, rank = self._world_rank()
+        sampler = TileSampler(self.hparams.tiles_per_epoch, world, rank, self.hparams.seed)
+        return DataLoader(ds, batch_size=self.hparams.batch_size, sampler=sampler, num_workers=self.hparams.num_workers,
+                          collate_fn=detection_collate, persistent_workers=self.hparams.num_workers > 0)
+
+    def _eval_loader(self, split: str) -> DataLoader:
+        return DataLoader(self._dataset(split), batch_size=self.hparams.batch_size, shuffle=False,
+                          num_workers=self.hparams.num_workers, collate_fn=detection_collate)
+
+    def val_dataloader(self) -> DataLoader | list:
+        return self._eval_loader("val") if read_split(self.data_dir)["val"] else []  # no val split: skip
+
+    def test_dataloader(self) -> DataLoader:
+        return self._eval_loader("test")
+
+
+# ------------------------------------------------------------------------------------------------
+# Relations
+# ------------------------------------------------------------------------------------------------
+class SceneGraphDataset(Dataset):
+    """Whole-scene annotations as relation-training samples (optionally with a downsampled image)."""
+
+    def __init__(self, scenes: Sequence[SceneRecord], with_images: bool = False, image_max_side: int = 2048, opener=None):
+        self.scenes, self.with_images, self.image_max_side = list(scenes), with_images, int(image_max_side)
+        self.readers = ReaderCache(opener)
+
+    def __len__(self) -> int:
+        return len(self.scenes)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        sc = self.scenes[index]
+        g = sc.graph
+        labels = g.predicate_labels if g.predicate_labels is not None else torch.zeros(len(g.pairs), dtype=torch.long)
+        sample = {
+            "scene_id": sc.scene_id,
+            "graph": g,
+            "boxes": sc.boxes,
+            "labels": sc.labels,
+            "pairs": g.pairs.pairs.long(),
+            "predicates": labels.long(),
+            "image_size": torch.tensor([sc.width, sc.height]),
+        }
+        if self.with_images:
+            long_side = max(sc.width, sc.height)
+            level = max(0, math.ceil(math.log2(long_side / self.image_max_side))) if long_side > self.image_max_side else 0
+            size = math.ceil(long_side / 2**level)
+            img = read_window(self.readers.get(sc.image_path), sc.width, sc.height, (0, 0, long_side, long_side), size)
+            h, w = math.ceil(sc.height / 2**level), math.ceil(sc.width / 2**level)
+            sample["image"] = img[:, :h, :w].contiguous()
+            sample["image_scale"] = torch.tensor(size / long_side, dtype=torch.float32)
+        return sample
+
+
+def relation_collate(batch: Sequence[dict]) -> list[dict]:
+    """Scenes differ in size: a batch is the list of samples."""
+    return list(batch)
+
+
+class RelationDataModule(pl.LightningDataModule):
+    """Per-scene graphs (boxes, labels, pairs, predicates) for PPG/RPCM training; train/val/test from split.json.
+
+    Args:
+        data_dir: scene directory as for :class:`DetectorDataModule`.
+        batch_size: scenes per batch (a batch is a list of per-scene dicts).
+        with_images: add ``image`` (3,h,w) in [0,1] read at the pyramid level whose long side ≤
+            ``image_max_side``, and ``image_scale`` (image pixels per level-0 pixel), for visual features.
+    """
+
+    def __init__(
+        self,
+        data_dir: str,
+        batch_size: int = 1,
+        num_workers: int = 0,
+        with_images: bool = False,
+        image_max_side: int = 2048,
+        shuffle: bool = True,
+        seed: int = 0,
+    ):
+        super().__init__()
+        self.save_hyperparameters()
+        self.data_dir = data_dir
+        self.datasets: dict[str, SceneGraphDataset] = {}
+        self.vocabulary = None
+
+    def _dataset(self, split: str) -> SceneGraphDataset:
+        if split not in self.datasets:
+            scenes = load_scenes(self.data_dir, read_split(self.data_dir)[split])
+            if scenes:
+                self.vocabulary = scenes[0].graph.vocabulary
+            self.datasets[split] = SceneGraphDataset(scenes, self.hparams.with_images, self.hparams.image_max_side)
+        return self.datasets[split]
+
+    def setup(self, stage: str | None = None) -> None:
+        wanted = {"fit": ("train", "val"), "validate": ("val",), "test": ("test",), None: ("train", "val", "test")}
+        for split in wanted.get(stage, ()):
+            self._dataset(split)
+
+    def _loader(self, split: str, shuffle: bool) -> DataLoader:
+        g = torch.Generator().manual_seed(self.hparams.seed)
+        return DataLoader(self._dataset(split), batch_size=self.hparams.batch_size, shuffle=shuffle, generator=g,
+                          num_workers=self.hparams.num_workers, collate_fn=relation_collate)
+
+    def transfer_batch_to_device(self, batch: list[dict], device: torch.device, dataloader_idx: int) -> list[dict]:
+        """Move the tensors of each sample; the ``graph`` annotation stays on the CPU (Lightning's default
+        transfer cannot rebuild a SceneGraph, whose Vocabulary is a frozen dataclass)."""
+        return [{k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in s.items()} for s in batch]
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train", self.hparams.shuffle)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("val", False)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader("test", False)
