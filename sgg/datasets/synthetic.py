@@ -1,0 +1,237 @@
+"""Synthetic STAR-vocabulary scenes: georeferenced RGB GeoTIFFs with oriented boxes and rule-made relations.
+
+``generate_scene`` composes a large scene from STAR's scene kinds (``synth_layouts`` / ``synth_sites``),
+draws it (``synth_render``), derives relations from the generated geometry (``synth_relations``) and
+returns the annotation as a ``SceneGraph`` (scores 1, one row per relation). ``generate_dataset`` writes
+``scenes/<id>.tif``, ``annotations/<id>.json``, ``dota/<id>.txt`` and ``split.json``; everything is
+deterministic for a seed.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from sgg.datasets.synth_layouts import LAYOUTS
+
+UTM_EPSG = 32633  # WGS 84 / UTM zone 33N
+_ORIGIN = (380000.0, 5820000.0)  # a point inside zone 33N (north-east Germany)
+
+
+def _size(size) -> tuple[int, int]:
+    if np.isscalar(size):
+        return int(size), int(size)
+    w, h = size
+    return int(w), int(h)
+
+
+def _wrap(a: np.ndarray) -> np.ndarray:
+    return np.remainder(a + np.pi / 2, np.pi) - np.pi / 2
+
+
+def _indices(names: np.ndarray, lookup) -> np.ndarray:
+    """Vocabulary indices of an array of names (one lookup per distinct name)."""
+    if not len(names):
+        return np.zeros(0, np.int64)
+    uniq, inv = np.unique(names.astype(str), return_inverse=True)
+    return np.array([lookup(u) for u in uniq], np.int64)[inv.reshape(-1)]
+
+
+def georeference(seed: int, width: int, height: int, gsd: float):
+    """A GeoReference in UTM 33N with ``gsd``-metre square pixels, origin shifted per seed."""
+    from sgg.structures import GeoReference
+
+    rng = np.random.default_rng([seed, 7])
+    x0 = _ORIGIN[0] + float(rng.integers(0, 200)) * 1000.0
+    y0 = _ORIGIN[1] + float(rng.integers(0, 300)) * 1000.0
+    return GeoReference(_crs_wkt(), (gsd, 0.0, x0, 0.0, -gsd, y0))
+
+
+def _crs_wkt() -> str:
+    from rasterio.crs import CRS
+
+    return CRS.from_epsg(UTM_EPSG).to_wkt()
+
+
+def _objects_px(b, gsd: float):
+    """Builder objects (metres) → draw lists in pixels and the (N,) arrays used for boxes and relations."""
+    from sgg.datasets.synth_render import SHAPES, place
+
+    k = 1.0 / gsd
+    draw = []
+    plumes = []
+    for o in b.objs:
+        cx, cy, L, W, h = o["cx"] * k, o["cy"] * k, o["L"] * k, o["W"] * k, o["heading"]
+        c, s = math.cos(h), math.sin(h)
+        if o["plume"] > 0:
+            plumes.append((place(SHAPES[o["shape"]], cx, cy, L, W, h), o["color"], o["plume"]))
+            continue
+        polys = [(place(SHAPES[o["shape"]], cx, cy, L, W, h), o["color"])]
+        for shape, ox, oy, sl, sw, col in o["deco"]:
+            polys.append((place(SHAPES[shape], cx + c * ox * L - s * oy * W, cy + s * ox * L + c * oy * W, sl * L, sw * W, h), col))
+        shadow = None
+        if o["z"] >= 2 and o["height"] > 0:
+            if o["shadow"] is not None:
+                shadow = [p * k for p in o["shadow"]]
+            else:
+                dx, dy = b.sun[0] * o["height"] * k, b.sun[1] * o["height"] * k
+                shadow = [polys[0][0] + np.array([dx, dy])]
+        draw.append(dict(poly=polys, shadow=shadow, z=o["z"]))
+    ground = [(pts * k, col, kind) for pts, col, kind in b.ground]
+    return ground, draw, plumes
+
+
+def generate_scene(seed: int, size=4096, gsd: float = 0.5, layout: str = "mixed", out_path=None, vocabulary=None,
+                   return_image: bool = False):
+    """Generate one scene; write its GeoTIFF to ``out_path`` if given; return its annotation SceneGraph
+    (and the HxWx3 uint8 image with ``return_image``)."""
+    import torch
+
+    from sgg.datasets.synth_layouts import compose
+    from sgg.datasets.synth_relations import relations
+    from sgg.datasets.synth_render import LAND, render
+    from sgg.errors import SggInputError
+    from sgg.structures import Detections, OrientedBoxes, PairSet, SceneGraph, Vocabulary
+
+    if layout not in LAYOUTS:
+        raise SggInputError(f"unknown layout {layout!r}; choose from {', '.join(LAYOUTS)}", where="layout")
+    width, height = _size(size)
+    if width < 64 or height < 64 or not gsd > 0:
+        raise SggInputError(f"scene size must be >= 64 px and gsd > 0 (got {width}x{height}, gsd {gsd})", where="size")
+    vocab = vocabulary or Vocabulary.star()
+    rng = np.random.default_rng([int(seed), LAYOUTS.index(layout)])
+    b = compose(rng, width * gsd, height * gsd, layout)
+    # drop classes the vocabulary does not know
+    known = set(vocab.objects)
+    b.objs = [o for o in b.objs if o["cls"] in known]
+    land = list(rng.choice(list(LAND), size=int(rng.integers(2, 4)), replace=False))
+    ground, draw, plumes = _objects_px(b, gsd)
+    image = render(rng, width, height, gsd, land, ground, draw, plumes, b.sun)
+    n = len(b.objs)
+    geo = {key: np.array([o[key] for o in b.objs], np.float64) for key in ("cx", "cy", "L", "W", "heading")}
+    names = np.array([o["cls"] for o in b.objs], dtype=object)
+    cls = _indices(names, vocab.object_index)
+    subj, obj, pred = relations(names, geo)
+    keep = np.isin(pred.astype(str), list(vocab.predicates[1:]))
+    subj, obj, pred = subj[keep], obj[keep], pred[keep]
+    pred_idx = _indices(pred, vocab.predicate_index)
+    # boxes in level-0 pixels, le90 canonical (w >= h)
+    k = 1.0 / gsd
+    L, W, h = geo["L"] * k, geo["W"] * k, geo["heading"]
+    swap = W > L
+    boxes = np.stack([geo["cx"] * k, geo["cy"] * k, np.where(swap, W, L), np.where(swap, L, W), _wrap(np.where(swap, h + np.pi / 2, h))], 1)
+    order = np.lexsort((pred_idx, obj, subj))
+    det = Detections(OrientedBoxes(torch.as_tensor(boxes.reshape(n, 5), dtype=torch.float32)), torch.as_tensor(cls), torch.ones(n))
+    sg = SceneGraph(det, PairSet(torch.as_tensor(np.stack([subj[order], obj[order]], 1).reshape(-1, 2))),
+                    predicate_labels=torch.as_tensor(pred_idx[order]), vocabulary=vocab,
+                    georef=georeference(int(seed), width, height, gsd), image_size=(width, height),
+                    difficult=torch.zeros(n, dtype=torch.bool),
+                    metadata={"gsd": gsd, "layout": layout, "seed": int(seed), "generator": "sgg.datasets.synthetic"})
+    if out_path is not None:
+        out_path = Path(out_path)
+        write_image(out_path, image, sg.georef)
+        sg.image_path = str(out_path)
+        sg.georef = type(sg.georef)(sg.georef.crs_wkt, sg.georef.transform, str(out_path))
+    return (sg, image) if return_image else sg
+
+
+def write_image(path: Path, image: np.ndarray, georef) -> None:
+    """RGB uint8 GeoTIFF, tiled + deflate + overviews (sgg.io.write_geotiff when available)."""
+    from affine import Affine
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    transform = Affine(*georef.transform)
+    try:
+        from sgg.io import write_geotiff
+    except ImportError:
+        write_geotiff = None
+    if write_geotiff is not None:
+        write_geotiff(path, image, georef.crs_wkt, transform)
+        return
+    import rasterio
+    from rasterio.enums import Resampling
+
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp.tif")
+    h, w = image.shape[:2]
+    profile = dict(driver="GTiff", width=w, height=h, count=3, dtype="uint8", crs=georef.crs_wkt, transform=transform,
+                   tiled=True, blockxsize=512, blockysize=512, compress="deflate", photometric="RGB", interleave="pixel")
+    try:
+        with rasterio.open(tmp, "w", **profile) as dst:
+            dst.write(np.moveaxis(image, 2, 0))
+            factors = [f for f in (2, 4, 8, 16, 32) if min(w, h) // f >= 256]
+            if factors:
+                dst.build_overviews(factors, Resampling.average)
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def _one(args) -> str:
+    out_dir, sid, seed, size, gsd, layout, vocabulary = args
+    from sgg.datasets.dota import write_dota_labels
+    from sgg.datasets.native import write_scene_json
+
+    out_dir = Path(out_dir)
+    sg = generate_scene(seed, size, gsd, layout, out_path=out_dir / "scenes" / f"{sid}.tif", vocabulary=vocabulary)
+    write_scene_json(sg, out_dir / "annotations" / f"{sid}.json")
+    write_dota_labels(sg, out_dir / "dota" / f"{sid}.txt", gsd=gsd, imagesource="sgg-synthetic")
+    return sid
+
+
+def generate_dataset(out_dir, scenes: int = 8, size=2048, seed: int = 0, gsd: float = 0.5,
+                     layouts: Sequence[str] | None = None, split=(0.7, 0.15, 0.15), workers: int = 1,
+                     vocabulary=None, progress: bool = False) -> dict[str, list[str]]:
+    """Write ``scenes`` synthetic scenes under ``out_dir`` and a train/val/test ``split.json``; returns the split.
+
+    Scene i uses seed ``seed * 100003 + i`` and layout ``layouts[i % len(layouts)]`` (default: mostly
+    "mixed", with every fourth scene one single kind so that each kind also appears at full scale)."""
+    from sgg.datasets.native import atomic_write_text
+    from sgg.errors import SggInputError
+
+    if scenes < 1:
+        raise SggInputError(f"scenes must be >= 1, got {scenes}", where="scenes")
+    if len(split) != 3 or any(s < 0 for s in split) or sum(split) <= 0:
+        raise SggInputError(f"split must be three non-negative fractions, got {split}", where="split")
+    out_dir = Path(out_dir)
+    kinds = [k for k in LAYOUTS if k != "mixed"]
+    if layouts:
+        bad = [l for l in layouts if l not in LAYOUTS]
+        if bad:
+            raise SggInputError(f"unknown layout(s) {bad}; choose from {', '.join(LAYOUTS)}", where="layouts")
+    jobs = []
+    for i in range(scenes):
+        lay = layouts[i % len(layouts)] if layouts else ("mixed" if i % 4 != 3 else kinds[(i // 4 + seed) % len(kinds)])
+        jobs.append((str(out_dir), f"s{i:05d}", int(seed) * 100003 + i, size, gsd, lay, vocabulary))
+    it = None
+    if workers > 1:
+        from concurrent.futures import ProcessPoolExecutor
+
+        pool = ProcessPoolExecutor(workers)
+        it = pool.map(_one, jobs)
+    else:
+        pool = None
+        it = map(_one, jobs)
+    if progress:
+        from tqdm import tqdm
+
+        it = tqdm(it, total=len(jobs), unit="scene", desc="sgg synth")
+    ids = list(it)
+    if pool is not None:
+        pool.shutdown()
+    rng = np.random.default_rng([int(seed), 99])
+    perm = [ids[i] for i in rng.permutation(len(ids))]
+    frac = np.asarray(split, np.float64) / float(sum(split))
+    n_val = int(round(frac[1] * len(ids)))
+    n_test = int(round(frac[2] * len(ids)))
+    if len(ids) >= 3:
+        n_val, n_test = max(n_val, 1 if frac[1] > 0 else 0), max(n_test, 1 if frac[2] > 0 else 0)
+    n_train = max(0, len(ids) - n_val - n_test)
+    out = {"train": sorted(perm[:n_train]), "val": sorted(perm[n_train:n_train + n_val]), "test": sorted(perm[n_train + n_val:])}
+    atomic_write_text(out_dir / "split.json", json.dumps(out, indent=1) + "\n")
+    return out

@@ -1,0 +1,207 @@
+"""Synthetic scene generator: determinism, georeferencing, box/drawing agreement, rule-made relations, STAR
+long-tail agreement (Spearman against the real STAR triplet counts) and the ``sgg synth`` command."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from collections import Counter
+
+import numpy as np
+import pytest
+import torch
+
+from sgg.datasets.synth_relations import relations
+from sgg.datasets.synth_render import SHAPES, place
+from sgg.datasets.synthetic import generate_scene
+from sgg.structures import Vocabulary
+
+
+def _preds(names, geo):
+    s, o, p = relations(np.array(names, dtype=object), {k: np.asarray(v, float) for k, v in geo.items()})
+    return {(int(a), str(c), int(b)) for a, b, c in zip(s, o, p)}
+
+
+def _geo(rows):
+    """rows: (name, cx, cy, L, W, heading_deg) → names, geo dict."""
+    names = [r[0] for r in rows]
+    geo = {"cx": [r[1] for r in rows], "cy": [r[2] for r in rows], "L": [r[3] for r in rows], "W": [r[4] for r in rows],
+           "heading": [math.radians(r[5]) for r in rows]}
+    return names, geo
+
+
+@pytest.fixture(scope="module")
+def scene1024():
+    return generate_scene(3, 1024, layout="mixed", return_image=True)
+
+
+def test_deterministic_by_seed(scene1024):
+    sg, img = scene1024
+    sg2, img2 = generate_scene(3, 1024, layout="mixed", return_image=True)
+    assert torch.equal(sg.detections.boxes.tensor, sg2.detections.boxes.tensor)
+    assert torch.equal(sg.detections.labels, sg2.detections.labels)
+    assert torch.equal(sg.pairs.pairs, sg2.pairs.pairs) and torch.equal(sg.predicate_labels, sg2.predicate_labels)
+    assert hashlib.sha256(img.tobytes()).hexdigest() == hashlib.sha256(img2.tobytes()).hexdigest()
+    sg3 = generate_scene(4, 1024, layout="mixed")
+    assert len(sg3.detections) != len(sg.detections) or not torch.equal(sg3.detections.boxes.tensor, sg.detections.boxes.tensor)
+
+
+def test_annotation_is_well_formed(scene1024):
+    sg, img = scene1024
+    assert img.shape == (1024, 1024, 3) and img.dtype == np.uint8
+    assert sg.image_size == (1024, 1024)
+    assert len(sg.detections) > 50 and bool((sg.detections.scores == 1).all())
+    b32 = sg.detections.boxes.tensor.numpy()
+    half = np.float32(math.pi / 2)
+    assert (b32[:, 2] >= b32[:, 3]).all() and (b32[:, 4] >= -half).all() and (b32[:, 4] < half).all()
+    b = b32.astype(np.float64)
+    c, s = np.cos(b[:, 4]), np.sin(b[:, 4])
+    ex = 0.5 * (b[:, 2] * np.abs(c) + b[:, 3] * np.abs(s))
+    ey = 0.5 * (b[:, 2] * np.abs(s) + b[:, 3] * np.abs(c))
+    assert (b[:, 0] - ex >= -1e-3).all() and (b[:, 0] + ex <= 1024 + 1e-3).all()
+    assert (b[:, 1] - ey >= -1e-3).all() and (b[:, 1] + ey <= 1024 + 1e-3).all()
+    p = sg.pairs.pairs
+    assert len(p) > 50 and bool((p[:, 0] != p[:, 1]).all())
+    rows = {(int(a), int(b_), int(c_)) for (a, b_), c_ in zip(p.tolist(), sg.predicate_labels.tolist())}
+    assert len(rows) == len(p)  # no duplicate relation rows
+    assert sg.georef is not None and "UTM zone 33N" in sg.georef.crs_wkt
+
+
+def test_boxes_are_minimum_rectangles_of_drawn_shapes():
+    shapely = pytest.importorskip("shapely")
+    rng = np.random.default_rng(0)
+    for name, shape in SHAPES.items():
+        for _ in range(3):
+            L, h = rng.uniform(20, 80), rng.uniform(-3, 3)
+            W = L * rng.uniform(0.9, 1.05) if name == "plane" else L * rng.uniform(0.1, 0.9)  # planes: span ≈ length
+            poly = shapely.Polygon(place(shape, 100.0, 50.0, L, W, h))
+            # tight in the object's own frame: unrotated, the drawing spans exactly L × W around the centre
+            local = shapely.Polygon(place(shape, 0.0, 0.0, L, W, 0.0))
+            assert local.bounds == pytest.approx((-L / 2, -W / 2, L / 2, W / 2), abs=1e-6), name
+            if name == "plane":  # swept wings tilt a plane's minimum rectangle; boxes follow the fuselage (as DOTA)
+                continue
+            mrr = poly.minimum_rotated_rectangle
+            assert mrr.area == pytest.approx(L * W, rel=0.02), name
+            assert mrr.centroid.distance(shapely.Point(100, 50)) < 0.02 * L, name
+
+
+def test_geotiff_georeferenced(tmp_path):
+    rasterio = pytest.importorskip("rasterio")
+    path = tmp_path / "scene.tif"
+    sg = generate_scene(5, (768, 512), gsd=0.3, layout="parking", out_path=path)
+    with rasterio.open(path) as ds:
+        assert (ds.width, ds.height, ds.count) == (768, 512, 3) and ds.dtypes[0] == "uint8"
+        assert ds.crs.is_projected and ds.crs.to_epsg() == 32633
+        assert ds.transform.a == pytest.approx(0.3) and ds.transform.e == pytest.approx(-0.3)
+        assert tuple(ds.transform)[:6] == pytest.approx(sg.georef.transform)
+        assert 100_000 < ds.transform.c < 900_000  # easting inside the UTM zone
+        assert ds.profile.get("tiled") and ds.overviews(1)
+    assert sg.image_path == str(path)
+
+
+def test_rule_parked_on_and_alongside():
+    # a lot along x; three cars nose-in (perpendicular to the lot axis), side by side; one car turned 40°;
+    # one car outside the lot
+    rows = [("car_parking", 50, 50, 60, 12, 0),
+            ("car", 40.0, 47, 4.5, 1.8, 90), ("car", 42.6, 47, 4.5, 1.8, 90), ("car", 45.2, 47, 4.5, 1.8, -90),
+            ("car", 55.0, 47, 4.5, 1.8, 130), ("car", 50, 90, 4.5, 1.8, 0)]
+    rel = _preds(*_geo(rows))
+    for car in (1, 2, 3):
+        assert (car, "parallelly parked on", 0) in rel
+    assert (4, "parallelly parked on", 0) not in rel and (4, "randomly parked on", 0) in rel
+    assert not any(s == 5 and o == 0 for s, _, o in rel)  # outside the lot: not parked on it
+    assert (1, "parked alongside with", 2) in rel and (2, "parked alongside with", 1) in rel and (2, "parked alongside with", 3) in rel
+    assert (1, "parked alongside with", 3) not in rel  # not neighbours
+
+
+def test_rule_emission_lines_docks_cranes():
+    rows = [("chimney", 0, 0, 6, 6, 0), ("smoke", 60, 0, 120, 30, 0),  # big plume from chimney 0
+            ("chimney", 500, 0, 6, 6, 0), ("smoke", 520, 0, 40, 12, 0),  # small plume
+            ("lattice_tower", 1000, 0, 9, 9, 0), ("lattice_tower", 1090, 0, 9, 9, 0), ("lattice_tower", 1000, 30, 9, 9, 0),
+            ("dock", 0, 500, 200, 20, 0), ("crane", 10, 500, 16, 30, 90), ("crane", 10, 600, 16, 30, 90),
+            ("boat", -20, 517, 12, 4, 90), ("boat", -15, 517, 12, 4, 90)]
+    rel = _preds(*_geo(rows))
+    assert (0, "violently emit", 1) in rel and (0, "slightly emit", 1) not in rel
+    assert (2, "slightly emit", 3) in rel and (2, "violently emit", 3) not in rel
+    assert (4, "within same line of", 5) in rel and (4, "within same line of", 6) not in rel
+    assert (4, "within different line of", 6) in rel
+    assert (8, "over", 7) in rel and not any(s == 9 and p == "over" for s, p, _ in rel)
+    assert (10, "parallelly docked at", 7) in rel and (10, "docked alongside with", 11) in rel
+
+
+def _star_counts():
+    from importlib import resources
+
+    t = np.array(json.loads(resources.files("sgg.data").joinpath("star_triplet_counts.json").read_text()), dtype=np.float64)
+    return t.sum(axis=(0, 1))
+
+
+def _stats(seeds, size, layouts):
+    from scipy.stats import spearmanr
+
+    vocab = Vocabulary.star()
+    counts = np.zeros(vocab.num_predicates)
+    classes = Counter()
+    for seed, layout in zip(seeds, layouts):
+        sg = generate_scene(seed, size, layout=layout)
+        counts += np.bincount(sg.predicate_labels.numpy(), minlength=vocab.num_predicates)
+        classes.update(sg.detections.labels.tolist())
+    covered = np.flatnonzero(counts[1:] > 0) + 1
+    rho = spearmanr(counts[covered], _star_counts()[covered]).statistic
+    return len(classes), len(covered), rho
+
+
+def test_classes_predicates_and_star_long_tail_small():
+    n_cls, n_pred, rho = _stats([0, 1, 2, 3, 4], 1280, ["mixed", "mixed", "harbour", "dam", "energy"])
+    assert n_cls >= 30 and n_pred >= 30
+    assert rho >= 0.6
+
+
+@pytest.mark.slow
+def test_star_long_tail_four_large_scenes():
+    n_cls, n_pred, rho = _stats([0, 1, 2, 3], 2048, ["mixed"] * 4)
+    assert n_cls >= 30 and n_pred >= 30
+    assert rho >= 0.6
+
+
+def test_cli_writes_dataset_and_round_trips(tmp_path):
+    from sgg.datasets.cli import main
+    from sgg.datasets.dota import read_dota_labels
+    from sgg.datasets.native import read_scene_json
+
+    out = tmp_path / "ds"
+    assert main(["--out", str(out), "--scenes", "3", "--size", "384", "--seed", "7", "--layout", "parking", "--no-progress"]) == 0
+    split = json.loads((out / "split.json").read_text())
+    ids = sorted(split["train"] + split["val"] + split["test"])
+    assert ids == ["s00000", "s00001", "s00002"] and all(split[k] for k in ("train", "val", "test"))
+    for sid in ids:
+        assert (out / "scenes" / f"{sid}.tif").is_file() and (out / "dota" / f"{sid}.txt").is_file()
+    sg = read_scene_json(out / "annotations" / "s00000.json")
+    ref = generate_scene(7 * 100003, 384, layout="parking")
+    assert torch.allclose(sg.detections.boxes.tensor, ref.detections.boxes.tensor, atol=1e-3)
+    assert torch.equal(sg.detections.labels, ref.detections.labels)
+    assert torch.equal(sg.pairs.pairs, ref.pairs.pairs) and torch.equal(sg.predicate_labels, ref.predicate_labels)
+    assert sg.georef.transform == pytest.approx(ref.georef.transform) and sg.image_size == (384, 384)
+    dota = read_dota_labels(out / "dota" / "s00000.txt")
+    assert len(dota.detections) == len(ref.detections)
+    # same seed → same annotation bytes
+    out2 = tmp_path / "ds2"
+    assert main(["--out", str(out2), "--scenes", "1", "--size", "384", "--seed", "7", "--layout", "parking", "--no-progress"]) == 0
+    assert (out2 / "annotations" / "s00000.json").read_bytes() == (out / "annotations" / "s00000.json").read_bytes()
+
+
+def test_vocabulary_subset_and_bad_input():
+    from sgg.errors import SggInputError
+
+    vocab = Vocabulary(("car", "car_parking"), ("parked alongside with", "parallelly parked on"))
+    sg = generate_scene(1, 384, layout="parking", vocabulary=vocab)
+    assert sg.vocabulary is vocab and len(sg.detections) > 10
+    assert set(sg.detections.labels.tolist()) <= {0, 1} and set(sg.predicate_labels.tolist()) <= {1, 2}
+    for layout in ("mixed", "harbour", "airport", "energy", "dam", "sports", "construction", "industrial"):
+        generate_scene(0, 64, layout=layout)  # tiny canvases: few or no objects, but no error
+        generate_scene(1, (600, 160), layout=layout)
+    with pytest.raises(SggInputError, match="unknown layout"):
+        generate_scene(0, 256, layout="moon")
+    with pytest.raises(SggInputError):
+        generate_scene(0, 16)
