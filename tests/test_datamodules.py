@@ -334,3 +334,36 @@ def test_relation_batches_survive_lightning_transfer(data_dir):
     sample = seen[0][0]
     assert isinstance(sample["graph"], SceneGraph) and sample["graph"].vocabulary == STAR
     assert torch.equal(sample["pairs"], sample["graph"].pairs.pairs)
+
+
+def test_class_balanced_centring_favours_rare_classes(tmp_path):
+    """With ``class_balanced`` the rare class is centred on about as often as the common one."""
+    from sgg.datasets.datamodules import DetectorTileDataset
+    from sgg.datasets.tiling import load_scenes, sample_window
+
+    sg = _make_scene(tmp_path, "r0", 400, 400, 3)
+    labels = torch.zeros(len(sg.detections), dtype=torch.long)
+    labels[0] = 7  # one rare object among nine of class 0
+    sg = SceneGraph(Detections(sg.detections.boxes, labels), image_path=sg.image_path, image_size=sg.image_size,
+                    georef=sg.georef)
+    write_scene_json(sg, tmp_path / "annotations" / "r0.json")
+    scenes = load_scenes(tmp_path, ["r0"])
+    centre = sg.detections.boxes.tensor[0, :2].numpy()
+
+    def rare_share(balanced: bool) -> float:
+        ds = DetectorTileDataset(scenes, 8, (1.0,), train=True, positive_fraction=1.0, class_balanced=balanced)
+        hits = 0
+        for i in range(400):
+            _, _, (x, y, w, h) = ds.tile_spec(i)
+            hits += x <= centre[0] <= x + w and y <= centre[1] <= y + h
+        return hits / 400
+
+    plain, balanced = rare_share(False), rare_share(True)
+    assert plain < 0.25 and 0.35 < balanced < 0.65
+    # explicit weights: all mass on one object puts its centre in every window
+    rng = np.random.default_rng(0)
+    w = np.zeros(len(labels))
+    w[0] = 1.0
+    for _ in range(20):
+        x, y = sample_window(rng, 400, 400, 8, sg.detections.boxes.tensor[:, :2], 1.0, w)
+        assert x <= centre[0] <= x + 8 and y <= centre[1] <= y + 8

@@ -85,6 +85,7 @@ class DetectorTileDataset(Dataset):
         min_iof: float = 0.7,
         min_box_size: float = 1.0,
         positive_fraction: float = 0.5,
+        class_balanced: bool = False,
         flip: bool = True,
         rotate: bool = True,
         overlap: float = 0.0,
@@ -102,6 +103,15 @@ class DetectorTileDataset(Dataset):
         self.readers = ReaderCache(opener)
         areas = np.array([s.width * s.height for s in self.scenes], dtype=np.float64)
         self._scene_p = areas / areas.sum()
+        # class-balanced centring: each class present in a scene is equally likely to be centred on
+        self._centre_p: list[np.ndarray | None] = [None] * len(self.scenes)
+        if class_balanced:
+            for i, sc in enumerate(self.scenes):
+                lab = sc.labels.numpy()
+                if lab.size:
+                    _, inv, cnt = np.unique(lab, return_inverse=True, return_counts=True)
+                    w = 1.0 / cnt[inv]
+                    self._centre_p[i] = w / w.sum()
         self.grid: np.ndarray = np.zeros((0, 6))
         if not train:  # rows: scene index, scale, col_off, row_off, size, size
             rows = []
@@ -125,7 +135,8 @@ class DetectorTileDataset(Dataset):
         s = self.scales[int(rng.integers(0, len(self.scales)))]
         size = max(1, round(self.tile_size / s))
         sc = self.scenes[si]
-        x, y = sample_window(rng, sc.width, sc.height, size, sc.boxes[:, :2], self.positive_fraction)
+        x, y = sample_window(rng, sc.width, sc.height, size, sc.boxes[:, :2], self.positive_fraction,
+                             self._centre_p[si])
         return si, self.tile_size / size, (float(x), float(y), float(size), float(size))
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
@@ -165,6 +176,8 @@ class DetectorDataModule(pl.LightningDataModule):
         min_iof: keep a target when at least this share of its area lies in the tile (rotated IoF).
         min_box_size: drop targets whose short side is below this many tile pixels.
         positive_fraction: share of training tiles placed around a random object.
+        class_balanced: pick that object class-balanced (each class in the scene equally likely), so rare
+            classes are seen as often as cars — akin to repeat-factor sampling for long-tailed detection.
         flip, rotate: random flips and 90° rotations of training tiles.
         val_scales, val_overlap: fixed grid of validation/test tiles (overlap in tile pixels).
     """
@@ -181,6 +194,7 @@ class DetectorDataModule(pl.LightningDataModule):
         min_iof: float = 0.7,
         min_box_size: float = 1.0,
         positive_fraction: float = 0.5,
+        class_balanced: bool = False,
         flip: bool = True,
         rotate: bool = True,
         val_scales: tuple[float, ...] = (1.0,),
@@ -210,7 +224,7 @@ class DetectorDataModule(pl.LightningDataModule):
             self.datasets[stage] = DetectorTileDataset(
                 scenes, hp.tile_size, self.train_scales if train else hp.val_scales, train=train,
                 tiles_per_epoch=hp.tiles_per_epoch, min_iof=hp.min_iof, min_box_size=hp.min_box_size,
-                positive_fraction=hp.positive_fraction, flip=hp.flip, rotate=hp.rotate, overlap=hp.val_overlap,
+                positive_fraction=hp.positive_fraction, class_balanced=hp.class_balanced, flip=hp.flip, rotate=hp.rotate, overlap=hp.val_overlap,
                 seed=hp.seed,
             )
         return self.datasets[stage]

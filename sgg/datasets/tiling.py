@@ -184,11 +184,13 @@ def sample_window(
     size: int,
     centers: torch.Tensor | None = None,
     positive_fraction: float = 0.5,
+    weights: np.ndarray | None = None,
 ) -> tuple[int, int]:
     """Random integer top-left corner of a ``size`` window inside the image (anchored at 0 if it is larger).
 
     With probability ``positive_fraction`` (and objects present) the window is placed so that a random
-    object's centre falls in it; otherwise the position is uniform.
+    object's centre falls in it (drawn with probabilities ``weights`` if given, else uniformly); otherwise
+    the position is uniform.
     """
 
     def pick(extent: int, centre: float | None) -> int:
@@ -202,6 +204,7 @@ def sample_window(
 
     cx = cy = None
     if centers is not None and len(centers) and rng.random() < positive_fraction:
-        c = centers[int(rng.integers(0, len(centers)))]
+        k = int(rng.choice(len(centers), p=weights)) if weights is not None else int(rng.integers(0, len(centers)))
+        c = centers[k]
         cx, cy = float(c[0]), float(c[1])
     return pick(width, cx), pick(height, cy)
