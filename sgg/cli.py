@@ -48,7 +48,11 @@ def train_main(argv: list[str]) -> int:
         args = rest
     else:  # default sub-command: fit
         args = ["fit", *rest]
-    LightningCLI(model_cls, dm_cls, args=args, save_config_kwargs={"overwrite": True})
+    saved, sys.argv = sys.argv, [f"sgg train {stage}"]  # args= is the command line; LightningCLI warns on both
+    try:
+        LightningCLI(model_cls, dm_cls, args=args, save_config_kwargs={"overwrite": True})
+    finally:
+        sys.argv = saved
     return 0
 
 
