@@ -1,0 +1,169 @@
+"""``sgg eval``: evaluate predictions against ground truth.
+
+    sgg eval detection --pred results/ --gt annotations/ [--iou-threshold 0.5] [--use-07] [--json out.json]
+
+``--pred``: a DOTA Task-1 results directory (``Task1_<class>.txt``, e.g. from mmrotate or
+``sgg detect --dota-out``), or native scene-graph JSON files (a directory or one file, e.g. from
+``sgg detect --out``). ``--gt``: a directory (or file) of native JSON annotations or DOTA label files.
+Images are matched by id: the stem of the graph's ``image_path``, else the file stem (``.graph`` dropped).
+Classes are matched by name; the vocabulary is the annotations' (``--vocabulary`` for DOTA labels).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+
+def _vocabulary(spec: str | None):
+    from sgg.structures import Vocabulary
+
+    if spec is None or spec == "star":
+        return Vocabulary.star()
+    if spec == "dota":
+        from sgg.datasets.dota import DOTA_VOCABULARY
+
+        return DOTA_VOCABULARY
+    from sgg.errors import SggInputError
+
+    path = Path(spec)
+    try:
+        return Vocabulary.from_dict(json.loads(path.read_text()))
+    except (OSError, ValueError) as exc:
+        raise SggInputError(f"cannot read vocabulary ({exc})", path=path) from None
+
+
+def _image_id(sg, file: Path) -> str:
+    if sg.image_path:
+        return Path(sg.image_path).stem
+    name = file.name.split(".")[0]
+    return name
+
+
+def _files(path: Path, suffix: str) -> list[Path]:
+    if path.is_dir():
+        return sorted(p for p in path.iterdir() if p.suffix.lower() == suffix and p.is_file())
+    return [path]
+
+
+def load_ground_truth(path: str | Path, vocabulary=None, aliases=None) -> dict:
+    """{image_id: SceneGraph} from native JSON annotations or DOTA label files (a directory or a file)."""
+    from sgg.datasets.dota import read_dota_labels
+    from sgg.datasets.native import read_scene_json
+    from sgg.errors import SggInputError
+
+    path = Path(path)
+    if not path.exists():
+        raise SggInputError("ground truth not found", path=path)
+    json_files, txt_files = _files(path, ".json"), _files(path, ".txt")
+    out = {}
+    if path.is_dir() and not json_files and not txt_files:
+        raise SggInputError("no .json annotations or .txt DOTA label files here", path=path)
+    if json_files and (path.is_dir() or path.suffix.lower() == ".json"):
+        for f in json_files:
+            sg = read_scene_json(f, vocabulary)
+            out[_image_id(sg, f)] = sg
+    else:
+        for f in txt_files:
+            out[f.stem] = read_dota_labels(f, vocabulary, aliases)
+    return out
+
+
+def load_predictions(path: str | Path, vocabulary, aliases=None) -> dict:
+    """{image_id: Detections} (labels in ``vocabulary``) from DOTA results or native scene-graph JSON."""
+    from sgg.datasets.dota import read_dota_results
+    from sgg.datasets.native import read_scene_json
+    from sgg.errors import SggInputError
+
+    path = Path(path)
+    if not path.exists():
+        raise SggInputError("predictions not found", path=path)
+    is_dota = (path.is_dir() and any(p.name.startswith("Task1_") for p in path.iterdir())) or path.name.startswith("Task1_")
+    if is_dota:
+        return read_dota_results(path, vocabulary=vocabulary, aliases=aliases)
+    files = _files(path, ".json")
+    if not files:
+        raise SggInputError("no Task1_<class>.txt results or .json scene graphs here", path=path)
+    out = {}
+    for f in files:
+        sg = read_scene_json(f)
+        out[_image_id(sg, f)] = _remap(sg.detections, sg.vocabulary, vocabulary)
+    return out
+
+
+def _remap(det, src, dst):
+    """Re-index labels from vocabulary ``src`` to ``dst`` by class name; classes dst lacks are dropped."""
+    import torch
+
+    if tuple(src.objects) == tuple(dst.objects) or len(det) == 0:
+        return det
+    table = torch.tensor([dst.objects.index(n) if n in dst.objects else -1 for n in src.objects])
+    new = table[det.labels]
+    keep = (new >= 0).nonzero().flatten()
+    det = det[keep]
+    det.labels = new[keep]
+    return det
+
+
+def detection_main(argv: list[str]) -> int:
+    p = argparse.ArgumentParser(prog="sgg eval detection", description="Rotated detection mAP (DOTA devkit rules: "
+                                "difficult objects ignored, classes without ground truth left out of the mean).")
+    p.add_argument("--pred", required=True, help="DOTA results dir (Task1_<class>.txt) or scene-graph JSON file/dir")
+    p.add_argument("--gt", required=True, help="native JSON annotations or DOTA label files (dir or file)")
+    p.add_argument("--iou-threshold", type=float, default=0.5)
+    p.add_argument("--use-07", action="store_true", help="VOC07 11-point AP instead of the area under the curve")
+    p.add_argument("--vocabulary", help="star (default), dota, or a JSON file with 'objects' and 'predicates'")
+    p.add_argument("--aliases", help="class-name alias table for DOTA files, e.g. dota_to_star")
+    p.add_argument("--json", metavar="OUT", help="also write the full result as JSON")
+    args = p.parse_args(argv)
+
+    from sgg.errors import SggInputError
+    from sgg.evaluation.detection import format_table, rotated_map
+    from sgg.structures import Detections
+
+    vocab = _vocabulary(args.vocabulary) if args.vocabulary else None
+    gts = load_ground_truth(args.gt, vocab, args.aliases)
+    if not gts:
+        raise SggInputError("no annotated images", path=args.gt)
+    vocab = vocab or next(iter(gts.values())).vocabulary
+    preds = load_predictions(args.pred, vocab, args.aliases)
+    ids = sorted(gts)
+    unknown = sorted(set(preds) - set(gts))
+    if unknown and len(unknown) == len(preds):
+        raise SggInputError(f"no prediction matches an annotated image (predictions for {unknown[:5]}, "
+                            f"annotations for {ids[:5]})", path=args.pred)
+    if unknown:
+        print(f"warning: ignoring predictions for {len(unknown)} images without annotations: {unknown[:5]}",
+              file=sys.stderr)
+    result = rotated_map([preds.get(i, Detections.empty()) for i in ids], [gts[i] for i in ids],
+                         iou_threshold=args.iou_threshold, use_07_metric=args.use_07, class_names=vocab.objects)
+    result["images"] = len(ids)
+    print(f"{len(ids)} images, {sum(len(preds.get(i, [])) for i in ids)} detections")
+    print(format_table(result))
+    if args.json:
+        from sgg.datasets.native import atomic_write_text
+
+        atomic_write_text(args.json, json.dumps(result, indent=1) + "\n")
+    return 0
+
+
+SUBCOMMANDS = {"detection": (detection_main, "rotated detection mAP per class (VOC07 / area)")}
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    lines = "\n".join(f"  {k:<10} {h}" for k, (_, h) in SUBCOMMANDS.items())
+    usage = f"usage: sgg eval WHAT [options]\n\nwhat:\n{lines}\n\nRun `sgg eval WHAT --help` for options."
+    if not argv or argv[0] in ("-h", "--help"):
+        print(usage)
+        return 0
+    if argv[0] not in SUBCOMMANDS:
+        print(f"sgg eval: unknown evaluation {argv[0]!r}; choose from {', '.join(SUBCOMMANDS)}\n\n{usage}", file=sys.stderr)
+        return 2
+    return int(SUBCOMMANDS[argv[0]][0](argv[1:]) or 0)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
