@@ -1,0 +1,113 @@
+"""Detector checkpoints that carry their vocabulary and architecture (DESIGN.md §5.2).
+
+``save_detector`` writes ``{"format", "version", "vocabulary", "config", "state_dict"}`` atomically
+(optionally as fp16 to halve the file). ``load_detector`` reads it — or a Lightning ``.ckpt`` written by
+``DetectorModule`` — with ``torch.load(weights_only=True)``, and refuses a checkpoint made for another
+vocabulary or architecture with a message that says which.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from sgg.errors import SggInputError
+from sgg.structures import Vocabulary
+
+from .hodnet import ARCHITECTURE_KEYS, HODNet, resolve_config
+
+FORMAT = "sgg-detector"
+VERSION = 1
+
+
+def _vocab(v: Vocabulary | dict | list | tuple | None) -> Vocabulary | None:
+    if v is None or isinstance(v, Vocabulary):
+        return v
+    if isinstance(v, dict):
+        return Vocabulary.from_dict(v)
+    return Vocabulary(tuple(v), ())
+
+
+def save_detector(model: HODNet, path: str | os.PathLike, vocabulary: Vocabulary | list[str],
+                  config: dict[str, Any] | None = None, half: bool = False) -> Path:
+    """Write ``model``'s weights with its vocabulary and config; ``half=True`` stores floats as fp16."""
+    vocab = _vocab(vocabulary)
+    cfg = dict(config if config is not None else model.config)
+    cfg["pretrained"], cfg["weights_path"] = False, None  # the state dict holds the weights
+    if vocab.num_classes != int(cfg["num_classes"]):
+        raise SggInputError(f"vocabulary has {vocab.num_classes} classes but the model {cfg['num_classes']}", path=path)
+    sd = {k: (v.half() if half and v.is_floating_point() else v).detach().cpu().contiguous()
+          for k, v in model.state_dict().items()}
+    payload = {"format": FORMAT, "version": VERSION, "vocabulary": vocab.to_dict(), "config": cfg, "state_dict": sd}
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        torch.save(payload, tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return path
+
+
+def read_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> tuple[Vocabulary, dict, dict]:
+    """(vocabulary, config, model state dict) from an sgg detector file or a DetectorModule ``.ckpt``."""
+    path = Path(path)
+    if not path.is_file():
+        raise SggInputError("detector checkpoint not found", path=path)
+    try:
+        ck = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - unreadable or unsafe pickle: a user-file problem
+        raise SggInputError(f"cannot read detector checkpoint ({type(exc).__name__}: {str(exc)[:200]})", path=path) from None
+    if not isinstance(ck, dict):
+        raise SggInputError("not a detector checkpoint", path=path)
+    if ck.get("format") == FORMAT:
+        meta, sd = ck, ck["state_dict"]
+    elif "sgg_detector" in ck and "state_dict" in ck:  # Lightning checkpoint of DetectorModule
+        meta = ck["sgg_detector"]
+        sd = {k[len("model."):]: v for k, v in ck["state_dict"].items() if k.startswith("model.")}
+    else:
+        raise SggInputError("not an sgg detector checkpoint (no vocabulary/config inside)", path=path)
+    return Vocabulary.from_dict(meta["vocabulary"]), dict(meta["config"]), sd
+
+
+def load_detector(path: str | os.PathLike, vocabulary: Vocabulary | list[str] | None = None,
+                  map_location: Any = "cpu", config: dict[str, Any] | None = None) -> HODNet:
+    """Rebuild the detector of a checkpoint (in eval mode, float32, ``model.vocabulary`` set).
+
+    ``vocabulary`` / ``config``: what the caller expects; a checkpoint that disagrees on the class names or
+    on an architecture key (backbone, channels, anchors, classes) is refused, naming the difference.
+    """
+    vocab, cfg, sd = read_checkpoint(path, map_location)
+    want = _vocab(vocabulary)
+    if want is not None and tuple(want.objects) != tuple(vocab.objects):
+        missing = [c for c in want.objects if c not in vocab.objects][:5]
+        extra = [c for c in vocab.objects if c not in want.objects][:5]
+        why = f"missing {missing}, extra {extra}" if missing or extra else "same names in another order"
+        raise SggInputError(
+            f"checkpoint was trained for another vocabulary ({vocab.num_classes} classes vs {want.num_classes} "
+            f"expected; {why})", path=path)
+    if config:
+        exp = resolve_config(config)
+        for k in ARCHITECTURE_KEYS:
+            if k in config and exp[k] != cfg.get(k):
+                raise SggInputError(f"checkpoint architecture differs: {k} is {cfg.get(k)!r}, expected {exp[k]!r}",
+                                    path=path)
+    cfg["pretrained"], cfg["weights_path"] = False, None
+    try:
+        model = HODNet(cfg)
+    except SggInputError as exc:
+        raise SggInputError(f"checkpoint config is invalid: {exc}", path=path) from None
+    sd = {k: (v.float() if v.is_floating_point() else v) for k, v in sd.items()}
+    try:
+        model.load_state_dict(sd, strict=True)
+    except RuntimeError as exc:
+        raise SggInputError(f"weights do not fit the {cfg['backbone']} architecture: {str(exc)[:300]}", path=path) from None
+    model.vocabulary = vocab
+    return model.eval()

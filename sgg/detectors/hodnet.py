@@ -1,0 +1,142 @@
+"""HOD-Net's per-image detector: backbone + FPN (P2–P6), oriented RPN, oriented RoI head (DESIGN.md §5.2).
+
+torchvision-style API. ``model(images, targets)`` in train mode returns a dict of losses;
+``model(images)`` in eval mode returns ``list[Detections]`` in the input images' pixel coordinates.
+``images``: a float tensor (B,3,H,W) in [0, 1] or a list of (3,H,W) tensors of any sizes (padded here);
+``targets``: list of ``{"boxes": (K,5) le90, "labels": (K,) 0-based}`` (K may be 0).
+The constructor takes plain keyword arguments; ``model.config`` returns them, for checkpoints.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+from sgg.errors import SggInputError
+from sgg.structures import Detections
+
+from .backbones import BACKBONES, BackboneFPN
+from .roi_head import OrientedRoIHead
+from .rpn import OrientedRPN
+
+DEFAULT_CONFIG: dict[str, Any] = {
+    "num_classes": 48,
+    "backbone": "efficientnet_lite0",
+    "pretrained": True,
+    "weights_path": None,
+    "fpn_channels": 128,
+    "freeze_bn": True,
+    "frozen_stages": 2,
+    "anchor_sizes": [32, 64, 128, 256, 512],
+    "anchor_ratios": [0.5, 1.0, 2.0],
+    "rpn_pre_nms_top_n": [2000, 1000],
+    "rpn_post_nms_top_n": [2000, 1000],
+    "rpn_nms_iou": 0.8,
+    "rpn_batch_size": 256,
+    "representation_size": 256,
+    "roi_batch_size": 512,
+    "roi_pos_fraction": 0.25,
+    "score_threshold": 0.05,
+    "nms_iou": 0.1,
+    "max_detections": 1000,
+    "size_divisor": 32,
+}
+# keys that change the parameters' shapes or meaning: a checkpoint must agree on these
+ARCHITECTURE_KEYS = ("num_classes", "backbone", "fpn_channels", "anchor_sizes", "anchor_ratios", "representation_size")
+
+
+def resolve_config(config: dict[str, Any] | None = None, **overrides: Any) -> dict[str, Any]:
+    """DEFAULT_CONFIG updated by ``config`` and ``overrides``; unknown keys are refused."""
+    cfg = dict(DEFAULT_CONFIG)
+    for src in (config or {}, overrides):
+        unknown = sorted(set(src) - set(cfg))
+        if unknown:
+            raise SggInputError(f"unknown detector option(s) {unknown}; known: {sorted(cfg)}", where="detector config")
+        cfg.update(src)
+    if cfg["backbone"] not in BACKBONES:
+        raise SggInputError(f"unknown backbone {cfg['backbone']!r}; choose from {', '.join(BACKBONES)}",
+                            where="detector config")
+    if len(cfg["anchor_sizes"]) != 5:
+        raise SggInputError("anchor_sizes needs 5 sizes (P2..P6)", where="detector config")
+    for k in ("anchor_sizes", "anchor_ratios", "rpn_pre_nms_top_n", "rpn_post_nms_top_n"):
+        cfg[k] = list(cfg[k])
+    return cfg
+
+
+class HODNet(nn.Module):
+    """Two-stage oriented detector in the style of Oriented R-CNN."""
+
+    def __init__(self, config: dict[str, Any] | None = None, **overrides: Any):
+        super().__init__()
+        cfg = resolve_config(config, **overrides)
+        self.config = cfg
+        self.backbone = BackboneFPN(cfg["backbone"], cfg["pretrained"], cfg["weights_path"], cfg["fpn_channels"],
+                                    cfg["freeze_bn"], cfg["frozen_stages"])
+        self.register_buffer("pixel_mean", torch.tensor(self.backbone.mean).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("pixel_std", torch.tensor(self.backbone.std).view(1, 3, 1, 1), persistent=False)
+        c = cfg["fpn_channels"]
+        self.rpn = OrientedRPN(c, BackboneFPN.strides, cfg["anchor_sizes"], cfg["anchor_ratios"],
+                               batch_size=cfg["rpn_batch_size"], pre_nms_top_n=tuple(cfg["rpn_pre_nms_top_n"]),
+                               post_nms_top_n=tuple(cfg["rpn_post_nms_top_n"]), nms_iou=cfg["rpn_nms_iou"])
+        self.roi_head = OrientedRoIHead(c, cfg["num_classes"], BackboneFPN.strides[:4], cfg["representation_size"],
+                                        batch_size=cfg["roi_batch_size"], pos_fraction=cfg["roi_pos_fraction"],
+                                        score_threshold=cfg["score_threshold"], nms_iou=cfg["nms_iou"],
+                                        max_detections=cfg["max_detections"])
+
+    @property
+    def num_classes(self) -> int:
+        return int(self.config["num_classes"])
+
+    def set_generator(self, generator: torch.Generator | None) -> None:
+        """Random source of the anchor and RoI samplers (reproducible training)."""
+        self.rpn.generator = generator
+        self.roi_head.generator = generator
+
+    def preprocess(self, images: torch.Tensor | list[torch.Tensor]) -> tuple[torch.Tensor, list[tuple[int, int]]]:
+        """Normalise and pad to a common size divisible by ``size_divisor``; returns batch and (H, W) sizes."""
+        if isinstance(images, torch.Tensor):
+            if images.dim() == 3:
+                images = images[None]
+            if images.dim() != 4 or images.shape[1] != 3:
+                raise SggInputError(f"images must be (B,3,H,W) floats in [0,1]; got shape {tuple(images.shape)}")
+            images = list(images)
+        if not images:
+            raise SggInputError("no images given")
+        sizes = [(int(im.shape[-2]), int(im.shape[-1])) for im in images]
+        d = int(self.config["size_divisor"])
+        hmax = -(-max(s[0] for s in sizes) // d) * d
+        wmax = -(-max(s[1] for s in sizes) // d) * d
+        batch = self.pixel_mean.new_zeros(len(images), 3, hmax, wmax)
+        for i, im in enumerate(images):
+            if im.dim() != 3 or im.shape[0] != 3:
+                raise SggInputError(f"image {i} must be (3,H,W); got shape {tuple(im.shape)}")
+            x = (im.to(batch) - self.pixel_mean[0]) / self.pixel_std[0]
+            batch[i, :, : x.shape[1], : x.shape[2]] = x
+        return batch, sizes
+
+    def features(self, batch: torch.Tensor) -> list[torch.Tensor]:
+        """FPN maps P2..P6 of a normalised, padded batch."""
+        return list(self.backbone(batch).values())
+
+    def forward(self, images, targets: list[dict[str, torch.Tensor]] | None = None):
+        batch, sizes = self.preprocess(images)
+        if self.training:
+            if targets is None or len(targets) != len(sizes):
+                raise SggInputError("training needs one target dict per image")
+            targets = [{"boxes": t["boxes"].to(batch).reshape(-1, 5), "labels": t["labels"].to(batch.device).long()}
+                       for t in targets]
+        feats = self.features(batch)
+        proposals, rpn_losses = self.rpn(feats, sizes, targets if self.training else None)
+        if self.training:
+            return {**rpn_losses, **self.roi_head.losses(feats[:4], proposals, targets)}
+        results = self.roi_head.predict(feats[:4], proposals)
+        return [Detections(r["boxes"].float(), r["labels"], r["scores"].float()) for r in results]
+
+
+def total_loss(losses: dict[str, torch.Tensor]) -> torch.Tensor:
+    """Sum of the ``loss_*`` entries (accuracy etc. are logged, not optimised)."""
+    return sum(v for k, v in losses.items() if k.startswith("loss_"))
+
+

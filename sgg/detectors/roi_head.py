@@ -1,0 +1,143 @@
+"""Oriented RoI head (DESIGN.md §5.2): rotated RoIAlign 7×7 + shared 2-FC + class / per-class box branches.
+
+Training: the ground-truth boxes join the proposals, proposals are matched by exact rotated IoU (≥ 0.5
+positive), 512 RoIs per image with at most 25 % positives are sampled, cross-entropy over C+1 classes
+(index C is background) and smooth-L1 on the matched class's le90 deltas. Inference: softmax scores,
+per-class decoding, score threshold, class-wise rotated NMS, top detections.
+"""
+
+from __future__ import annotations
+
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from sgg.ops import rotated_iou, rotated_nms, rotated_roi_align
+
+from .box_coder import DeltaXYWHACoder
+from .rpn import sample_labels
+
+
+class OrientedRoIHead(nn.Module):
+    def __init__(self, in_channels: int, num_classes: int, strides=(4, 8, 16, 32), representation_size: int = 256,
+                 pool_size: int = 7, finest_scale: float = 56.0, batch_size: int = 512, pos_fraction: float = 0.25,
+                 pos_iou: float = 0.5, score_threshold: float = 0.05, nms_iou: float = 0.1,
+                 max_detections: int = 1000, pre_nms_top_n: int = 4000):
+        super().__init__()
+        self.num_classes = num_classes
+        self.strides = list(strides)
+        self.pool_size, self.finest_scale = pool_size, finest_scale
+        self.fc1 = nn.Linear(in_channels * pool_size * pool_size, representation_size)
+        self.fc2 = nn.Linear(representation_size, representation_size)
+        self.cls = nn.Linear(representation_size, num_classes + 1)
+        self.reg = nn.Linear(representation_size, num_classes * 5)
+        nn.init.normal_(self.cls.weight, std=0.01)
+        nn.init.normal_(self.reg.weight, std=0.001)
+        nn.init.zeros_(self.cls.bias)
+        nn.init.zeros_(self.reg.bias)
+        self.coder = DeltaXYWHACoder()
+        self.batch_size, self.pos_fraction, self.pos_iou = batch_size, pos_fraction, pos_iou
+        self.score_threshold, self.nms_iou = score_threshold, nms_iou
+        self.max_detections, self.pre_nms_top_n = max_detections, pre_nms_top_n
+        self.generator: torch.Generator | None = None
+
+    # features ---------------------------------------------------------------------------------
+    def map_levels(self, boxes: torch.Tensor) -> torch.Tensor:
+        """FPN level index per box by scale (mmdet rule: < 112 px → P2, < 224 → P3, …)."""
+        scale = torch.sqrt((boxes[:, 2] * boxes[:, 3]).clamp(min=1e-6))
+        lvl = torch.floor(torch.log2(scale / self.finest_scale + 1e-6))
+        return lvl.clamp(0, len(self.strides) - 1).long()
+
+    def pool(self, feats: list[torch.Tensor], boxes: torch.Tensor, batch_idx: torch.Tensor) -> torch.Tensor:
+        """(K, C, 7, 7) rotated RoIAlign features, each box from the level chosen by its scale."""
+        c = feats[0].shape[1]
+        out = feats[0].new_zeros(boxes.shape[0], c, self.pool_size, self.pool_size)
+        levels = self.map_levels(boxes)
+        for lvl, stride in enumerate(self.strides):
+            idx = torch.nonzero(levels == lvl).flatten()
+            if idx.numel():
+                out[idx] = rotated_roi_align(feats[lvl], boxes[idx], batch_idx[idx], self.pool_size,
+                                             1.0 / stride, sampling_ratio=2)
+        return out
+
+    def box_head(self, pooled: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        x = F.relu(self.fc1(pooled.flatten(1)))
+        x = F.relu(self.fc2(x))
+        return self.cls(x), self.reg(x).reshape(-1, self.num_classes, 5)
+
+    # training ---------------------------------------------------------------------------------
+    @torch.no_grad()
+    def sample(self, proposals: list[torch.Tensor], targets: list[dict[str, torch.Tensor]]):
+        """Sampled RoIs, their batch index, class targets (C = background) and regression targets."""
+        rois, bidx, labels, reg_t = [], [], [], []
+        for b, (props, tgt) in enumerate(zip(proposals, targets)):
+            gt, gl = tgt["boxes"].to(props), tgt["labels"].to(props.device).long()
+            props = torch.cat([props, gt]) if gt.numel() else props
+            if gt.numel():
+                best, idx = rotated_iou(props, gt).to(props.dtype).max(1)
+                lab = torch.where(best >= self.pos_iou, gl[idx], torch.full_like(idx, self.num_classes))
+            else:
+                idx = torch.zeros(props.shape[0], dtype=torch.long, device=props.device)
+                lab = torch.full_like(idx, self.num_classes)
+            flag = (lab < self.num_classes).float()  # 1 positive, 0 negative for the sampler
+            pos, neg = sample_labels(flag, self.batch_size, self.pos_fraction, self.generator)
+            sel = torch.cat([pos, neg])
+            rois.append(props[sel])
+            bidx.append(torch.full((sel.numel(),), b, dtype=torch.long, device=props.device))
+            labels.append(lab[sel])
+            t = props.new_zeros(sel.numel(), 5)
+            if pos.numel():
+                t[: pos.numel()] = self.coder.encode(props[pos], gt[idx[pos]])
+            reg_t.append(t)
+        return torch.cat(rois), torch.cat(bidx), torch.cat(labels), torch.cat(reg_t)
+
+    def losses(self, feats, proposals, targets) -> dict[str, torch.Tensor]:
+        rois, bidx, labels, reg_t = self.sample(proposals, targets)
+        logits, deltas = self.box_head(self.pool(feats, rois, bidx))
+        loss_cls = F.cross_entropy(logits, labels) if labels.numel() else logits.sum() * 0.0
+        pos = torch.nonzero(labels < self.num_classes).flatten()
+        if pos.numel():
+            d = deltas[pos, labels[pos]]
+            loss_reg = F.smooth_l1_loss(d, reg_t[pos], beta=1.0, reduction="sum") / max(labels.numel(), 1)
+        else:
+            loss_reg = deltas.sum() * 0.0
+        acc = (logits.argmax(1) == labels).float().mean() if labels.numel() else logits.new_zeros(())
+        return {"loss_roi_cls": loss_cls, "loss_roi_reg": loss_reg, "roi_acc": acc.detach()}
+
+    # inference --------------------------------------------------------------------------------
+    @torch.no_grad()
+    def predict(self, feats, proposals: list[torch.Tensor]) -> list[dict[str, torch.Tensor]]:
+        """Per image {"boxes" (D,5), "labels" (D,), "scores" (D,)}."""
+        counts = [p.shape[0] for p in proposals]
+        rois = torch.cat(proposals)
+        bidx = torch.repeat_interleave(torch.arange(len(proposals), device=rois.device),
+                                       torch.tensor(counts, device=rois.device))
+        if rois.shape[0]:
+            logits, deltas = self.box_head(self.pool(feats, rois, bidx))
+            probs = logits.softmax(1)[:, : self.num_classes]
+            boxes = self.coder.decode(rois, deltas)  # (R, C, 5)
+        out = []
+        start = 0
+        for n in counts:
+            if n == 0:
+                out.append(self._empty(feats[0].device))
+                continue
+            s, bx = probs[start:start + n].reshape(-1), boxes[start:start + n].reshape(-1, 5)
+            lab = torch.arange(self.num_classes, device=s.device).repeat(n)
+            start += n
+            ok = (s > self.score_threshold) & (bx[:, 2] > 1e-2) & (bx[:, 3] > 1e-2) & torch.isfinite(bx).all(1)
+            s, bx, lab = s[ok], bx[ok], lab[ok]
+            if s.numel() > self.pre_nms_top_n:
+                top = s.topk(self.pre_nms_top_n).indices
+                s, bx, lab = s[top], bx[top], lab[top]
+            keep = rotated_nms(bx, s, self.nms_iou, labels=lab)[: self.max_detections]
+            out.append({"boxes": bx[keep], "labels": lab[keep], "scores": s[keep]})
+        return out
+
+    @staticmethod
+    def _empty(device) -> dict[str, torch.Tensor]:
+        return {"boxes": torch.zeros(0, 5, device=device), "labels": torch.zeros(0, dtype=torch.long, device=device),
+                "scores": torch.zeros(0, device=device)}
+
+
