@@ -34,7 +34,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from sgg.datasets.tiling import ReaderCache, SceneRecord, load_scenes, read_split, read_window, sample_window
-from sgg.datasets.transforms import grid_windows, random_flip_rot90, tile_targets
+from sgg.datasets.transforms import grid_windows, photometric, random_flip_rot90, rotate_about_centre, tile_targets
 from sgg.errors import SggInputError
 
 
@@ -88,6 +88,8 @@ class DetectorTileDataset(Dataset):
         class_balanced: bool = False,
         flip: bool = True,
         rotate: bool = True,
+        rotate_any: float = 0.0,
+        photometric: float = 0.0,
         overlap: float = 0.0,
         seed: int = 0,
         opener=None,
@@ -100,6 +102,7 @@ class DetectorTileDataset(Dataset):
         self.train, self.tiles_per_epoch, self.min_iof = train, int(tiles_per_epoch), float(min_iof)
         self.min_box_size, self.positive_fraction = float(min_box_size), float(positive_fraction)
         self.flip, self.rotate, self.seed = flip, rotate, int(seed)
+        self.rotate_any, self.photometric = float(rotate_any), float(photometric)
         self.readers = ReaderCache(opener)
         areas = np.array([s.width * s.height for s in self.scenes], dtype=np.float64)
         self._scene_p = areas / areas.sum()
@@ -142,11 +145,27 @@ class DetectorTileDataset(Dataset):
     def __getitem__(self, index: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         si, scale, window = self.tile_spec(int(index))
         sc = self.scenes[si]
-        image = read_window(self.readers.get(sc.image_path), sc.width, sc.height, window, self.tile_size)
-        boxes, keep = tile_targets(sc.boxes, window, scale, self.min_iof, self.min_box_size)
+        rng = np.random.default_rng([self.seed, int(index), 1])
+        turn = self.train and self.rotate_any > 0 and rng.random() < self.rotate_any
+        theta = float(rng.uniform(-math.pi, math.pi)) if turn else 0.0
+        if theta:  # read the turned window's envelope, turn, crop; keep boxes ≥ min_iof inside the crop
+            grow = abs(math.cos(theta)) + abs(math.sin(theta))
+            big_px = math.ceil(self.tile_size * grow / 2) * 2
+            size = big_px / scale
+            x0, y0 = window[0] + window[2] / 2 - size / 2, window[1] + window[3] / 2 - size / 2
+            big = read_window(self.readers.get(sc.image_path), sc.width, sc.height, (x0, y0, size, size), big_px)
+            near, keep = tile_targets(sc.boxes, (x0, y0, size, size), scale, 1e-6)
+            image, near = rotate_about_centre(big, near, theta, self.tile_size)
+            t = float(self.tile_size)
+            boxes, sub = tile_targets(near, (0.0, 0.0, t, t), 1.0, self.min_iof, self.min_box_size)
+            keep = keep[sub]
+        else:
+            image = read_window(self.readers.get(sc.image_path), sc.width, sc.height, window, self.tile_size)
+            boxes, keep = tile_targets(sc.boxes, window, scale, self.min_iof, self.min_box_size)
         if self.train and (self.flip or self.rotate):
-            rng = np.random.default_rng([self.seed, int(index), 1])
             image, boxes = random_flip_rot90(image, boxes, rng, flip=self.flip, rotate=self.rotate)
+        if self.train and self.photometric > 0:
+            image = photometric(image, rng, self.photometric)
         target = {
             "boxes": boxes.float(),
             "labels": sc.labels[keep].long(),
@@ -179,6 +198,9 @@ class DetectorDataModule(pl.LightningDataModule):
         class_balanced: pick that object class-balanced (each class in the scene equally likely), so rare
             classes are seen as often as cars — akin to repeat-factor sampling for long-tailed detection.
         flip, rotate: random flips and 90° rotations of training tiles.
+        rotate_any: probability of turning a training tile by a uniform random angle (read wide, turned,
+            cropped; boxes kept by ``min_iof`` against the crop) — for data whose objects sit near the axes.
+        photometric: strength of random brightness/contrast/saturation/gamma/blur/noise (0 = off).
         val_scales, val_overlap: fixed grid of validation/test tiles (overlap in tile pixels).
     """
 
@@ -197,6 +219,8 @@ class DetectorDataModule(pl.LightningDataModule):
         class_balanced: bool = False,
         flip: bool = True,
         rotate: bool = True,
+        rotate_any: float = 0.0,
+        photometric: float = 0.0,
         val_scales: tuple[float, ...] = (1.0,),
         val_overlap: int = 0,
         seed: int = 0,
@@ -224,7 +248,8 @@ class DetectorDataModule(pl.LightningDataModule):
             self.datasets[stage] = DetectorTileDataset(
                 scenes, hp.tile_size, self.train_scales if train else hp.val_scales, train=train,
                 tiles_per_epoch=hp.tiles_per_epoch, min_iof=hp.min_iof, min_box_size=hp.min_box_size,
-                positive_fraction=hp.positive_fraction, class_balanced=hp.class_balanced, flip=hp.flip, rotate=hp.rotate, overlap=hp.val_overlap,
+                positive_fraction=hp.positive_fraction, class_balanced=hp.class_balanced, flip=hp.flip,
+                rotate_any=hp.rotate_any, photometric=hp.photometric, rotate=hp.rotate, overlap=hp.val_overlap,
                 seed=hp.seed,
             )
         return self.datasets[stage]

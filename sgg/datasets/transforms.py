@@ -75,6 +75,58 @@ def random_flip_rot90(
     return image, boxes
 
 
+def rotate_about_centre(image: torch.Tensor, boxes: torch.Tensor, theta: float, out_size: int
+                        ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Turn ``image`` (C,S,S) and its boxes by ``theta`` radians about the centre, then crop ``out_size``².
+
+    A point ``q`` of the input lands at ``c_out + R(θ)(q - c_in)`` (x right, y down, so a positive θ turns
+    clockwise on screen) and every box angle gains θ. Read the input ``out_size · (|cos θ| + |sin θ|)`` wide
+    so the crop has no empty corners. Bilinear sampling; the caller filters boxes against the crop.
+    """
+    s_in = image.shape[-1]
+    c, s = math.cos(theta), math.sin(theta)
+    half_in, half_out = s_in / 2, out_size / 2
+    u = torch.arange(out_size, dtype=torch.float32) + 0.5 - half_out  # output pixel centres about the centre
+    py, px = torch.meshgrid(u, u, indexing="ij")
+    qx = half_in + c * px + s * py  # inverse rotation R(-θ)
+    qy = half_in - s * px + c * py
+    grid = torch.stack([2 * qx / s_in - 1, 2 * qy / image.shape[-2] - 1], -1)[None]
+    out = torch.nn.functional.grid_sample(image[None].float(), grid, mode="bilinear", padding_mode="zeros",
+                                          align_corners=False)[0]
+    b = boxes.clone()
+    dx, dy = boxes[:, 0] - half_in, boxes[:, 1] - half_in
+    b[:, 0] = half_out + c * dx - s * dy
+    b[:, 1] = half_out + s * dx + c * dy
+    b[:, 4] = wrap_le90(boxes[:, 4] + theta)
+    return out, b
+
+
+def photometric(image: torch.Tensor, rng: np.random.Generator, strength: float = 1.0) -> torch.Tensor:
+    """Random brightness, contrast, saturation, per-channel gain, gamma, blur and noise (image in [0, 1]).
+
+    Synthetic scenes are cleaner than real imagery; jittering the radiometry makes features transfer.
+    ``strength`` scales every range (0 = identity).
+    """
+    if strength <= 0:
+        return image
+    k = float(strength)
+    x = image.float()
+    grey = x.mean(0, keepdim=True)
+    x = grey + (x - grey) * (1 + k * rng.uniform(-0.5, 0.5))  # saturation
+    mean = x.mean()
+    x = mean + (x - mean) * (1 + k * rng.uniform(-0.35, 0.35))  # contrast
+    x = x * (1 + k * rng.uniform(-0.25, 0.25)) * torch.tensor(1 + k * rng.uniform(-0.08, 0.08, 3), dtype=x.dtype)[:, None, None]
+    x = x.clamp(0, 1) ** float(np.exp(k * rng.uniform(-0.3, 0.3)))  # gamma
+    if rng.random() < 0.3 * min(k, 1.0):  # mild blur (3×3 binomial)
+        w = torch.tensor([1.0, 2.0, 1.0]) / 4
+        ker = (w[:, None] * w[None]).expand(x.shape[0], 1, 3, 3).to(x)
+        x = torch.nn.functional.conv2d(x[None], ker, padding=1, groups=x.shape[0])[0]
+    if rng.random() < 0.5 * min(k, 1.0):
+        gen = torch.Generator().manual_seed(int(rng.integers(0, 2**31)))
+        x = x + torch.randn(x.shape, generator=gen) * (k * rng.uniform(0.0, 0.03))
+    return x.clamp_(0, 1)
+
+
 def window_box(window: Sequence[float]) -> torch.Tensor:
     """(1,5) oriented box of an axis-aligned window ``(col_off, row_off, width, height)``."""
     x, y, w, h = (float(v) for v in window)
