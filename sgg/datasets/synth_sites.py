@@ -60,11 +60,15 @@ def _lines(n, horizontal=True, color=(235, 235, 235), width=0.04):
 # ----------------------------------------------------------------------------------------- vessels
 def vessel(f: Frame, u, v, heading, cls="boat", length=None):
     rng = f.b.rng
-    if cls == "boat":
+    if cls == "boat":  # pleasure boats as seen from above: light hull, cabin/canvas, dark windscreen, deck
         L = length or rng.uniform(6, 20)
-        W = L * rng.uniform(0.3, 0.4)
-        col = jitter(rng, (235, 235, 232), 10)
-        deco = [("rect", -0.05, 0, 0.35, 0.55, jitter(rng, (150, 150, 160), 25))]
+        W = L * rng.uniform(0.3, 0.34)
+        hull = [(235, 235, 232), (225, 222, 210), (240, 240, 240), (60, 75, 110), (200, 205, 215)]
+        col = jitter(rng, hull[min(int(rng.integers(0, 7)), 4)], 12)
+        cabin = jitter(rng, [(150, 150, 160), (210, 210, 205), (60, 80, 120), (70, 110, 120), (180, 170, 150)][rng.integers(0, 5)], 20)
+        deco = [("rect", -0.05, 0, rng.uniform(0.3, 0.5), 0.6, cabin),
+                ("rect", 0.17, 0, 0.06, 0.55, jitter(rng, (45, 50, 60), 12)),
+                ("rect", -0.42, 0, 0.12, 0.7, jitter(rng, (170, 140, 105), 30))]
     else:
         L = length or rng.uniform(40, 200)
         W = L * rng.uniform(0.13, 0.17)
@@ -113,7 +117,7 @@ def harbour(b: Builder, x0, y0, x1, y1):
         f.add("dock", u, v0 + pl / 2, pw, pl, 0, color=jitter(rng, (170, 150, 120)), z=1)
         blen = rng.uniform(7, 16)
         for side in (-1, 1):
-            vs = np.arange(v0 + 6, v0 + pl - 3, blen * 0.45 + rng.uniform(1.0, 2.5))
+            vs = np.arange(v0 + 6, v0 + pl - 3, blen * 0.4 + rng.uniform(0.5, 1.8))
             occ = rng.random(len(vs)) < rng.uniform(0.5, 0.95)
             for vv in vs[occ]:
                 rand = rng.random() < 0.05
