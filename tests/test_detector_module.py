@@ -74,6 +74,12 @@ def test_ckpt_loads_with_load_detector(tmp_path):
     torch.testing.assert_close(net.rpn.cls.weight, m.model.rpn.cls.weight)
     with pytest.raises(SggInputError, match="another vocabulary"):
         load_detector(ckpt, vocabulary=["car", "ship", "plane"])
+    # fine-tuning starts from the checkpoint's weights; another architecture is refused
+    tuned = _module(init_from=str(ckpt))
+    torch.testing.assert_close(tuned.model.rpn.cls.weight, m.model.rpn.cls.weight)
+    with pytest.raises(SggInputError, match="fpn_channels"):
+        DetectorModule(class_names=NAMES, backbone="resnet18", pretrained=False, fpn_channels=32,
+                       representation_size=32, detector=TINY, init_from=str(ckpt))
 
 
 def test_vocabulary_mismatch_with_data_is_refused(tmp_path):

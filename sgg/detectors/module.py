@@ -29,6 +29,9 @@ class DetectorModule(pl.LightningModule):
         detector: any further HODNet option (see ``sgg.detectors.hodnet.DEFAULT_CONFIG``).
         lr, weight_decay: AdamW. warmup_steps: linear warm-up. schedule: "cosine", "step" or "constant".
         max_steps: length of the schedule (default: the trainer's estimate). seed: samplers' random source.
+        init_from: start from the weights of an sgg detector file or DetectorModule checkpoint (fine-tuning);
+            its vocabulary and architecture must match. (To resume a run with its optimiser, use
+            LightningCLI's ``--ckpt_path`` instead.)
     """
 
     def __init__(self, class_names: list[str] | None = None, backbone: str = "efficientnet_lite0",
@@ -36,7 +39,7 @@ class DetectorModule(pl.LightningModule):
                  representation_size: int = 256, anchor_sizes: list[int] | None = None,
                  detector: dict[str, Any] | None = None, lr: float = 2e-4, weight_decay: float = 1e-4,
                  warmup_steps: int = 100, schedule: str = "cosine", max_steps: int | None = None,
-                 min_lr_ratio: float = 0.05, seed: int = 0):
+                 min_lr_ratio: float = 0.05, seed: int = 0, init_from: str | None = None):
         super().__init__()
         self.save_hyperparameters()
         names = list(class_names) if class_names else list(Vocabulary.star().objects)
@@ -47,6 +50,13 @@ class DetectorModule(pl.LightningModule):
         if anchor_sizes is not None:
             opts["anchor_sizes"] = list(anchor_sizes)
         self.model = HODNet(resolve_config(opts))
+        if init_from:
+            from .checkpoint import load_detector
+
+            cfg = {k: opts[k] for k in ("num_classes", "backbone", "fpn_channels", "representation_size",
+                                       "anchor_sizes") if k in opts}
+            src = load_detector(init_from, vocabulary=self.vocabulary, config=cfg)
+            self.model.load_state_dict(src.state_dict())
         if schedule not in ("cosine", "step", "constant"):
             raise SggInputError(f"schedule must be cosine, step or constant, not {schedule!r}", where="DetectorModule")
         self._val_preds: list[Detections] = []
