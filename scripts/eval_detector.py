@@ -26,6 +26,8 @@ def main() -> None:
     ap.add_argument("--labels")
     ap.add_argument("--merge", action="append", default=[], metavar="A=B",
                     help="score predicted class A as class B (after merging, class-wise NMS again)")
+    ap.add_argument("--agnostic", metavar="CLASS",
+                    help="class-agnostic: score every prediction as CLASS (localisation without classification)")
     ap.add_argument("--tile-size", type=int, default=512)
     ap.add_argument("--overlap", type=int, default=128)
     ap.add_argument("--zoom", default="full", choices=("full", "guided"))
@@ -69,7 +71,9 @@ def main() -> None:
         sg = detect_scene(model, path, tile_size=a.tile_size, overlap=a.overlap, levels=levels, zoom=a.zoom,
                           progress=False)
         det = sg.detections
-        if merge and len(det):
+        if a.agnostic and len(det):
+            det = Detections(det.boxes, torch.full_like(det.labels, vocab.object_index(a.agnostic)), det.scores)
+        if (merge or a.agnostic) and len(det):
             lab = det.labels.clone()
             for s, d in merge.items():
                 lab[lab == s] = d
