@@ -48,9 +48,19 @@ def train_main(argv: list[str]) -> int:
         args = rest
     else:  # default sub-command: fit
         args = ["fit", *rest]
+    import inspect
+
+    both_seeded = all("seed" in inspect.signature(c.__init__).parameters for c in (model_cls, dm_cls))
+
+    class SggCLI(LightningCLI):
+        def add_arguments_to_parser(self, parser) -> None:
+            # one seed for data and model: Lightning refuses hparams that disagree between the two
+            if both_seeded:
+                parser.link_arguments("data.seed", "model.seed")
+
     saved, sys.argv = sys.argv, [f"sgg train {stage}"]  # args= is the command line; LightningCLI warns on both
     try:
-        LightningCLI(model_cls, dm_cls, args=args, save_config_kwargs={"overwrite": True})
+        SggCLI(model_cls, dm_cls, args=args, save_config_kwargs={"overwrite": True})
     finally:
         sys.argv = saved
     return 0
