@@ -23,6 +23,8 @@ def test_shipped_weights_detect_unseen_scene(tmp_path, layout):
     assert model.vocabulary.num_classes == 48
     gt = generate_scene(77_001, size=768, gsd=0.5, layout=layout, out_path=tmp_path / "s.tif",
                         vocabulary=model.vocabulary)
-    sg = detect_scene(model, tmp_path / "s.tif", tile_size=512, overlap=128, progress=False)
+    assert model.inference == {"tile_size": 512, "overlap": 128}  # its training tiles: detect_scene's default
+    sg = detect_scene(model, tmp_path / "s.tif", progress=False)
+    assert (sg.metadata["tile_size"], sg.metadata["overlap"]) == (512, 128)
     res = rotated_map([sg.detections], [gt], iou_threshold=0.5)
     assert res["mAP"] > 0.5, res["AP"]  # measured: airport 0.86, industrial 0.89

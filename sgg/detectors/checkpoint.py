@@ -33,8 +33,13 @@ def _vocab(v: Vocabulary | dict | list | tuple | None) -> Vocabulary | None:
 
 
 def save_detector(model: HODNet, path: str | os.PathLike, vocabulary: Vocabulary | list[str],
-                  config: dict[str, Any] | None = None, half: bool = False) -> Path:
-    """Write ``model``'s weights with its vocabulary and config; ``half=True`` stores floats as fp16."""
+                  config: dict[str, Any] | None = None, half: bool = False,
+                  inference: dict[str, Any] | None = None) -> Path:
+    """Write ``model``'s weights with its vocabulary and config; ``half=True`` stores floats as fp16.
+
+    ``inference``: defaults for ``detect_scene`` such as ``{"tile_size": 512, "overlap": 128}`` (the
+    training tile size); taken from ``model.inference`` when not given.
+    """
     vocab = _vocab(vocabulary)
     cfg = dict(config if config is not None else model.config)
     cfg["pretrained"], cfg["weights_path"] = False, None  # the state dict holds the weights
@@ -42,7 +47,9 @@ def save_detector(model: HODNet, path: str | os.PathLike, vocabulary: Vocabulary
         raise SggInputError(f"vocabulary has {vocab.num_classes} classes but the model {cfg['num_classes']}", path=path)
     sd = {k: (v.half() if half and v.is_floating_point() else v).detach().cpu().contiguous()
           for k, v in model.state_dict().items()}
-    payload = {"format": FORMAT, "version": VERSION, "vocabulary": vocab.to_dict(), "config": cfg, "state_dict": sd}
+    hint = dict(inference if inference is not None else getattr(model, "inference", None) or {})
+    payload = {"format": FORMAT, "version": VERSION, "vocabulary": vocab.to_dict(), "config": cfg, "state_dict": sd,
+               "inference": hint}
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -56,8 +63,8 @@ def save_detector(model: HODNet, path: str | os.PathLike, vocabulary: Vocabulary
     return path
 
 
-def read_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> tuple[Vocabulary, dict, dict]:
-    """(vocabulary, config, model state dict) from an sgg detector file or a DetectorModule ``.ckpt``."""
+def _read(path: str | os.PathLike, map_location: Any = "cpu") -> tuple[Vocabulary, dict, dict, dict]:
+    """(vocabulary, config, state dict, inference hints) from a detector file or a DetectorModule ``.ckpt``."""
     path = Path(path)
     if not path.is_file():
         raise SggInputError("detector checkpoint not found", path=path)
@@ -74,7 +81,12 @@ def read_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> tuple
         sd = {k[len("model."):]: v for k, v in ck["state_dict"].items() if k.startswith("model.")}
     else:
         raise SggInputError("not an sgg detector checkpoint (no vocabulary/config inside)", path=path)
-    return Vocabulary.from_dict(meta["vocabulary"]), dict(meta["config"]), sd
+    return Vocabulary.from_dict(meta["vocabulary"]), dict(meta["config"]), sd, dict(meta.get("inference") or {})
+
+
+def read_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> tuple[Vocabulary, dict, dict]:
+    """(vocabulary, config, model state dict) from an sgg detector file or a DetectorModule ``.ckpt``."""
+    return _read(path, map_location)[:3]
 
 
 def load_detector(path: str | os.PathLike, vocabulary: Vocabulary | list[str] | None = None,
@@ -84,7 +96,7 @@ def load_detector(path: str | os.PathLike, vocabulary: Vocabulary | list[str] | 
     ``vocabulary`` / ``config``: what the caller expects; a checkpoint that disagrees on the class names or
     on an architecture key (backbone, channels, anchors, classes) is refused, naming the difference.
     """
-    vocab, cfg, sd = read_checkpoint(path, map_location)
+    vocab, cfg, sd, hint = _read(path, map_location)
     want = _vocab(vocabulary)
     if want is not None and tuple(want.objects) != tuple(vocab.objects):
         missing = [c for c in want.objects if c not in vocab.objects][:5]
@@ -110,4 +122,5 @@ def load_detector(path: str | os.PathLike, vocabulary: Vocabulary | list[str] | 
     except RuntimeError as exc:
         raise SggInputError(f"weights do not fit the {cfg['backbone']} architecture: {str(exc)[:300]}", path=path) from None
     model.vocabulary = vocab
+    model.inference = hint  # detect_scene's defaults (training tile size), may be empty
     return model.eval()

@@ -37,8 +37,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="output scene graph: .json (native) or any `sgg export` format "
                    "(.gpkg, .geojson, .parquet, .graphml); default <raster stem>.graph.json")
     p.add_argument("--dota-out", metavar="DIR", help="also write DOTA Task-1 results files to DIR")
-    p.add_argument("--tile-size", type=int, default=1024)
-    p.add_argument("--overlap", type=int, default=200, help="overlap between tiles, level pixels (default 200)")
+    p.add_argument("--tile-size", type=int, default=None,
+                   help="tile side in pixels (default: the weights' training tile size, else 1024)")
+    p.add_argument("--overlap", type=int, default=None,
+                   help="overlap between tiles, level pixels (default: a quarter of the weights' tile, else 200)")
     p.add_argument("--levels", type=_levels, default="auto", help="'auto' (pyramid down to one tile) or e.g. 0 or 0,1")
     p.add_argument("--zoom", choices=("guided", "full"), default="guided",
                    help="guided: finer tiles only where coarser levels found objects (default); full: everywhere")

@@ -135,8 +135,8 @@ def _tiles(scene: Any, tile_size: int, overlap: int, level: int, specs: list[Any
 def detect_scene(
     model: torch.nn.Module,
     scene: Any,
-    tile_size: int = 1024,
-    overlap: int = 200,
+    tile_size: int | None = None,
+    overlap: int | None = None,
     levels: str | Sequence[int] = "auto",
     zoom: str = "guided",
     batch_size: int = 2,
@@ -155,9 +155,16 @@ def detect_scene(
     """Detect every object of a scene (RasterScene or raster path) with holistic multi-level tiling.
 
     ``levels``: ``"auto"`` (the pyramid down to one tile) or explicit levels (``[0]`` = single-level
-    sliding window). ``guide_margin`` defaults to ``overlap`` level-0 px. ``coarse_min_size`` (level px,
+    sliding window). ``tile_size``/``overlap`` default to the checkpoint's ``inference`` hint (the training
+    tile size and a quarter of it), else 1024 and 200 as in STAR. ``guide_margin`` defaults to ``overlap`` level-0 px. ``coarse_min_size`` (level px,
     0 disables): coarse-level objects shorter than this are dropped where a finer tile covers them.
     """
+    hint = getattr(model, "inference", None) or {}
+    if tile_size is None:  # the tile size the model was trained on, else STAR's 1024 / 200
+        tile_size = int(hint.get("tile_size", 1024))
+        overlap = int(hint.get("overlap", max(1, tile_size // 4) if "tile_size" in hint else 200)) if overlap is None else overlap
+    elif overlap is None:
+        overlap = min(200, tile_size // 4)
     if zoom not in ("guided", "full"):
         raise SggInputError(f"zoom must be 'guided' or 'full', got {zoom!r}")
     if tile_size < 32 or not 0 <= overlap < tile_size:

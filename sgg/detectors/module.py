@@ -160,4 +160,9 @@ class DetectorModule(pl.LightningModule):
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         cfg = dict(self.model.config)
         cfg["pretrained"], cfg["weights_path"] = False, None
-        checkpoint["sgg_detector"] = {"vocabulary": self.vocabulary.to_dict(), "config": cfg}
+        meta = {"vocabulary": self.vocabulary.to_dict(), "config": cfg}
+        tile = getattr(getattr(getattr(self._trainer, "datamodule", None), "hparams", None), "tile_size", None) \
+            if self._trainer is not None else None
+        if tile:  # detect_scene's default tiles: the training tile size, a quarter of it as overlap
+            meta["inference"] = {"tile_size": int(tile), "overlap": int(tile) // 4}
+        checkpoint["sgg_detector"] = meta
