@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from sgg.detectors.backbones import efficientnet_lite0_weights_path
-from sgg.detectors.box_coder import DeltaXYWHACoder, MidpointOffsetCoder, canonical_le90, obb_to_xyxy
+from sgg.detectors.box_coder import DeltaXYWHACoder, MidpointOffsetCoder, canonical_le90
+from sgg.ops import box_to_envelope as obb_to_xyxy
 from sgg.detectors.checkpoint import load_detector, save_detector
 from sgg.detectors.hodnet import HODNet, total_loss
 from sgg.errors import SggInputError

@@ -16,6 +16,8 @@ import math
 
 import torch
 
+from sgg.ops import box_to_corners, box_to_envelope
+
 _HALF_PI = math.pi / 2
 _CLAMP = math.log(1000.0 / 16)
 
@@ -32,28 +34,6 @@ def canonical_le90(boxes: torch.Tensor) -> torch.Tensor:
     w2, h2 = torch.where(swap, h, w), torch.where(swap, w, h)
     a2 = wrap_le90(torch.where(swap, a + _HALF_PI, a))
     return torch.stack([cx, cy, w2, h2, a2], -1)
-
-
-def obb_to_poly(boxes: torch.Tensor) -> torch.Tensor:
-    """(N,5) → (N,4,2) corners in order (−w,−h), (+w,−h), (+w,+h), (−w,+h) of the box frame."""
-    cx, cy, w, h, a = boxes.unbind(-1)
-    c, s = torch.cos(a), torch.sin(a)
-    sx = boxes.new_tensor([-0.5, 0.5, 0.5, -0.5])
-    sy = boxes.new_tensor([-0.5, -0.5, 0.5, 0.5])
-    dx = sx * w[:, None]
-    dy = sy * h[:, None]
-    x = cx[:, None] + dx * c[:, None] - dy * s[:, None]
-    y = cy[:, None] + dx * s[:, None] + dy * c[:, None]
-    return torch.stack([x, y], -1)
-
-
-def obb_to_xyxy(boxes: torch.Tensor) -> torch.Tensor:
-    """Axis-aligned envelopes ``x1, y1, x2, y2`` of oriented boxes."""
-    cx, cy, w, h, a = boxes.unbind(-1)
-    c, s = torch.cos(a).abs(), torch.sin(a).abs()
-    hw = 0.5 * (w * c + h * s)
-    hh = 0.5 * (w * s + h * c)
-    return torch.stack([cx - hw, cy - hh, cx + hw, cy + hh], -1)
 
 
 def rect_poly_to_obb(poly: torch.Tensor) -> torch.Tensor:
@@ -85,10 +65,10 @@ class MidpointOffsetCoder:
         """
         ax, ay = (anchors[:, 0] + anchors[:, 2]) / 2, (anchors[:, 1] + anchors[:, 3]) / 2
         aw, ah = anchors[:, 2] - anchors[:, 0], anchors[:, 3] - anchors[:, 1]
-        env = obb_to_xyxy(gt)
+        env = box_to_envelope(gt)
         gx, gy = (env[:, 0] + env[:, 2]) / 2, (env[:, 1] + env[:, 3]) / 2
         gw, gh = (env[:, 2] - env[:, 0]).clamp(min=1e-6), (env[:, 3] - env[:, 1]).clamp(min=1e-6)
-        poly = obb_to_poly(gt)
+        poly = box_to_corners(gt)
         px, py = poly[..., 0], poly[..., 1]
         tol = 1e-3 * torch.maximum(gw, gh)[:, None] + 1e-4
         # top vertex: the right-most corner lying on the top edge; right vertex: the lowest on the right edge

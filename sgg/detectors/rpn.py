@@ -15,7 +15,9 @@ import torch.nn.functional as F
 from torch import nn
 from torchvision.ops import batched_nms
 
-from .box_coder import MidpointOffsetCoder, obb_to_xyxy
+from sgg.ops import box_to_envelope
+
+from .box_coder import MidpointOffsetCoder
 
 
 def make_anchors(sizes: list[float], ratios: list[float], strides: list[int], shapes: list[tuple[int, int]],
@@ -140,7 +142,7 @@ class OrientedRPN(nn.Module):
         idx = torch.zeros(n, dtype=torch.long, device=anchors.device)
         if gt.numel() == 0:
             return labels, idx
-        env = obb_to_xyxy(gt)
+        env = box_to_envelope(gt)
         if shapes is None:
             ia = torch.arange(n, device=anchors.device).repeat_interleave(gt.shape[0])
             ig = torch.arange(gt.shape[0], device=anchors.device).repeat(n)
@@ -218,7 +220,7 @@ class OrientedRPN(nn.Module):
             ok = (bx[:, 2] >= self.min_size) & (bx[:, 3] >= self.min_size) & torch.isfinite(bx).all(1)
             ok &= (bx[:, 0] >= 0) & (bx[:, 0] <= w) & (bx[:, 1] >= 0) & (bx[:, 1] <= h)
             bx, sc, lv = bx[ok], sc[ok], lv[ok]
-            keep = batched_nms(obb_to_xyxy(bx), sc, lv, self.nms_iou)
+            keep = batched_nms(box_to_envelope(bx), sc, lv, self.nms_iou)
             keep = keep[sc[keep].argsort(descending=True)[:post]]
             out.append(bx[keep])
         return out
