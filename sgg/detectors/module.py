@@ -2,7 +2,7 @@
 
 Optimiser AdamW with linear warm-up then cosine (or step) decay per optimiser step; logs every loss.
 Validation runs the detector on the datamodule's fixed validation tiles and logs ``val/mAP50`` through
-``sgg.evaluation.rotated_map`` (when it is importable; otherwise the validation losses). Checkpoints carry
+``sgg.evaluation.rotated_map``. Checkpoints carry
 the vocabulary and the model config (``checkpoint["sgg_detector"]``), so ``load_detector`` reads them.
 """
 
@@ -15,6 +15,7 @@ import pytorch_lightning as pl
 import torch
 
 from sgg.errors import SggInputError
+from sgg.evaluation import rotated_map
 from sgg.structures import Detections, SceneGraph, Vocabulary
 
 from .hodnet import HODNet, resolve_config, total_loss
@@ -61,7 +62,6 @@ class DetectorModule(pl.LightningModule):
             raise SggInputError(f"schedule must be cosine, step or constant, not {schedule!r}", where="DetectorModule")
         self._val_preds: list[Detections] = []
         self._val_gts: list[SceneGraph] = []
-        self._val_losses: list[float] = []
         self._gen = torch.Generator().manual_seed(seed)
         self.model.set_generator(self._gen)
 
@@ -103,30 +103,13 @@ class DetectorModule(pl.LightningModule):
             diff = t.get("difficult")
             self._val_gts.append(SceneGraph(gt, vocabulary=self.vocabulary,
                                             difficult=None if diff is None else diff.cpu()))
-        if not self._have_map():
-            self.model.train()
-            with torch.no_grad():
-                self._val_losses.append(float(total_loss(self.model(images, targets))))
-            self.model.eval()
-
-    @staticmethod
-    def _have_map() -> bool:
-        try:
-            from sgg.evaluation import rotated_map  # noqa: F401
-        except ImportError:
-            return False
-        return True
 
     def on_validation_epoch_end(self) -> None:
-        if self._val_preds and self._have_map():
-            from sgg.evaluation import rotated_map
-
+        if self._val_preds:
             res = rotated_map(self._val_preds, self._val_gts, iou_threshold=0.5,
                               class_names=list(self.vocabulary.objects))
             self.log("val/mAP50", float(res["mAP"]), prog_bar=True)
-        if self._val_losses:
-            self.log("val/loss", sum(self._val_losses) / len(self._val_losses), prog_bar=True)
-        self._val_preds, self._val_gts, self._val_losses = [], [], []
+        self._val_preds, self._val_gts = [], []
 
     # optimisation -----------------------------------------------------------------------------
     def _total_steps(self) -> int:
