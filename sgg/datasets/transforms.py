@@ -18,12 +18,9 @@ from typing import Sequence
 import numpy as np
 import torch
 
+from sgg.ops import wrap_le90
+
 HALF_PI = math.pi / 2
-
-
-def wrap_le90(angle: torch.Tensor) -> torch.Tensor:
-    """Wrap angles into [-π/2, π/2)."""
-    return torch.remainder(angle + HALF_PI, math.pi) - HALF_PI
 
 
 def hflip(image: torch.Tensor, boxes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -16,15 +16,10 @@ import math
 
 import torch
 
-from sgg.ops import box_to_corners, box_to_envelope
+from sgg.ops import box_to_corners, box_to_envelope, wrap_le90
 
 _HALF_PI = math.pi / 2
 _CLAMP = math.log(1000.0 / 16)
-
-
-def wrap_le90(angle: torch.Tensor) -> torch.Tensor:
-    """Wrap angles into [-π/2, π/2)."""
-    return torch.remainder(angle + _HALF_PI, math.pi) - _HALF_PI
 
 
 def canonical_le90(boxes: torch.Tensor) -> torch.Tensor:

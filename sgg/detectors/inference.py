@@ -160,11 +160,10 @@ def detect_scene(
     0 disables): coarse-level objects shorter than this are dropped where a finer tile covers them.
     """
     hint = getattr(model, "inference", None) or {}
-    if tile_size is None:  # the tile size the model was trained on, else STAR's 1024 / 200
-        tile_size = int(hint.get("tile_size", 1024))
-        overlap = int(hint.get("overlap", max(1, tile_size // 4) if "tile_size" in hint else 200)) if overlap is None else overlap
-    elif overlap is None:
-        overlap = min(200, tile_size // 4)
+    tile_size = int(tile_size or hint.get("tile_size", 1024))  # the training tile size, else STAR's 1024
+    if overlap is None:  # the checkpoint's overlap for its own tile size, else a quarter of the tile, ≤ 200
+        same = hint.get("tile_size") == tile_size and "overlap" in hint
+        overlap = int(hint["overlap"]) if same else min(200, tile_size // 4)
     if zoom not in ("guided", "full"):
         raise SggInputError(f"zoom must be 'guided' or 'full', got {zoom!r}")
     if tile_size < 32 or not 0 <= overlap < tile_size:

@@ -158,15 +158,13 @@ def _envelope_pairs(env: torch.Tensor, max_pairs: int = 1 << 21):
 
 
 def _aligned_iof(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """Intersection / area(a) for aligned pairs, from the rotated IoU: I = IoU·(A+B)/(1+IoU)."""
-    from sgg.ops import rotated_iou_aligned
+    """Intersection / area(a) for aligned pairs (exact convex clipping, ``sgg.ops.pairwise_intersection``)."""
+    from sgg.ops import pairwise_intersection
 
     if a.shape[0] == 0:
         return a.new_zeros(0)
-    iou = rotated_iou_aligned(a, b)
-    area_a, area_b = a[:, 2] * a[:, 3], b[:, 2] * b[:, 3]
-    inter = iou * (area_a + area_b) / (1.0 + iou)
-    return inter / area_a.clamp_min(1e-9)
+    inter = pairwise_intersection(a, b).to(a.dtype)
+    return inter / (a[:, 2] * a[:, 3]).clamp_min(1e-9)
 
 
 def containment_suppress(

@@ -18,7 +18,7 @@ from sgg.errors import SggInputError
 from sgg.evaluation import rotated_map
 from sgg.structures import Detections, SceneGraph, Vocabulary
 
-from .hodnet import HODNet, resolve_config, total_loss
+from .hodnet import ARCHITECTURE_KEYS, HODNet, resolve_config, total_loss
 
 
 class DetectorModule(pl.LightningModule):
@@ -54,9 +54,8 @@ class DetectorModule(pl.LightningModule):
         if init_from:
             from .checkpoint import load_detector
 
-            cfg = {k: opts[k] for k in ("num_classes", "backbone", "fpn_channels", "representation_size",
-                                       "anchor_sizes") if k in opts}
-            src = load_detector(init_from, vocabulary=self.vocabulary, config=cfg)
+            arch = {k: v for k, v in self.model.config.items() if k in ARCHITECTURE_KEYS}
+            src = load_detector(init_from, vocabulary=self.vocabulary, config=arch)
             self.model.load_state_dict(src.state_dict())
         if schedule not in ("cosine", "step", "constant"):
             raise SggInputError(f"schedule must be cosine, step or constant, not {schedule!r}", where="DetectorModule")

@@ -13,12 +13,14 @@ from .conversions import (
     normalize_le90,
     oc_to_le90,
     shapely_to_box,
+    wrap_le90,
 )
 from .iou import pairwise_intersection, rotated_iof, rotated_iou, rotated_iou_aligned
 from .nms import batched_rotated_nms, rotated_nms
 from .roi_align import rotated_roi_align
 
 __all__ = [
+    "wrap_le90",
     "normalize_le90",
     "box_to_corners",
     "corners_to_box",

@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 __all__ = [
+    "wrap_le90",
     "normalize_le90",
     "box_to_corners",
     "corners_to_box",
@@ -49,6 +50,11 @@ def _wrap(angle: torch.Tensor, period: float) -> torch.Tensor:
     out = angle - period * torch.floor((angle + period / 2) / period)
     out = torch.where(out >= period / 2, out - period, out)
     return torch.where(out < -period / 2, out + period, out)
+
+
+def wrap_le90(angle: torch.Tensor) -> torch.Tensor:
+    """Angles wrapped into le90's [-π/2, π/2) (boxes keep w and h: a half turn leaves a box unchanged)."""
+    return _wrap(angle, math.pi)
 
 
 def normalize_le90(boxes: Any) -> torch.Tensor:
