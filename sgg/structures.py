@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass, field
+import dataclasses
+from dataclasses import dataclass, field, fields
 from functools import lru_cache
 from importlib import resources
 from typing import Any, Iterable, Sequence
@@ -36,6 +37,15 @@ def _as_tensor(data: Any, dtype: torch.dtype, name: str, device: torch.device | 
     if device is not None:
         t = t.to(device)
     return t
+
+
+def _trusted(cls: type, **slots: Any) -> Any:
+    """An instance built from already-validated parts (moving between devices must not re-read values:
+    that would synchronise with an accelerator and fails on the ``meta`` device)."""
+    obj = object.__new__(cls)
+    for k, v in slots.items():
+        object.__setattr__(obj, k, v)
+    return obj
 
 
 def _check_finite(t: torch.Tensor, name: str) -> None:
@@ -101,6 +111,26 @@ class Vocabulary:
         if not isinstance(data, dict) or "objects" not in data or "predicates" not in data:
             raise ValueError("Vocabulary: expected a mapping with 'objects' and 'predicates' lists")
         return cls(tuple(data["objects"]), tuple(data["predicates"]))
+
+    def combine(self, relation: "Vocabulary") -> "Vocabulary":
+        """This (detector) vocabulary's objects with ``relation``'s predicates.
+
+        Detector checkpoints name objects only; a relation head names objects and predicates. The object
+        names must agree in the same order (indices are shared by both stages), else ``ValueError`` says where.
+        """
+        if self.objects != relation.objects:
+            ours, theirs = set(self.objects), set(relation.objects)
+            if ours == theirs:
+                why = "the same names in a different order"
+            else:
+                why = (f"only in the detector: {sorted(ours - theirs)[:8]}; "
+                       f"only in the relation vocabulary: {sorted(theirs - ours)[:8]}")
+            raise ValueError(f"object vocabularies disagree ({why})")
+        return Vocabulary(self.objects, relation.predicates)
+
+    @property
+    def has_predicates(self) -> bool:
+        return len(self.predicates) > 1
 
     @classmethod
     def star(cls) -> "Vocabulary":
@@ -185,7 +215,7 @@ class OrientedBoxes:
         return self.tensor.device
 
     def to(self, *args: Any, **kwargs: Any) -> "OrientedBoxes":
-        return OrientedBoxes(self.tensor.to(*args, **kwargs), validate=False)
+        return _trusted(OrientedBoxes, tensor=self.tensor.to(*args, **kwargs))
 
     def clone(self) -> "OrientedBoxes":
         return OrientedBoxes(self.tensor.clone(), validate=False)
@@ -243,9 +273,14 @@ class OrientedBoxes:
 # Detections
 # --------------------------------------------------------------------------------------------------
 class Detections:
-    """Objects of one image: boxes, 0-based class labels, scores, optional features and pyramid levels."""
+    """Objects of one image: boxes, 0-based class labels, scores, and optional per-object extras.
 
-    __slots__ = ("boxes", "labels", "scores", "features", "levels")
+    ``features`` (N, D): visual features (e.g. RoI-pooled FPN features from the detector; fp16 allowed) that
+    relation heads read. ``class_scores`` (N, C+1): class probabilities, column 0 background, for SGCls/SGDet
+    heads that re-classify objects. ``levels`` (N,): the pyramid level that produced each box.
+    """
+
+    __slots__ = ("boxes", "labels", "scores", "features", "levels", "class_scores")
 
     def __init__(
         self,
@@ -254,6 +289,7 @@ class Detections:
         scores: Any | None = None,
         features: torch.Tensor | None = None,
         levels: Any | None = None,
+        class_scores: torch.Tensor | None = None,
         *,
         num_classes: int | None = None,
     ):
@@ -285,6 +321,23 @@ class Detections:
             if levels.shape[0] != n:
                 raise ValueError(f"Detections.levels: length {levels.shape[0]} does not match {n} boxes")
         self.levels = levels
+        if class_scores is not None:
+            if not isinstance(class_scores, torch.Tensor) or class_scores.dim() != 2 or class_scores.shape[0] != n:
+                raise ValueError(f"Detections.class_scores: expected an (N={n}, C+1) tensor")
+            if num_classes is not None and class_scores.shape[1] != num_classes + 1:
+                raise ValueError(
+                    f"Detections.class_scores: expected {num_classes + 1} columns (background first), "
+                    f"got {class_scores.shape[1]}"
+                )
+            _check_finite(class_scores, "Detections.class_scores")
+        self.class_scores = class_scores
+
+    @property
+    def device(self) -> torch.device:
+        return self.boxes.device
+
+    def _optional(self) -> dict[str, torch.Tensor | None]:
+        return {"features": self.features, "levels": self.levels, "class_scores": self.class_scores}
 
     @classmethod
     def empty(cls, device: torch.device | str | None = None) -> "Detections":
@@ -295,14 +348,16 @@ class Detections:
         items = list(items)
         if not items:
             return cls.empty()
-        feats = [d.features for d in items]
-        lv = [d.levels for d in items]
+        extras = {}
+        for name in ("features", "levels", "class_scores"):
+            parts = [getattr(d, name) for d in items]
+            # an extra survives concatenation only when every part has it (else it would misalign rows)
+            extras[name] = torch.cat(parts) if all(p is not None for p in parts) else None
         return cls(
             OrientedBoxes.cat([d.boxes for d in items]),
             torch.cat([d.labels for d in items]),
             torch.cat([d.scores for d in items]),
-            torch.cat(feats) if all(f is not None for f in feats) else None,
-            torch.cat(lv) if all(v is not None for v in lv) else None,
+            **extras,
         )
 
     def __len__(self) -> int:
@@ -315,19 +370,15 @@ class Detections:
             self.boxes[idx],
             self.labels[idx],
             self.scores[idx],
-            None if self.features is None else self.features[idx],
-            None if self.levels is None else self.levels[idx],
+            **{k: None if v is None else v[idx] for k, v in self._optional().items()},
         )
 
-    def to(self, *args: Any, **kwargs: Any) -> "Detections":
-        boxes = self.boxes.to(*args, **kwargs)
-        return Detections(
-            boxes,
-            self.labels.to(boxes.device),
-            self.scores.to(boxes.device),
-            None if self.features is None else self.features.to(*args, **kwargs),
-            None if self.levels is None else self.levels.to(boxes.device),
-        )
+    def to(self, device: torch.device | str | None = None, *, non_blocking: bool = False) -> "Detections":
+        """Same objects on ``device`` (dtypes kept: moving never changes fp16 features or long labels)."""
+        boxes = self.boxes.to(device, non_blocking=non_blocking)
+        mv = lambda t: None if t is None else t.to(boxes.device, non_blocking=non_blocking)  # noqa: E731
+        return _trusted(Detections, boxes=boxes, labels=mv(self.labels), scores=mv(self.scores),
+                        **{k: mv(v) for k, v in self._optional().items()})
 
     def __repr__(self) -> str:
         return f"Detections(n={len(self)})"
@@ -363,8 +414,30 @@ class PairSet:
         self.scores = scores
 
     @classmethod
-    def empty(cls) -> "PairSet":
-        return cls(torch.zeros(0, 2, dtype=torch.long))
+    def empty(cls, device: torch.device | str | None = None) -> "PairSet":
+        return cls(torch.zeros(0, 2, dtype=torch.long, device=device))
+
+    @classmethod
+    def cat(cls, items: Sequence["PairSet"], offsets: Sequence[int] | None = None) -> "PairSet":
+        """Concatenate pair sets; ``offsets`` shifts each set's object indices (pairs of several scenes
+        stacked into one batch of objects). Scores survive only when every set has them."""
+        items = list(items)
+        if not items:
+            return cls.empty()
+        pairs = [p.pairs + (0 if offsets is None else int(offsets[i])) for i, p in enumerate(items)]
+        scores = [p.scores for p in items]
+        return cls(torch.cat(pairs), torch.cat(scores) if all(s is not None for s in scores) else None)
+
+    @property
+    def device(self) -> torch.device:
+        return self.pairs.device
+
+    def to(self, device: torch.device | str | None = None, *, non_blocking: bool = False) -> "PairSet":
+        return _trusted(
+            PairSet,
+            pairs=self.pairs.to(device, non_blocking=non_blocking),
+            scores=None if self.scores is None else self.scores.to(device, non_blocking=non_blocking),
+        )
 
     @property
     def subjects(self) -> torch.Tensor:
@@ -433,13 +506,17 @@ class GeoReference:
 # --------------------------------------------------------------------------------------------------
 # Scene graph
 # --------------------------------------------------------------------------------------------------
-@dataclass
+@dataclass(frozen=True)
 class SceneGraph:
     """Objects, candidate pairs and predicates of one scene.
 
     Predictions carry ``predicate_scores`` (M, P) over the vocabulary's predicates (column 0 background);
     annotations carry ``predicate_labels`` (M,) with one row per (pair, predicate), so a pair may repeat.
     A ground-truth annotation is a SceneGraph too: scores 1, ``predicate_labels``, ``difficult`` flags.
+
+    Immutable once validated: derive a changed graph with :meth:`replace` (validated again), move it with
+    :meth:`to` (Lightning moves batches holding SceneGraphs through it). Conversions to networkx and GIS
+    files live in :mod:`sgg.graph` (a higher layer).
     """
 
     detections: Detections
@@ -455,15 +532,24 @@ class SceneGraph:
 
     def __post_init__(self) -> None:
         n, m = len(self.detections), len(self.pairs)
+        if not isinstance(self.detections, Detections):
+            raise ValueError(f"SceneGraph.detections: expected Detections, got {type(self.detections).__name__}")
+        if not isinstance(self.pairs, PairSet):
+            raise ValueError(f"SceneGraph.pairs: expected PairSet, got {type(self.pairs).__name__}")
+        if not isinstance(self.vocabulary, Vocabulary):
+            raise ValueError(f"SceneGraph.vocabulary: expected Vocabulary, got {type(self.vocabulary).__name__}")
+        if not isinstance(self.metadata, dict):
+            raise ValueError("SceneGraph.metadata: expected a dict")
         if self.difficult is not None:
-            self.difficult = _as_tensor(self.difficult, torch.bool, "SceneGraph.difficult").reshape(-1).bool()
+            difficult = _as_tensor(self.difficult, torch.bool, "SceneGraph.difficult").reshape(-1).bool()
+            object.__setattr__(self, "difficult", difficult)
             if self.difficult.shape[0] != n:
                 raise ValueError(f"SceneGraph.difficult: length {self.difficult.shape[0]} does not match {n} objects")
         if self.image_size is not None:
             w, h = (int(v) for v in self.image_size)
             if w <= 0 or h <= 0:
                 raise ValueError(f"SceneGraph.image_size: expected positive (width, height), got {self.image_size}")
-            self.image_size = (w, h)
+            object.__setattr__(self, "image_size", (w, h))
         if n and int(self.detections.labels.max()) >= self.vocabulary.num_classes:
             raise ValueError(
                 f"SceneGraph.detections.labels: class index {int(self.detections.labels.max())} out of range "
@@ -485,11 +571,38 @@ class SceneGraph:
                 raise ValueError(f"SceneGraph.predicate_labels: length {lab.shape[0]} does not match {m} pairs")
             if m and (int(lab.min()) < 0 or int(lab.max()) >= self.vocabulary.num_predicates):
                 raise ValueError("SceneGraph.predicate_labels: predicate index out of range")
-            self.predicate_labels = lab
+            object.__setattr__(self, "predicate_labels", lab)
 
     @property
     def num_objects(self) -> int:
         return len(self.detections)
+
+    @property
+    def device(self) -> torch.device:
+        return self.detections.device
+
+    def replace(self, **changes: Any) -> "SceneGraph":
+        """A new SceneGraph with ``changes`` applied and validated (``sg.replace(pairs=p, predicate_scores=s)``).
+        Changing the pairs without new predicate scores/labels drops the old ones (they described other pairs)."""
+        unknown = set(changes) - {f.name for f in fields(self)}
+        if unknown:
+            raise TypeError(f"SceneGraph.replace: unknown field(s) {sorted(unknown)}")
+        if "pairs" in changes:
+            changes.setdefault("predicate_scores", None)
+            changes.setdefault("predicate_labels", None)
+        return dataclasses.replace(self, **changes)
+
+    def to(self, device: torch.device | str | None = None, *, non_blocking: bool = False) -> "SceneGraph":
+        """The same graph with every tensor on ``device`` (no value is read: works on ``meta``)."""
+        mv = lambda t: None if t is None else t.to(device, non_blocking=non_blocking)  # noqa: E731
+        out = object.__new__(SceneGraph)
+        for f in fields(self):
+            object.__setattr__(out, f.name, getattr(self, f.name))
+        object.__setattr__(out, "detections", self.detections.to(device, non_blocking=non_blocking))
+        object.__setattr__(out, "pairs", self.pairs.to(device, non_blocking=non_blocking))
+        for name in ("predicate_scores", "predicate_labels", "difficult"):
+            object.__setattr__(out, name, mv(getattr(self, name)))
+        return out
 
     def triplets(self, top_k: int | None = None, per_pair: int = 1) -> dict[str, torch.Tensor]:
         """Ranked (subject, object, predicate, score) rows, background excluded.
@@ -514,17 +627,6 @@ class SceneGraph:
         if top_k is not None:
             order = order[:top_k]
         return {k_: v[order] for k_, v in out.items()}
-
-    def to_networkx(self, **kwargs: Any):
-        from sgg.graph import to_networkx
-
-        return to_networkx(self, **kwargs)
-
-    @classmethod
-    def from_networkx(cls, graph: Any) -> "SceneGraph":
-        from sgg.graph import from_networkx
-
-        return from_networkx(graph)
 
 
 def as_boxes(data: OrientedBoxes | Iterable | torch.Tensor) -> OrientedBoxes:

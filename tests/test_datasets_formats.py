@@ -67,7 +67,7 @@ def test_native_round_trip(tmp_path):
     img = tmp_path / "scenes" / "s1.tif"
     img.parent.mkdir()
     img.write_bytes(b"")
-    sg.image_path = str(img)
+    sg = sg.replace(image_path=str(img))
     out = write_scene_json(sg, tmp_path / "annotations" / "s1.json")
     doc = json.loads(out.read_text())
     assert doc["format_version"] == FORMAT_VERSION == "sgg-scene/1"
@@ -307,8 +307,7 @@ def test_dota_results_round_trip(tmp_path):
 # ---------------------------------------------------------------------------------------------- STAR
 def test_star_round_trip(tmp_path):
     sgs = [_scene(n=n, seed=s) for n, s in ((6, 0), (7, 1), (5, 2))]
-    for i, sg in enumerate(sgs):
-        sg.image_path = f"/data/{i:04d}.png"
+    sgs = [sg.replace(image_path=f"/data/{i:04d}.png") for i, sg in enumerate(sgs)]
     paths = write_star(sgs, tmp_path, splits=["train", "val", "test"])
     back = read_star(paths["h5"], paths["dicts"], paths["image_data"])
     assert len(back) == 3

@@ -212,8 +212,7 @@ def test_cli_dota_results_against_native_annotations(tmp_path, capsys):
     preds, gts = _hand_case()
     (tmp_path / "gt").mkdir()
     for i, g in enumerate(gts):
-        g.image_path = str(tmp_path / f"img{i}.tif")
-        g.image_size = (500, 500)
+        g = g.replace(image_path=str(tmp_path / f"img{i}.tif"), image_size=(500, 500))
         write_scene_json(g, tmp_path / "gt" / f"img{i}.json")
     write_dota_results({f"img{i}": p for i, p in enumerate(preds)}, tmp_path / "res", VOC, digits=4)
     assert sgg_main(["eval", "detection", "--pred", str(tmp_path / "res"), "--gt", str(tmp_path / "gt"),
