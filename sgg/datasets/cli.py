@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from sgg.datasets.synth_layouts import LAYOUTS
+from sgg.datasets.synthetic.layouts import LAYOUTS
 
 
 def build_parser() -> argparse.ArgumentParser:

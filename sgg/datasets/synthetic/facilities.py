@@ -1,5 +1,6 @@
 """Site generators (continued): industrial plants, energy sites, sports grounds, dams and river crossings,
-construction sites. Same conventions as ``synth_sites`` (metres, local frames, true object sizes).
+construction sites. Same conventions as ``sites`` (metres, local frames, true object sizes), whose shared
+parts (vessels, tanks, container yards, parking lots) they reuse.
 """
 
 from __future__ import annotations
@@ -8,9 +9,9 @@ import math
 
 import numpy as np
 
-from sgg.datasets.synth_layouts import ROAD, Builder, Road, jitter, traffic
-from sgg.datasets.synth_render import SHAPES, place
-from sgg.datasets.synth_sites import CONCRETE, Frame, containers, tank, vessel, yard_cranes
+from sgg.datasets.synthetic.builder import ROAD, Builder, Frame, Road, jitter, traffic
+from sgg.datasets.synthetic.render import SHAPES, place
+from sgg.datasets.synthetic.sites import CONCRETE, containers, parking_lot, tank, vessel, yard_cranes
 
 
 def shelf(rng, U, V, items, gap=12.0):
@@ -182,8 +183,6 @@ def sports(b: Builder, x0, y0, x1, y1):
     spots = shelf(rng, U, V, [it[1] for it in items], gap=10)
     used = max([s[1] + it[1][1] / 2 for it, s in zip(items, spots) if s is not None], default=0.0)
     if V - used > 30:  # visitors' car park on the remaining strip
-        from sgg.datasets.synth_sites import parking_lot
-
         parking_lot(f, U / 2, (used + V) / 2 + 2, U - 24, V - used - 14)
     white = (235, 235, 235)
     tcol = jitter(rng, [(60, 120, 90), (50, 90, 150), (170, 90, 70)][rng.integers(0, 3)], 8)

@@ -1,7 +1,7 @@
 """Synthetic STAR-vocabulary scenes: georeferenced RGB GeoTIFFs with oriented boxes and rule-made relations.
 
-``generate_scene`` composes a large scene from STAR's scene kinds (``synth_layouts`` / ``synth_sites``),
-draws it (``synth_render``), derives relations from the generated geometry (``synth_relations``) and
+``generate_scene`` composes a large scene from STAR's scene kinds (``layouts`` with ``sites`` /
+``facilities``), draws it (``render``), derives relations from the generated geometry (``relations``) and
 returns the annotation as a ``SceneGraph`` (scores 1, one row per relation). ``generate_dataset`` writes
 ``scenes/<id>.tif``, ``annotations/<id>.json``, ``dota/<id>.txt`` and ``split.json``; everything is
 deterministic for a seed.
@@ -11,13 +11,12 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 
-from sgg.datasets.synth_layouts import LAYOUTS
+from sgg.datasets.synthetic.layouts import LAYOUTS
 
 UTM_EPSG = 32633  # WGS 84 / UTM zone 33N
 _ORIGIN = (380000.0, 5820000.0)  # a point inside zone 33N (north-east Germany)
@@ -28,10 +27,6 @@ def _size(size) -> tuple[int, int]:
         return int(size), int(size)
     w, h = size
     return int(w), int(h)
-
-
-def _wrap(a: np.ndarray) -> np.ndarray:
-    return np.remainder(a + np.pi / 2, np.pi) - np.pi / 2
 
 
 def _indices(names: np.ndarray, lookup) -> np.ndarray:
@@ -60,7 +55,7 @@ def _crs_wkt() -> str:
 
 def _objects_px(b, gsd: float):
     """Builder objects (metres) → draw lists in pixels and the (N,) arrays used for boxes and relations."""
-    from sgg.datasets.synth_render import SHAPES, place
+    from sgg.datasets.synthetic.render import SHAPES, place
 
     k = 1.0 / gsd
     draw = []
@@ -92,10 +87,11 @@ def generate_scene(seed: int, size=4096, gsd: float = 0.5, layout: str = "mixed"
     (and the HxWx3 uint8 image with ``return_image``)."""
     import torch
 
-    from sgg.datasets.synth_layouts import compose
-    from sgg.datasets.synth_relations import relations
-    from sgg.datasets.synth_render import LAND, render
+    from sgg.datasets.synthetic.layouts import compose
+    from sgg.datasets.synthetic.relations import relations
+    from sgg.datasets.synthetic.render import LAND, render
     from sgg.errors import SggInputError
+    from sgg.ops import normalize_le90
     from sgg.structures import Detections, OrientedBoxes, PairSet, SceneGraph, Vocabulary
 
     if layout not in LAYOUTS:
@@ -122,11 +118,9 @@ def generate_scene(seed: int, size=4096, gsd: float = 0.5, layout: str = "mixed"
     pred_idx = _indices(pred, vocab.predicate_index)
     # boxes in level-0 pixels, le90 canonical (w >= h)
     k = 1.0 / gsd
-    L, W, h = geo["L"] * k, geo["W"] * k, geo["heading"]
-    swap = W > L
-    boxes = np.stack([geo["cx"] * k, geo["cy"] * k, np.where(swap, W, L), np.where(swap, L, W), _wrap(np.where(swap, h + np.pi / 2, h))], 1)
+    boxes = normalize_le90(torch.as_tensor(np.stack([geo["cx"] * k, geo["cy"] * k, geo["L"] * k, geo["W"] * k, geo["heading"]], 1)))
     order = np.lexsort((pred_idx, obj, subj))
-    det = Detections(OrientedBoxes(torch.as_tensor(boxes.reshape(n, 5), dtype=torch.float32)), torch.as_tensor(cls), torch.ones(n))
+    det = Detections(OrientedBoxes(boxes.reshape(n, 5).float()), torch.as_tensor(cls), torch.ones(n))
     sg = SceneGraph(det, PairSet(torch.as_tensor(np.stack([subj[order], obj[order]], 1).reshape(-1, 2))),
                     predicate_labels=torch.as_tensor(pred_idx[order]), vocabulary=vocab,
                     georef=georeference(int(seed), width, height, gsd), image_size=(width, height),
@@ -135,41 +129,19 @@ def generate_scene(seed: int, size=4096, gsd: float = 0.5, layout: str = "mixed"
     if out_path is not None:
         out_path = Path(out_path)
         write_image(out_path, image, sg.georef)
-        sg.image_path = str(out_path)
-        sg.georef = type(sg.georef)(sg.georef.crs_wkt, sg.georef.transform, str(out_path))
+        sg = sg.replace(image_path=str(out_path),
+                        georef=type(sg.georef)(sg.georef.crs_wkt, sg.georef.transform, str(out_path)))
     return (sg, image) if return_image else sg
 
 
 def write_image(path: Path, image: np.ndarray, georef) -> None:
-    """RGB uint8 GeoTIFF, tiled + deflate + overviews (sgg.io.write_geotiff when available)."""
+    """RGB uint8 GeoTIFF, tiled + deflate + overviews, written atomically (``sgg.io.write_geotiff``)."""
     from affine import Affine
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    transform = Affine(*georef.transform)
-    try:
-        from sgg.io import write_geotiff
-    except ImportError:
-        write_geotiff = None
-    if write_geotiff is not None:
-        write_geotiff(path, image, georef.crs_wkt, transform)
-        return
-    import rasterio
-    from rasterio.enums import Resampling
+    from sgg.io import write_geotiff
 
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp.tif")
-    h, w = image.shape[:2]
-    profile = dict(driver="GTiff", width=w, height=h, count=3, dtype="uint8", crs=georef.crs_wkt, transform=transform,
-                   tiled=True, blockxsize=512, blockysize=512, compress="deflate", photometric="RGB", interleave="pixel")
-    try:
-        with rasterio.open(tmp, "w", **profile) as dst:
-            dst.write(np.moveaxis(image, 2, 0))
-            factors = [f for f in (2, 4, 8, 16, 32) if min(w, h) // f >= 256]
-            if factors:
-                dst.build_overviews(factors, Resampling.average)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_geotiff(path, image, georef.crs_wkt, Affine(*georef.transform))
 
 
 def _one(args) -> str:

@@ -271,7 +271,7 @@ def strip_rules(g: Geo, R: Rel):
     """Runways, taxiways and aprons: intersect, converge, through, adjacent, around; boarding bridges."""
     import shapely
 
-    from sgg.datasets.synth_render import RECT, place
+    from sgg.datasets.synthetic.render import RECT, place
 
     idx = g.idx("runway", "taxiway", "apron")
     if len(idx) >= 2:

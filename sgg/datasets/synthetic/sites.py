@@ -10,51 +10,9 @@ import math
 
 import numpy as np
 
-from sgg.datasets.synth_layouts import Builder, jitter
-from sgg.datasets.synth_render import SHAPES, place
+from sgg.datasets.synthetic.builder import Builder, Frame, jitter
 
 CONCRETE = (182, 180, 172)
-ASPHALT = (88, 88, 90)
-
-
-class Frame:
-    """Local (u, v) → world (x, y) for a region rotated by k·90°; ``U``, ``V`` are the local extents."""
-
-    def __init__(self, b: Builder, x0, y0, x1, y1, k: int | None = None):
-        self.b = b
-        self.k = int(b.rng.integers(0, 4)) if k is None else k
-        w, h = x1 - x0, y1 - y0
-        self.U, self.V = (w, h) if self.k % 2 == 0 else (h, w)
-        self.phi = self.k * math.pi / 2
-        c, s = round(math.cos(self.phi)), round(math.sin(self.phi))
-        self.c, self.s = c, s
-        # choose the origin so that local [0,U]x[0,V] maps onto the region
-        corners = [(0, 0), (self.U, 0), (0, self.V), (self.U, self.V)]
-        xs = [c * u - s * v for u, v in corners]
-        ys = [s * u + c * v for u, v in corners]
-        self.ox, self.oy = x0 - min(xs), y0 - min(ys)
-
-    def xy(self, u, v):
-        u, v = np.asarray(u, np.float64), np.asarray(v, np.float64)
-        return self.ox + self.c * u - self.s * v, self.oy + self.s * u + self.c * v
-
-    def add(self, cls, u, v, length, width, heading, **kw) -> int:
-        x, y = self.xy(u, v)
-        return self.b.add(cls, float(x), float(y), length, width, heading + self.phi, **kw)
-
-    def ground(self, u, v, length, width, heading, color, kind="paint", shape="rect"):
-        x, y = self.xy(u, v)
-        self.b.add_ground(place(SHAPES[shape], float(x), float(y), length, width, heading + self.phi), color, kind)
-
-    def cars(self, u, v, heading, cls="car"):
-        x, y = self.xy(u, v)
-        return self.b.cars(np.atleast_1d(x), np.atleast_1d(y), np.atleast_1d(heading) + self.phi, cls=cls)
-
-
-def _lines(n, horizontal=True, color=(235, 235, 235), width=0.04):
-    """Evenly spaced paint lines across a unit rectangle (decorations)."""
-    ks = np.linspace(-0.5 + 0.5 / n, 0.5 - 0.5 / n, n) if n > 0 else []
-    return [("rect", k, 0, width, 1.0, color) if horizontal else ("rect", 0, k, 1.0, width, color) for k in ks]
 
 
 # ----------------------------------------------------------------------------------------- vessels
@@ -368,5 +326,3 @@ def parking(b: Builder, x0, y0, x1, y1):
             u += lu + rng.uniform(6, 9)
         v += lv + rng.uniform(7, 10)
 
-
-from sgg.datasets.synth_facilities import construction, dam, energy, industrial, sports  # noqa: E402,F401
