@@ -1,4 +1,5 @@
-"""Evaluation: rotated detection mAP (``sgg.evaluation.detection``); ``sgg eval …`` lives in ``cli``.
+"""Evaluation: rotated detection mAP (``sgg.evaluation.detection``), scene-graph recall
+(``sgg.evaluation.sgg``); ``sgg eval …`` lives in ``cli``.
 
 Names are imported lazily so that ``sgg eval --help`` does not pay for torch.
 """
@@ -12,6 +13,8 @@ _LAZY = {
     "rotated_map": "sgg.evaluation.detection",
     "voc_ap": "sgg.evaluation.detection",
     "format_table": "sgg.evaluation.detection",
+    "SGGEvaluator": "sgg.evaluation.sgg",
+    "format_sgg_table": "sgg.evaluation.sgg",
 }
 
 

@@ -1,6 +1,7 @@
 """``sgg eval``: evaluate predictions against ground truth.
 
     sgg eval detection --pred results/ --gt annotations/ [--iou-threshold 0.5] [--use-07] [--json out.json]
+    sgg eval sgg --pred graphs/ --gt annotations/ [--mode predcls|sgcls|sgdet] [--box-type hbb] [--ks 20 50 100]
 
 ``--pred``: a DOTA Task-1 results directory (``Task1_<class>.txt``, e.g. from mmrotate or
 ``sgg detect --dota-out``), or native scene-graph JSON files (a directory or one file, e.g. from
@@ -149,7 +150,88 @@ def detection_main(argv: list[str]) -> int:
     return 0
 
 
-SUBCOMMANDS = {"detection": (detection_main, "rotated detection mAP per class (VOC07 / area)")}
+def _graph_files(path: Path) -> list[Path]:
+    from sgg.graph.formats import SUFFIXES
+
+    if path.is_dir():
+        return sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in SUFFIXES)
+    return [path]
+
+
+def sgg_main(argv: list[str]) -> int:
+    """``sgg eval sgg``: Scene-Graph-Benchmark recall (R, mR, ng, zero-shot, HMR, A, F) of predicted graphs."""
+    p = argparse.ArgumentParser(prog="sgg eval sgg", description="Scene-graph recall@K with the Scene-Graph-"
+                                "Benchmark protocol (sgg.evaluation.sgg). Predictions: scene graphs with predicate "
+                                "scores (any 'sgg graph' format; graphs with hard predicates score 1).")
+    p.add_argument("--pred", required=True, help="predicted scene graph file or directory (.json/.gpkg/…)")
+    p.add_argument("--gt", required=True, help="native JSON annotations (directory or file)")
+    p.add_argument("--mode", choices=("predcls", "sgcls", "sgdet"), default="sgdet")
+    p.add_argument("--box-type", choices=("obb", "hbb"), default="obb")
+    p.add_argument("--ks", type=int, nargs="+", default=[20, 50, 100], help="K values (STAR: 1000 1500 2000)")
+    p.add_argument("--iou-threshold", type=float, default=0.5)
+    p.add_argument("--train-counts", help="'star' or a JSON (C+1, C+1, P) triplet-count array, for zero-shot recall")
+    p.add_argument("--json", metavar="OUT", help="also write the full result as JSON")
+    args = p.parse_args(argv)
+
+    import torch
+
+    from sgg.errors import SggInputError
+    from sgg.evaluation.sgg import SGGEvaluator, format_sgg_table
+    from sgg.graph import read
+
+    gts = load_ground_truth(args.gt)
+    counts = None
+    if args.train_counts:
+        src = Path(args.train_counts)
+        if args.train_counts == "star":
+            from importlib import resources
+
+            src = resources.files("sgg.data").joinpath("star_triplet_counts.json")
+        try:
+            counts = json.loads(src.read_text())
+        except (OSError, ValueError) as exc:
+            raise SggInputError(f"cannot read training counts ({exc})", path=args.train_counts) from None
+    ev = SGGEvaluator(args.mode, ks=args.ks, iou_threshold=args.iou_threshold, box_type=args.box_type,
+                      train_counts=counts)
+    pred_path = Path(args.pred)
+    if not pred_path.exists():
+        raise SggInputError("predictions not found", path=pred_path)
+    seen = set()
+    for f in _graph_files(pred_path):
+        pr = read(f)
+        key = _image_id(pr, f)
+        if key not in gts:
+            print(f"warning: no annotation for prediction {f.name} (image id {key!r}); ignored", file=sys.stderr)
+            continue
+        if pr.predicate_scores is None:  # hard graph: one-hot scores
+            lab = pr.predicate_labels if pr.predicate_labels is not None else torch.zeros(len(pr.pairs), dtype=torch.long)
+            pr = pr.replace(predicate_scores=torch.nn.functional.one_hot(lab, pr.vocabulary.num_predicates).float())
+        try:
+            ev.add(gts[key], pr)
+        except SggInputError as exc:
+            raise SggInputError(str(exc), path=f) from None
+        seen.add(key)
+    if not seen:
+        raise SggInputError(f"no prediction matches an annotated image (annotations for {sorted(gts)[:5]})",
+                            path=pred_path)
+    missing = sorted(set(gts) - seen)
+    if missing:
+        print(f"warning: {len(missing)} annotated images have no prediction and are left out: {missing[:5]}",
+              file=sys.stderr)
+    result = ev.compute()
+    print(f"{result['images']} images ({result['skipped']} without relations skipped), mode {args.mode}, "
+          f"{args.box_type} IoU ≥ {args.iou_threshold}")
+    print(format_sgg_table(result))
+    if args.json:
+        from sgg.datasets.native import atomic_write_text
+
+        clean = json.loads(json.dumps(result).replace("NaN", "null"))
+        atomic_write_text(args.json, json.dumps(clean, indent=1) + "\n")
+    return 0
+
+
+SUBCOMMANDS = {"detection": (detection_main, "rotated detection mAP per class (VOC07 / area)"),
+               "sgg": (sgg_main, "scene-graph recall R@K / mR@K / ng / zero-shot / HMR (Scene-Graph-Benchmark)")}
 
 
 def main(argv: list[str] | None = None) -> int:
