@@ -1,0 +1,19 @@
+"""PPG — pair proposal generation (DESIGN.md §5.3): spatial candidates, STAR's pair features, adversarial
+autoencoder scoring (STAR's released weights or our own) and top-K selection.
+
+``star_pair_features`` → ``PPG.score`` (lower = keep) → ``select_pairs``; ``candidate_pairs`` finds the
+pairs worth scoring without building all N² of them; ``PairProposer`` chains the lot for the pipeline.
+"""
+
+from .features import STAR_NUM_CLASSES, pair_feature_dim, spatial_pair_features, star_pair_features, union_rect_area
+from .ppg import PPG, AutoEncoder
+
+__all__ = [
+    "STAR_NUM_CLASSES",
+    "pair_feature_dim",
+    "spatial_pair_features",
+    "star_pair_features",
+    "union_rect_area",
+    "PPG",
+    "AutoEncoder",
+]

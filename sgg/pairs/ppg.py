@@ -1,0 +1,197 @@
+"""PPG scorer: two autoencoders scored by reconstruction error (USAD), STAR's released weights included.
+
+``score(x) = α·mean((AE1(x) − x)²) + β·mean((AE2(AE1(x)) − x)²)`` over the feature dimension, lower = more
+likely related; α = β = ½ as in the STAR toolkit. Each autoencoder is ``encoder`` = Linear(D→50), ReLU,
+Linear(50→25), ReLU and ``decoder`` = Linear(25→50), ReLU, Linear(50→D), Sigmoid — the layout (and the
+state-dict keys ``encoder.0/2``, ``decoder.0/2``) of STAR's ``Autoencoder1/2``.
+
+Files: STAR's release (``{"model_state_dict1", "model_state_dict2"}``, shipped in ``sgg/data/ppg``), sgg's
+own ``sgg-ppg/1`` files (weights + vocabulary + config) and ``PPGModule`` Lightning checkpoints all load with
+``weights_only=True`` through :meth:`PPG.load`.
+"""
+
+from __future__ import annotations
+
+import os
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from sgg.errors import SggInputError
+from sgg.structures import Vocabulary
+
+from .features import pair_feature_dim
+
+__all__ = ["PPG", "AutoEncoder", "STAR_WEIGHTS", "FORMAT"]
+
+FORMAT = "sgg-ppg/1"
+STAR_WEIGHTS = {"obb": "star_ppg_obb.pth", "hbb": "star_ppg_hbb.pth"}
+DEFAULT_CHUNK = 1 << 17
+
+
+class AutoEncoder(nn.Module):
+    """D → hidden → latent → hidden → D MLP with a sigmoid output (STAR's ``Autoencoder1/2``)."""
+
+    def __init__(self, in_dim: int = 103, hidden: int = 50, latent: int = 25):
+        super().__init__()
+        self.encoder = nn.Sequential(nn.Linear(in_dim, hidden), nn.ReLU(), nn.Linear(hidden, latent), nn.ReLU())
+        self.decoder = nn.Sequential(nn.Linear(latent, hidden), nn.ReLU(), nn.Linear(hidden, in_dim), nn.Sigmoid())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Reconstruction of ``x``, computed in ``x``'s dtype (weights cast: float64 features stay float64)."""
+        for seq in (self.encoder, self.decoder):
+            for layer in seq:
+                if isinstance(layer, nn.Linear):
+                    x = F.linear(x, layer.weight.to(x.dtype), layer.bias.to(x.dtype))
+                else:
+                    x = layer(x)
+        return x
+
+
+class PPG(nn.Module):
+    """Pair scorer over pair features (``sgg.pairs.star_pair_features``); lower score = keep.
+
+    Args:
+        num_classes: object classes of the one-hot layout (feature length ``2·C + 7``).
+        vocabulary: the classes the one-hots index, in order (default: STAR's).
+        hidden, latent: autoencoder widths (STAR: 50, 25). alpha, beta: weights of the two errors.
+        source: provenance string kept in saved files.
+    """
+
+    def __init__(self, num_classes: int = 48, vocabulary: Vocabulary | None = None, hidden: int = 50,
+                 latent: int = 25, alpha: float = 0.5, beta: float = 0.5, source: str = ""):
+        super().__init__()
+        self.vocabulary = vocabulary if vocabulary is not None else Vocabulary.star()
+        if self.vocabulary.num_classes != num_classes:
+            raise SggInputError(f"PPG: vocabulary has {self.vocabulary.num_classes} classes, "
+                                f"num_classes is {num_classes}")
+        self.num_classes, self.hidden, self.latent = int(num_classes), int(hidden), int(latent)
+        self.alpha, self.beta, self.source = float(alpha), float(beta), str(source)
+        d = pair_feature_dim(num_classes)
+        self.ae1 = AutoEncoder(d, hidden, latent)
+        self.ae2 = AutoEncoder(d, hidden, latent)
+
+    @property
+    def in_dim(self) -> int:
+        return pair_feature_dim(self.num_classes)
+
+    def config(self) -> dict[str, Any]:
+        return {"num_classes": self.num_classes, "hidden": self.hidden, "latent": self.latent,
+                "alpha": self.alpha, "beta": self.beta}
+
+    # scoring ----------------------------------------------------------------------------------
+    def errors(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(AE1(x), AE2(AE1(x)), per-row mean squared error of each) — differentiable, for training."""
+        w1 = self.ae1(x)
+        w2 = self.ae2(w1)
+        return w1, w2, ((w1 - x) ** 2).mean(dim=1), ((w2 - x) ** 2).mean(dim=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        _, _, e1, e2 = self.errors(x)
+        return self.alpha * e1 + self.beta * e2
+
+    @torch.no_grad()
+    def score(self, features: torch.Tensor, chunk_size: int = DEFAULT_CHUNK) -> torch.Tensor:
+        """(M,) scores of (M, D) pair features, lower = keep; in the features' dtype, ``chunk_size`` rows
+        at a time so memory stays bounded."""
+        x = torch.as_tensor(features)
+        if x.dim() != 2 or x.shape[1] != self.in_dim:
+            raise SggInputError(f"PPG.score: expected (M, {self.in_dim}) features, got {tuple(x.shape)}")
+        if not x.is_floating_point() or x.dtype == torch.float16:
+            x = x.float()
+        dev = self.ae1.encoder[0].weight.device
+        out = torch.empty(x.shape[0], dtype=x.dtype, device=x.device)
+        for lo in range(0, x.shape[0], chunk_size):
+            out[lo:lo + chunk_size] = self(x[lo:lo + chunk_size].to(dev)).to(x.device)
+        return out
+
+    # vocabulary -------------------------------------------------------------------------------
+    def label_map(self, vocabulary: Vocabulary | None) -> torch.Tensor | None:
+        """Index table from ``vocabulary``'s classes to this PPG's one-hot layout (None when identical).
+
+        Refuses vocabularies whose class set differs: the one-hot layout is fixed by training."""
+        if vocabulary is None or tuple(vocabulary.objects) == tuple(self.vocabulary.objects):
+            return None
+        if set(vocabulary.objects) != set(self.vocabulary.objects):
+            missing = sorted(set(vocabulary.objects) - set(self.vocabulary.objects))[:5]
+            which = "STAR's 48 classes (detector order)" if self.vocabulary == Vocabulary.star() else \
+                f"its {self.num_classes} training classes"
+            raise SggInputError(
+                f"this PPG cannot score pairs of a {vocabulary.num_classes}-class vocabulary: its one-hot "
+                f"layout is {which}, and e.g. {missing or 'the class count'} are not in it; train a PPG "
+                "on your vocabulary with `sgg train ppg`", where="PPG")
+        return torch.tensor([self.vocabulary.object_index(n) for n in vocabulary.objects])
+
+    # files ------------------------------------------------------------------------------------
+    @classmethod
+    def from_star(cls, path: str | os.PathLike | None = None, kind: str = "obb") -> "PPG":
+        """STAR's released PPG (``model_state_dict1/2``); ``path`` None = the copy shipped with sgg
+        (``kind`` "obb" or "hbb")."""
+        if path is None:
+            if kind not in STAR_WEIGHTS:
+                raise SggInputError(f"kind must be one of {sorted(STAR_WEIGHTS)}, not {kind!r}", where="PPG.from_star")
+            ref = resources.files("sgg.data").joinpath("ppg", STAR_WEIGHTS[kind])
+            with resources.as_file(ref) as p:
+                return cls.from_star(p)
+        data = _load(path)
+        if not (isinstance(data, dict) and "model_state_dict1" in data and "model_state_dict2" in data):
+            raise SggInputError("not a STAR PPG file (expected model_state_dict1 and model_state_dict2)", path=path)
+        ppg = cls(48, Vocabulary.star(), source=f"STAR SGG-ToolKit PPG ({Path(path).name})")
+        try:
+            ppg.ae1.load_state_dict(data["model_state_dict1"])
+            ppg.ae2.load_state_dict(data["model_state_dict2"])
+        except RuntimeError as exc:
+            raise SggInputError(f"weights do not fit 103→50→25→50→103 autoencoders ({exc})", path=path) from None
+        return ppg.eval()
+
+    def to_dict(self, half: bool = False) -> dict[str, Any]:
+        """Plain dict (tensors, str, numbers) that ``torch.save`` writes and ``from_dict`` reads back."""
+        sd = {k: (v.half() if half else v.float()).cpu() for k, v in self.state_dict().items()}
+        return {"format": FORMAT, "config": self.config(), "vocabulary": self.vocabulary.to_dict(),
+                "state_dict": sd, "source": self.source}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], path: Any = "<memory>") -> "PPG":
+        try:
+            voc = Vocabulary.from_dict(data["vocabulary"])
+            ppg = cls(vocabulary=voc, source=str(data.get("source", "")), **data["config"])
+            ppg.load_state_dict({k: v.float() for k, v in data["state_dict"].items()})
+        except (KeyError, TypeError, ValueError, RuntimeError) as exc:
+            raise SggInputError(f"not a valid {FORMAT} file ({exc})", path=path) from None
+        return ppg.eval()
+
+    def save(self, path: str | os.PathLike, half: bool = False) -> Path:
+        """Write an ``sgg-ppg/1`` file atomically (``half``: fp16 weights, a quarter of the float64 size)."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + ".tmp")
+        torch.save(self.to_dict(half=half), tmp)
+        os.replace(tmp, path)
+        return path
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> "PPG":
+        """Any PPG file: STAR's release, an ``sgg-ppg/1`` file, or a ``PPGModule`` Lightning checkpoint."""
+        data = _load(path)
+        if isinstance(data, dict) and "model_state_dict1" in data:
+            return cls.from_star(path)
+        if isinstance(data, dict) and data.get("format") == FORMAT:
+            return cls.from_dict(data, path)
+        if isinstance(data, dict) and "sgg_ppg" in data and "state_dict" in data:
+            meta = data["sgg_ppg"]
+            sd = {k[len("ppg."):]: v for k, v in data["state_dict"].items() if k.startswith("ppg.")}
+            return cls.from_dict({**meta, "state_dict": sd}, path)
+        raise SggInputError("not a PPG file (STAR release, sgg-ppg/1 or PPGModule checkpoint)", path=path)
+
+
+def _load(path: str | os.PathLike) -> Any:
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise SggInputError("PPG weights not found", path=path) from None
+    except Exception as exc:  # noqa: BLE001 - pickle/zip errors of a damaged or foreign file
+        raise SggInputError(f"cannot read PPG weights ({type(exc).__name__}: {exc})", path=path) from None
