@@ -36,7 +36,7 @@ def tile_to_level0(det: Detections, window: Sequence[float], scale: float, level
     levels = det.levels
     if level is not None:
         levels = torch.full((len(det),), int(level), dtype=torch.long, device=boxes.device)
-    return Detections(boxes, det.labels, det.scores, det.features, levels)
+    return Detections(boxes, det.labels, det.scores, det.features, levels, det.class_scores)
 
 
 def _shrunk_windows(windows: torch.Tensor, margins: torch.Tensor, image_size: tuple[int, int]) -> torch.Tensor:
@@ -234,7 +234,7 @@ def merge_detections(
     tile_scales = torch.as_tensor(tile_scales, dtype=torch.float32).reshape(-1)
     tile_ids = torch.as_tensor(tile_ids, dtype=torch.long).reshape(-1)
     if det.levels is None:
-        det = Detections(det.boxes, det.labels, det.scores, det.features, tile_levels[tile_ids])
+        det = Detections(det.boxes, det.labels, det.scores, det.features, tile_levels[tile_ids], det.class_scores)
     if len(det) == 0:
         return det
     env = det.boxes.envelope()
