@@ -1,15 +1,18 @@
 """The ``sgg`` command.
 
 Sub-commands live in their stage's package (``sgg/<stage>/cli.py``) and are imported only when run, so
-``sgg --help`` never imports torch. Each sub-command module exposes ``main(argv: list[str]) -> int``.
-``sgg train <stage>`` hands the rest of the command line to Lightning's ``LightningCLI``.
+``sgg --help`` never imports torch. Each sub-command module exposes ``main(argv: list[str]) -> int`` and
+runs behind :func:`sgg.cli_support.run_command`: one error line, exit 2 for bad input, 1 for a bug,
+``--debug`` for the traceback, ``--quiet`` for no warnings. ``sgg train <stage>`` hands the rest of the
+command line to Lightning's ``LightningCLI``.
 """
 
 from __future__ import annotations
 
 import argparse
+import ast
 import sys
-from importlib import import_module
+from importlib import import_module, util
 
 # name -> (module with main(argv), one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -26,28 +29,71 @@ TRAIN_STAGES: dict[str, tuple[str, str]] = {
     "detector": ("sgg.detectors.module:DetectorModule", "sgg.datasets.datamodules:DetectorDataModule"),
 }
 
+LIGHTNING_SUBCOMMANDS = ("fit", "validate", "test", "predict")
+
 
 def _load(path: str):
     module, _, attr = path.partition(":")
     return getattr(import_module(module), attr)
 
 
+def _init_options(path: str) -> list[tuple[str, str]]:
+    """(name, default) of a class's ``__init__`` parameters, read from its source without importing it
+    (importing Lightning takes seconds; ``--help`` should not)."""
+    module, _, cls = path.partition(":")
+    spec = util.find_spec(module)
+    if spec is None or not spec.origin:
+        return []
+    tree = ast.parse(open(spec.origin, encoding="utf-8").read())
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ClassDef) and node.name == cls:
+            for fn in node.body:
+                if isinstance(fn, ast.FunctionDef) and fn.name == "__init__":
+                    args = fn.args.args[1:] + fn.args.kwonlyargs
+                    defaults = [None] * (len(fn.args.args) - 1 - len(fn.args.defaults)) + list(fn.args.defaults)
+                    defaults += list(fn.args.kw_defaults)
+                    return [(a.arg, "required" if d is None else ast.unparse(d)) for a, d in zip(args, defaults)]
+    return []
+
+
+def train_help(stage: str | None = None) -> str:
+    """Short help of ``sgg train [STAGE]``: the model and data options with their defaults."""
+    lines = ["usage: sgg train STAGE [fit|validate|test|predict] [--config FILE] [--KEY VALUE ...]", "",
+             "Train a stage with LightningCLI. Options override the YAML config, e.g. --trainer.max_steps 100.",
+             "Run `sgg train STAGE --help-full` for every Lightning option.", "",
+             "stages: " + ", ".join(TRAIN_STAGES)]
+    if stage in TRAIN_STAGES:
+        for prefix, path in zip(("model", "data"), TRAIN_STAGES[stage]):
+            lines += ["", f"{prefix} options ({path.rsplit(':', 1)[1]}):"]
+            lines += [f"  --{prefix}.{name:<24} {default}" for name, default in _init_options(path)]
+        lines += ["", "trainer options: any pytorch_lightning.Trainer argument as --trainer.NAME"]
+    return "\n".join(lines)
+
+
 def train_main(argv: list[str]) -> int:
     """``sgg train STAGE [LightningCLI arguments]``."""
+    from sgg.cli_support import UsageError, input_path
+
+    argv = [a for a in argv if a not in ("--debug", "--quiet", "-q")]
     if not argv or argv[0] in ("-h", "--help"):
-        print("usage: sgg train STAGE [--config FILE] [fit|validate|test ...]\n\nstages: " + ", ".join(TRAIN_STAGES))
+        print(train_help())
         return 0
     stage, rest = argv[0], argv[1:]
     if stage not in TRAIN_STAGES:
-        print(f"sgg train: unknown stage {stage!r}; choose from {', '.join(TRAIN_STAGES)}", file=sys.stderr)
-        return 2
+        raise UsageError(f"unknown stage {stage!r}; choose from {', '.join(TRAIN_STAGES)}")
+    if any(a in ("-h", "--help") for a in rest):
+        print(train_help(stage))
+        return 0
+    rest = ["--help" if a == "--help-full" else a for a in rest]
+    for i, a in enumerate(rest):  # the config file is checked before Lightning loads
+        if a == "--config" and i + 1 < len(rest):
+            input_path(rest[i + 1], "--config")
+        elif a.startswith("--config="):
+            input_path(a.split("=", 1)[1], "--config")
     from pytorch_lightning.cli import LightningCLI
 
     model_cls, dm_cls = (_load(p) for p in TRAIN_STAGES[stage])
-    if rest and not rest[0].startswith("-") and rest[0] in ("fit", "validate", "test", "predict"):
-        args = rest
-    else:  # default sub-command: fit
-        args = ["fit", *rest]
+    args = rest if rest and rest[0] in LIGHTNING_SUBCOMMANDS else ["fit", *rest]
     import inspect
 
     both_seeded = all("seed" in inspect.signature(c.__init__).parameters for c in (model_cls, dm_cls))
@@ -60,47 +106,59 @@ def train_main(argv: list[str]) -> int:
 
     saved, sys.argv = sys.argv, [f"sgg train {stage}"]  # args= is the command line; LightningCLI warns on both
     try:
-        SggCLI(model_cls, dm_cls, args=args, save_config_kwargs={"overwrite": True})
+        SggCLI(model_cls, dm_cls, args=args, save_config_kwargs={"overwrite": True},
+               parser_kwargs={"exit_on_error": "--help" in args})
+    except argparse.ArgumentError as exc:
+        raise UsageError(f"{exc} (see `sgg train {stage} --help`)") from None
     finally:
         sys.argv = saved
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
+def _parser() -> argparse.ArgumentParser:
     from sgg import __version__
 
-    argv = list(sys.argv[1:] if argv is None else argv)
+    width = max(map(len, COMMANDS)) + 2
     parser = argparse.ArgumentParser(
         prog="sgg",
+        usage="sgg [--version] [--debug] [--quiet] COMMAND [options]",
         description="Scene graph generation for large very-high-resolution satellite imagery.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog="commands:\n" + "\n".join(f"  {n:<8} {h}" for n, (_, h) in COMMANDS.items())
-        + "\n\nRun `sgg COMMAND --help` for a command's options.",
+        epilog="commands:\n" + "\n".join(f"  {n:<{width}}{h}" for n, (_, h) in COMMANDS.items())
+        + "\n\nRun `sgg COMMAND --help` for a command's options. Exit status: 0 done, 1 internal error, "
+        "2 bad input or options, 130 interrupted.",
     )
     parser.add_argument("--version", action="version", version=f"sgg {__version__}")
-    parser.add_argument("command", nargs="?", choices=list(COMMANDS), metavar="COMMAND")
-    parser.add_argument("args", nargs=argparse.REMAINDER)
-    ns = parser.parse_args(argv[:1]) if argv and not argv[0].startswith("-") else parser.parse_args(argv)
-    if ns.command is None:
+    parser.add_argument("--debug", action="store_true", help="show the Python traceback of an error")
+    parser.add_argument("--quiet", "-q", action="store_true", help="no warnings, progress or summary")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    from sgg.cli_support import run_command
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    flags = []
+    while argv and argv[0] in ("--debug", "--quiet", "-q"):  # global flags go on to the sub-command
+        flags.append(argv.pop(0))
+    if not argv or argv[0] in ("-h", "--help", "--version"):
+        parser = _parser()
+        try:
+            parser.parse_args(argv[:1])
+        except SystemExit as exc:
+            return int(exc.code or 0)
         parser.print_help()
         return 0
-    rest = argv[1:]
-    if ns.command == "train":
-        return train_main(rest)
-    from sgg.errors import SggInputError
-
-    try:
-        module = import_module(COMMANDS[ns.command][0])
-    except ModuleNotFoundError as exc:
-        if exc.name and exc.name.startswith("sgg"):
-            print(f"sgg {ns.command}: not available in this build ({exc.name} missing)", file=sys.stderr)
-            return 2
-        raise
-    try:
-        return int(module.main(rest) or 0)
-    except SggInputError as exc:
-        print(f"sgg {ns.command}: error: {exc}", file=sys.stderr)
-        return 1
+    command, rest = argv[0], argv[1:] + flags
+    if command not in COMMANDS:
+        close = [c for c in COMMANDS if c.startswith(command[:2])]
+        print(f"sgg: error: unknown command {command!r}"
+              + (f" (did you mean {', '.join(close)}?)" if close else f"; choose from {', '.join(COMMANDS)}"),
+              file=sys.stderr)
+        return 2
+    if command == "train":
+        return run_command(command, train_main, rest)
+    return run_command(command, lambda a: import_module(COMMANDS[command][0]).main(a), rest)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -10,6 +10,16 @@ Layout (full schema: ``sgg/datasets/scene_graph.schema.json``)::
      "relations": [{"subject": 0, "predicate": "docked alongside with", "object": 1}, ...],
      "metadata": {"gsd": 0.5, ...}}
 
+A prediction (a SceneGraph with ``predicate_scores``) is stored as its ranked, scored triplets: the best
+``top_k`` rows of ``SceneGraph.triplets(top_k, per_pair)`` (optionally above ``min_score``), each relation
+with a ``score``, and a ``"prediction": {"top_k", "per_pair", "min_score", "candidate_pairs"}`` block. There
+is no default K: writing every candidate pair's argmax would turn 10,000 candidates into 10,000
+"relations", so a prediction without an explicit ``top_k`` is refused. Read back, the kept triplets become
+``predicate_scores`` over the distinct pairs (score in its predicate's column, the rest of the row to
+background), so ``triplets()`` gives the same ranked rows again.
+
+Files written by sgg end in ``.scene.json`` (``sgg.graph.formats``); annotations in plain ``.json`` read too.
+
 Boxes are level-0 pixels, radians, le90. The image path is written relative to the JSON file when both
 live on the same drive, and read back as a normalised path (relative paths resolve against the JSON's
 directory). Names resolve against the vocabulary passed in, else the file's own ``vocabulary`` block, else
@@ -29,23 +39,11 @@ import torch
 
 from sgg.datasets.aliases import map_names
 from sgg.errors import SggInputError
+from sgg.io.atomic import atomic_write_text  # noqa: F401 - re-exported (callers import it from here)
 
 FORMAT_VERSION = "sgg-scene/1"
 SCHEMA_PATH = Path(__file__).with_name("scene_graph.schema.json")
 
-
-def atomic_write_text(path: str | os.PathLike, text: str) -> None:
-    """Write ``text`` to a temp file beside ``path`` and ``os.replace`` it in (no half-written files)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
 
 
 def _num(value: Any, path: Path, where: str, *, positive: bool = False) -> float:
@@ -118,6 +116,10 @@ def scene_from_dict(data: Mapping[str, Any], vocabulary=None, *, path: str | os.
     m = len(relations)
     pairs = np.zeros((m, 2), dtype=np.int64)
     preds = []
+    prediction = data.get("prediction")
+    if prediction is not None:
+        _require(prediction, dict, path, "prediction")
+    rel_scores = np.ones(m, dtype=np.float64)
     for r, rel in enumerate(relations):
         where = f"relations[{r}]"
         _require(rel, dict, path, where)
@@ -132,6 +134,10 @@ def scene_from_dict(data: Mapping[str, Any], vocabulary=None, *, path: str | os.
         if pairs[r, 0] == pairs[r, 1]:
             raise SggInputError(f"relation links object {rel['subject']!r} to itself", path=path, where=where)
         preds.append(_require(rel["predicate"], str, path, f"{where}.predicate"))
+        if "score" in rel:
+            rel_scores[r] = _num(rel["score"], path, f"{where}.score")
+            if not 0.0 <= rel_scores[r] <= 1.0:
+                raise SggInputError(f"score must lie in [0, 1], got {rel_scores[r]}", path=path, where=f"{where}.score")
     pred_idx = map_names(
         preds, vocabulary.predicates[1:], path=path, where=[f"relations[{r}].predicate" for r in range(m)], kind="predicate"
     ) + 1
@@ -167,10 +173,13 @@ def scene_from_dict(data: Mapping[str, Any], vocabulary=None, *, path: str | os.
     dets = Detections(
         OrientedBoxes(torch.from_numpy(boxes).float()), torch.from_numpy(labels), torch.from_numpy(scores)
     )
+    relation_fields: dict[str, Any] = {"pairs": PairSet(torch.from_numpy(pairs)),
+                                       "predicate_labels": torch.from_numpy(pred_idx.astype(np.int64))}
+    if prediction is not None:
+        relation_fields = _scored_relations(pairs, pred_idx.astype(np.int64), rel_scores, vocabulary.num_predicates)
     return SceneGraph(
         detections=dets,
-        pairs=PairSet(torch.from_numpy(pairs)),
-        predicate_labels=torch.from_numpy(pred_idx.astype(np.int64)),
+        **relation_fields,
         vocabulary=vocabulary,
         georef=georef,
         metadata=dict(metadata),
@@ -178,6 +187,23 @@ def scene_from_dict(data: Mapping[str, Any], vocabulary=None, *, path: str | os.
         image_size=image_size,
         difficult=torch.from_numpy(difficult),
     )
+
+
+def _scored_relations(pairs: np.ndarray, preds: np.ndarray, scores: np.ndarray, num_predicates: int) -> dict:
+    """Scored triplet rows → distinct pairs (first-seen order) with a predicate score matrix: each kept
+    score in its predicate's column, what is left of the row (≥ 0) on background."""
+    from sgg.structures import PairSet
+
+    uniq, first, inv = np.unique(pairs, axis=0, return_index=True, return_inverse=True)
+    order = np.argsort(first, kind="stable")
+    rank = np.empty_like(order)
+    rank[order] = np.arange(len(order))
+    row = rank[inv.reshape(-1)]
+    ps = np.zeros((len(uniq), num_predicates), dtype=np.float32)
+    ps[row, preds] = scores
+    ps[:, 0] = np.clip(1.0 - ps[:, 1:].sum(axis=1), 0.0, None)
+    pair_rows = np.ascontiguousarray(uniq[order].reshape(-1, 2), dtype=np.int64)
+    return {"pairs": PairSet(torch.from_numpy(pair_rows)), "predicate_scores": torch.from_numpy(ps)}
 
 
 def read_scene_json(path: str | os.PathLike, vocabulary=None):
@@ -210,8 +236,33 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
-def scene_to_dict(sg, *, base_dir: str | os.PathLike | None = None, float_digits: int = 6) -> dict[str, Any]:
-    """The native JSON document of a SceneGraph (image path made relative to ``base_dir`` when possible)."""
+def _relation_rows(sg, top_k, per_pair, min_score, r) -> tuple[list[dict], dict | None]:
+    """Relation records of an annotation (labelled rows), or of a prediction (its best scored triplets)."""
+    voc = sg.vocabulary
+    p = sg.pairs.pairs.cpu().numpy()
+    if sg.predicate_scores is None:
+        preds = (sg.predicate_labels.cpu().numpy() if sg.predicate_labels is not None
+                 else np.zeros(len(p), dtype=np.int64))
+        return [{"subject": int(s), "predicate": voc.predicates[int(q)], "object": int(o)}
+                for (s, o), q in zip(p, preds) if q > 0], None  # background rows are not relations
+    if top_k is None and len(p):
+        raise SggInputError(
+            f"a prediction with {len(p)} candidate pairs needs an explicit top-K to be stored as native scene "
+            "JSON (command line: --top-k K; Python: top_k=K); every pair's argmax is not a relation")
+    if top_k is not None and (isinstance(top_k, bool) or int(top_k) < 0 or int(per_pair) < 1):
+        raise SggInputError(f"need top_k >= 0 and per_pair >= 1, got {top_k}, {per_pair}")
+    t = sg.triplets(top_k=top_k, per_pair=per_pair)
+    subj, obj, pred, score = (t[k].detach().cpu().numpy() for k in ("subject", "object", "predicate", "score"))
+    keep = score >= min_score if min_score is not None else np.ones(len(score), dtype=bool)
+    rows = [{"subject": int(s), "predicate": voc.predicates[int(q)], "object": int(o), "score": r(c)}
+            for s, o, q, c in zip(subj[keep], obj[keep], pred[keep], score[keep])]
+    return rows, {"top_k": top_k, "per_pair": int(per_pair), "min_score": min_score, "candidate_pairs": len(p)}
+
+
+def scene_to_dict(sg, *, base_dir: str | os.PathLike | None = None, float_digits: int = 6,
+                  top_k: int | None = None, per_pair: int = 1, min_score: float | None = None) -> dict[str, Any]:
+    """The native JSON document of a SceneGraph (image path made relative to ``base_dir`` when possible);
+    a prediction keeps its ``top_k`` best scored triplets (see the module docstring)."""
     from sgg.structures import Vocabulary
 
     voc = sg.vocabulary
@@ -233,17 +284,7 @@ def scene_to_dict(sg, *, base_dir: str | os.PathLike | None = None, float_digits
         if scores[i] != 1.0:
             obj["score"] = r(scores[i])
         objects.append(obj)
-    relations = []
-    if sg.predicate_labels is not None:
-        preds = sg.predicate_labels.cpu().numpy()
-    elif sg.predicate_scores is not None and len(sg.pairs):
-        preds = (sg.predicate_scores[:, 1:].argmax(dim=1) + 1).cpu().numpy()
-    else:
-        preds = np.zeros(len(sg.pairs), dtype=np.int64)
-    for (s, o), p in zip(sg.pairs.pairs.cpu().numpy(), preds):
-        if p > 0:  # background rows are not relations
-            relations.append({"subject": int(s), "predicate": voc.predicates[int(p)], "object": int(o)})
-
+    relations, prediction = _relation_rows(sg, top_k, per_pair, min_score, r)
     image_path = sg.image_path
     if image_path is not None and base_dir is not None:
         try:
@@ -261,14 +302,23 @@ def scene_to_dict(sg, *, base_dir: str | os.PathLike | None = None, float_digits
         doc["vocabulary"] = voc.to_dict()
     doc["objects"] = objects
     doc["relations"] = relations
+    if prediction is not None:
+        doc["prediction"] = prediction
     doc["metadata"] = _jsonable(dict(sg.metadata))
     return doc
 
 
-def write_scene_json(sg, path: str | os.PathLike, *, indent: int | None = 1) -> Path:
-    """Write a SceneGraph as native JSON, atomically; the image path is stored relative to the file."""
+def write_scene_json(sg, path: str | os.PathLike, *, indent: int | None = 1, top_k: int | None = None,
+                     per_pair: int = 1, min_score: float | None = None, summary: dict | None = None) -> Path:
+    """Write a SceneGraph as native JSON, atomically; the image path is stored relative to the file.
+    A prediction needs ``top_k`` (see the module docstring); ``summary`` receives the row counts."""
     path = Path(path)
-    doc = scene_to_dict(sg, base_dir=path.parent)
+    try:
+        doc = scene_to_dict(sg, base_dir=path.parent, top_k=top_k, per_pair=per_pair, min_score=min_score)
+    except SggInputError as exc:
+        raise SggInputError(str(exc), path=path) from None
+    if summary is not None:
+        summary.update(objects=len(doc["objects"]), relations=len(doc["relations"]))
     try:
         text = json.dumps(doc, indent=indent, allow_nan=False)
     except (TypeError, ValueError) as exc:

@@ -8,67 +8,60 @@ geojson    .geojson               one RFC 7946 FeatureCollection, ``kind`` = obj
 parquet    .parquet, .geoparquet  GeoParquet objects + ``<stem>.relations.parquet``            native
 graphml    .graphml               networkx GraphML (lists/dicts as JSON strings)               pixel+map
 json       .json                  networkx node-link JSON                                      pixel+map
+scene      .scene.json            sgg native scene JSON (predictions: top-K scored triplets)   pixel+CRS
 =========  =====================  ===========================================================  ===========
 
-Writes go to a temporary name in the target directory and are renamed into place (``os.replace``); a
-multi-file output renames its side files first and the main file last, so a file that exists is complete.
+One suffix per format, the same for ``sgg detect --out``, ``sgg export``, ``sgg eval`` and :func:`read`.
+Reading is lenient where it is safe: a plain ``.json`` holding a native scene (as ``sgg synth`` writes
+annotations) or a GeoJSON FeatureCollection is recognised by its content; ``.txt`` is a DOTA label file.
+
+GeoJSON (RFC 7946) has no CRS member: its coordinates are longitude/latitude. A scene without a CRS
+(pixel coordinates) is therefore refused for GeoJSON, with a pointer to GeoPackage, GraphML or JSON,
+which carry the pixel frame honestly.
+
+Writes go to a temporary name in the target directory and are renamed into place (``os.replace``, see
+:mod:`sgg.io.atomic`); a multi-file output renames its side files first and the main file last, so a file
+that exists is complete, and parts left by a killed run are removed by the next write to the same name.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
-import tempfile
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from sgg.errors import SggInputError
+from sgg.io.atomic import atomic_paths  # noqa: F401 - re-exported: the one atomic writer of sgg
 
-FORMATS = ("gpkg", "geojson", "parquet", "graphml", "json")
-SUFFIXES = {".gpkg": "gpkg", ".geojson": "geojson", ".parquet": "parquet", ".geoparquet": "parquet",
-            ".graphml": "graphml", ".json": "json"}
-ALIASES = {"geoparquet": "parquet", "node-link": "json", "nodelink": "json"}
-EXTENSION = {"gpkg": ".gpkg", "geojson": ".geojson", "parquet": ".parquet", "graphml": ".graphml", "json": ".json"}
+FORMATS = ("gpkg", "geojson", "parquet", "graphml", "json", "scene")
+# suffix -> format; longest match first (".scene.json" before ".json")
+SUFFIXES = {".scene.json": "scene", ".gpkg": "gpkg", ".geojson": "geojson", ".parquet": "parquet",
+            ".geoparquet": "parquet", ".graphml": "graphml", ".json": "json"}
+ALIASES = {"geoparquet": "parquet", "node-link": "json", "nodelink": "json", "native": "scene"}
+EXTENSION = {"gpkg": ".gpkg", "geojson": ".geojson", "parquet": ".parquet", "graphml": ".graphml", "json": ".json",
+             "scene": ".scene.json"}
+GRAPH_SUFFIXES = tuple(SUFFIXES)
+
+
+def suffix_format(path: Any) -> str | None:
+    """The format a file name's suffix stands for (``.scene.json`` before ``.json``), else None."""
+    name = Path(path).name.lower()
+    return next((f for s, f in SUFFIXES.items() if name.endswith(s)), None)
 
 
 def format_of(path: Any, fmt: str | None = None) -> str:
+    """The format named by ``fmt`` (or an alias), else the one ``path``'s suffix stands for."""
     if fmt:
         f = ALIASES.get(fmt.lower(), fmt.lower())
         if f not in FORMATS:
             raise SggInputError(f"unknown format {fmt!r}; choose from {', '.join(FORMATS)}", path=path)
         return f
-    suffix = Path(path).suffix.lower()
-    if suffix not in SUFFIXES:
-        raise SggInputError(f"cannot tell the format from suffix {suffix!r}; pass fmt= one of {', '.join(FORMATS)}",
-                            path=path)
-    return SUFFIXES[suffix]
-
-
-def _cleanup(tmp: Path) -> None:
-    for p in (tmp, *(tmp.with_name(tmp.name + s) for s in ("-wal", "-shm", "-journal"))):
-        with contextlib.suppress(FileNotFoundError):
-            p.unlink()
-
-
-@contextlib.contextmanager
-def atomic_paths(*finals: Path) -> Iterator[list[Path]]:
-    """Temporary paths beside ``finals`` (same suffix); renamed onto them in order on success, removed on
-    failure. Put the main file last."""
-    tmps = []
-    try:
-        for f in finals:
-            f.parent.mkdir(parents=True, exist_ok=True)
-            fd, name = tempfile.mkstemp(prefix=f".{f.stem}.", suffix=".part" + f.suffix, dir=f.parent)
-            os.close(fd)
-            os.unlink(name)  # writers (GDAL) want to create the file themselves
-            tmps.append(Path(name))
-        yield tmps
-        for t, f in zip(tmps, finals):
-            os.replace(t, f)
-    finally:
-        for t in tmps:
-            _cleanup(t)
+    f = suffix_format(path)
+    if f is None:
+        suffix = "".join(Path(path).suffixes[-1:]) or "(none)"
+        raise SggInputError(f"not a scene graph file name (suffix {suffix!r}); graph files end in "
+                            f"{', '.join(GRAPH_SUFFIXES)}", path=path)
+    return f
 
 
 def _as_scene(obj: Any):
@@ -81,6 +74,16 @@ def _as_scene(obj: Any):
 
         return from_networkx(obj)
     raise TypeError(f"export: expected a SceneGraph or a networkx graph, got {type(obj).__name__}")
+
+
+def no_crs(sg: Any) -> bool:
+    """True for a scene in pixel coordinates (no georeference, or one without a CRS)."""
+    return sg.georef is None or sg.georef.crs_wkt is None
+
+
+GEOJSON_NO_CRS = ("GeoJSON coordinates are longitude/latitude (RFC 7946) but this scene has no CRS (pixel "
+                  "coordinates); write GeoPackage (.gpkg, pixel frame that QGIS lays over the image), GraphML "
+                  "(.graphml) or JSON (.json, .scene.json) instead, or georeference the raster")
 
 
 def export(
@@ -96,15 +99,18 @@ def export(
     min_score: float | None = None,
     full_scores: bool = False,
     style: bool = True,
+    summary: dict | None = None,
 ) -> Path:
     """Write a SceneGraph (or a graph from :func:`to_networkx`) to ``path``; returns the main file's path.
 
     ``crs``: ``"native"`` (the raster's CRS; default except GeoJSON), ``"EPSG:4326"`` (GeoJSON's default)
-    or any CRS pyproj understands; ignored by graphml/json, whose nodes carry pixel and map polygons.
-    A scene without a CRS is written in pixel coordinates (GeoJSON's default warns; asking for a CRS
-    explicitly is an error). ``topology`` adds footprint relations within ``distance`` pixels.
-    ``top_k``/``per_pair``/``min_score`` choose which predicted triplets become relations;
-    ``full_scores`` stores each pair's score vector on its relations (exact prediction round trip).
+    or any CRS pyproj understands; ignored by graphml/json/scene, whose nodes carry pixel and map polygons.
+    A scene without a CRS is written in pixel coordinates, except to GeoJSON, which refuses it (see the
+    module docstring); asking for a CRS then is an error. ``topology`` adds footprint relations within
+    ``distance`` pixels. ``top_k``/``per_pair``/``min_score`` choose which predicted triplets become
+    relations (native scene JSON needs ``top_k`` for a prediction); ``full_scores`` stores each pair's score
+    vector on its relations (exact prediction round trip). ``summary``, if given, receives the number of
+    ``objects`` and ``relations`` rows written.
     """
     from sgg.graph import gis
     from sgg.graph.tables import scene_tables
@@ -112,8 +118,20 @@ def export(
     path = Path(path)
     f = format_of(path, fmt)
     sg = _as_scene(sg)
+    if f == "geojson" and no_crs(sg):
+        raise SggInputError(GEOJSON_NO_CRS, path=path)
+    if f == "scene":
+        from sgg.datasets.native import write_scene_json
+
+        if topology or full_scores:
+            raise SggInputError("native scene JSON stores no footprint relations or score vectors; use "
+                                ".gpkg, .geojson, .parquet, .graphml or .json for topology/full scores", path=path)
+        write_scene_json(sg, path, top_k=top_k, per_pair=per_pair, min_score=min_score, summary=summary)
+        return path
     nodes, edges, meta = scene_tables(sg, top_k=top_k, per_pair=per_pair, min_score=min_score,
                                       topology=topology, distance=distance, full_scores=full_scores)
+    if summary is not None:
+        summary.update(objects=len(nodes["id"]), relations=len(edges["key"]))
     if f in ("graphml", "json"):
         from sgg.graph import networkx_io as nxio
 
@@ -145,6 +163,8 @@ def _read_json(path: Path):
             data = json.load(fh)
     except json.JSONDecodeError as exc:
         raise SggInputError(f"not valid JSON ({exc})", path=path) from None
+    except UnicodeDecodeError:
+        raise SggInputError("not a JSON text file (binary content)", path=path) from None
     if isinstance(data, dict) and "nodes" in data and ("edges" in data or "links" in data):
         return graph_tables(node_link_graph(data), path)
     if isinstance(data, dict) and data.get("type") == "FeatureCollection":
@@ -159,14 +179,18 @@ def _nx_error() -> type:
 
 
 def read(path: Any, fmt: str | None = None):
-    """The SceneGraph stored in ``path`` (any format of :func:`export`; ``.json`` may also be a node-link
-    graph, a GeoJSON FeatureCollection or a native scene annotation; ``.txt`` a DOTA label file)."""
+    """The SceneGraph stored in ``path`` (any format of :func:`export`; ``.json`` may also be a GeoJSON
+    FeatureCollection or a native scene annotation as ``sgg synth`` writes; ``.txt`` a DOTA label file)."""
     from sgg.graph import gis
     from sgg.graph.tables import scene_from_tables
 
     path = Path(path)
     if not path.exists():
         raise SggInputError("file not found", path=path)
+    if path.is_dir():
+        raise SggInputError("is a directory, expected a scene graph file", path=path)
+    if path.stat().st_size == 0:
+        raise SggInputError("is empty (0 bytes)", path=path)
     suffix = path.suffix.lower()
     if fmt is None and suffix == ".txt":
         from sgg.datasets.dota import DOTA_VOCABULARY, read_dota_labels
@@ -184,6 +208,10 @@ def read(path: Any, fmt: str | None = None):
             from sgg.graph.networkx_io import graph_tables, read_graphml
 
             tables = graph_tables(read_graphml(path), path)
+        elif f == "scene":
+            from sgg.datasets.native import read_scene_json
+
+            return read_scene_json(path)
         else:
             tables = _read_json(path)
             if tables is None:

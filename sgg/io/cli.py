@@ -5,12 +5,11 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import warnings
 
 
 def describe(path: str, tile_size: int = 1024, overlap: int = 200, bands=None) -> dict:
     """A JSON-friendly summary of the raster at ``path`` (raises SggInputError for bad files)."""
-    import warnings
-
     from sgg.io.raster import NoCRSWarning, RasterScene
 
     with warnings.catch_warnings(record=True) as caught:
@@ -61,22 +60,30 @@ def _format(info: dict) -> str:
         n = lv["tiles"]
         lines.append(f"  level {lv['level']} (1/{lv['scale']}): {lv['width']} x {lv['height']} px, "
                      f"{n} tile{'s' if n != 1 else ''}")
-    lines += [f"warning     {w}" for w in info["warnings"]]
     return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="sgg info", description=__doc__.split(":", 1)[1].strip())
+    from sgg.cli_support import ArgumentParser, UsageError, input_path, int_range
+
+    parser = ArgumentParser(prog="sgg info", description=__doc__.split(":", 1)[1].strip(),
+                            quiet_help="no warnings")
     parser.add_argument("path", help="raster file (GeoTIFF, PNG, JPEG, anything GDAL reads)")
-    parser.add_argument("--tile-size", type=int, default=1024, help="tile size in px (default 1024)")
-    parser.add_argument("--overlap", type=int, default=200, help="overlap between tiles in px (default 200)")
-    parser.add_argument("--bands", type=int, nargs="+", default=None, help="1-based bands to use")
+    parser.add_argument("--tile-size", type=int_range(1), default=1024, help="tile size in px")
+    parser.add_argument("--overlap", type=int_range(0), default=200, help="overlap between tiles in px")
+    parser.add_argument("--bands", type=int_range(1), nargs="+", default=None, help="1-based bands to use")
     parser.add_argument("--json", action="store_true", help="print JSON instead of text")
     ns = parser.parse_args(sys.argv[1:] if argv is None else argv)
-    if ns.tile_size < 1 or not 0 <= ns.overlap < ns.tile_size:
-        parser.error("need --tile-size >= 1 and 0 <= --overlap < --tile-size")
+    if ns.overlap >= ns.tile_size:
+        raise UsageError(f"--overlap {ns.overlap} must be smaller than --tile-size {ns.tile_size}")
+    input_path(ns.path, "PATH")
     info = describe(ns.path, ns.tile_size, ns.overlap, ns.bands)
-    print(json.dumps(info, indent=2) if ns.json else _format(info))
+    if ns.json:
+        print(json.dumps(info, indent=2))
+        return 0
+    print(_format(info))
+    for w in info["warnings"]:  # through the one warning channel (deduplicated, silenced by --quiet)
+        warnings.warn(w, UserWarning, stacklevel=1)
     return 0
 
 
