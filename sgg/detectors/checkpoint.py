@@ -63,15 +63,44 @@ def save_detector(model: HODNet, path: str | os.PathLike, vocabulary: Vocabulary
     return path
 
 
+_ZIP, _PICKLE = b"PK\x03\x04", (b"\x80\x02", b"\x80\x03", b"\x80\x04", b"\x80\x05")
+
+
+def _load_file(path: Path, map_location: Any) -> Any:
+    """``torch.load(weights_only=True)`` with messages that say what is wrong with the file."""
+    if not path.exists():
+        raise SggInputError("detector checkpoint not found", path=path)
+    if not path.is_file():
+        raise SggInputError("is a directory, expected a detector checkpoint file (.pt or .ckpt)", path=path)
+    with open(path, "rb") as fh:
+        head = fh.read(4)
+    if not head:
+        raise SggInputError("checkpoint file is empty (0 bytes): an interrupted download or copy?", path=path)
+    if not (head.startswith(_ZIP) or head[:2] in _PICKLE):
+        kind = "a text file" if all(32 <= b < 127 or b in (9, 10, 13) for b in head) else "binary data"
+        raise SggInputError(f"not a PyTorch checkpoint (starts like {kind}, not a torch.save zip archive)", path=path)
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except RuntimeError as exc:
+        text = str(exc)
+        if "device" in text.lower() or "cuda" in text.lower():
+            raise SggInputError(f"cannot load onto device {map_location!r}: {text.splitlines()[0][:200]}",
+                                path=path) from None
+        if "zip" in text.lower() or "central directory" in text.lower():
+            raise SggInputError("checkpoint file is truncated or corrupt (its zip archive is incomplete)",
+                                path=path) from None
+        raise SggInputError(f"cannot read detector checkpoint: {text.splitlines()[0][:200]}", path=path) from None
+    except Exception as exc:  # noqa: BLE001 - unpickling refused or broken: a user-file problem
+        what = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
+        if "weights_only" in str(exc):
+            what = "it holds Python objects that are not plain tensors/containers (refused for safety)"
+        raise SggInputError(f"cannot read detector checkpoint: {what}", path=path) from None
+
+
 def _read(path: str | os.PathLike, map_location: Any = "cpu") -> tuple[Vocabulary, dict, dict, dict]:
     """(vocabulary, config, state dict, inference hints) from a detector file or a DetectorModule ``.ckpt``."""
     path = Path(path)
-    if not path.is_file():
-        raise SggInputError("detector checkpoint not found", path=path)
-    try:
-        ck = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - unreadable or unsafe pickle: a user-file problem
-        raise SggInputError(f"cannot read detector checkpoint ({type(exc).__name__}: {str(exc)[:200]})", path=path) from None
+    ck = _load_file(path, map_location)
     if not isinstance(ck, dict):
         raise SggInputError("not a detector checkpoint", path=path)
     if ck.get("format") == FORMAT:
@@ -113,7 +142,7 @@ def load_detector(path: str | os.PathLike, vocabulary: Vocabulary | list[str] | 
                                     path=path)
     cfg["pretrained"], cfg["weights_path"] = False, None
     try:
-        model = HODNet(cfg)
+        model = HODNet(cfg, vocabulary=vocab, inference=hint)
     except SggInputError as exc:
         raise SggInputError(f"checkpoint config is invalid: {exc}", path=path) from None
     sd = {k: (v.float() if v.is_floating_point() else v) for k, v in sd.items()}
@@ -121,6 +150,4 @@ def load_detector(path: str | os.PathLike, vocabulary: Vocabulary | list[str] | 
         model.load_state_dict(sd, strict=True)
     except RuntimeError as exc:
         raise SggInputError(f"weights do not fit the {cfg['backbone']} architecture: {str(exc)[:300]}", path=path) from None
-    model.vocabulary = vocab
-    model.inference = hint  # detect_scene's defaults (training tile size), may be empty
     return model.eval()
