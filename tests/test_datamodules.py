@@ -267,25 +267,33 @@ def test_ddp_two_ranks_see_disjoint_fresh_tiles(data_dir, tmp_path):
     assert {tuple(x) for x in seen[0]["0"]} != {tuple(x) for x in seen[0]["1"]}
 
 
-def test_read_window_rasterscene_matches_plain_rasterio(data_dir):
-    """The read path is swappable: sgg.io.RasterScene and the rasterio fallback give the same level-0 tiles,
-    and a window reaching past the image is zero-padded."""
-    from sgg.datasets.tiling import _RasterioReader, open_raster, read_window
+def test_read_window_matches_plain_rasterio_read(data_dir):
+    """read_window gives the level-0 pixels rasterio reads directly, scaled to [0, 1], and zero-pads the part of
+    a window that lies off the image."""
+    import rasterio
+    from rasterio.windows import Window
+
+    from sgg.datasets.tiling import ReaderCache, read_window
 
     path = data_dir / "scenes" / "s0.tif"
-    a, b = open_raster(path), _RasterioReader(path)
-    for window, out in (((10, 20, 64, 64), 64), ((250, 200, 64, 64), 64), ((30, 40, 40, 40), 60)):
-        ta, tb = read_window(a, 300, 240, window, out), read_window(b, 300, 240, window, out)
-        assert torch.allclose(ta, tb, atol=1e-6)
-    edge = read_window(b, 300, 240, (250, 200, 64, 64), 64)
-    assert edge[:, 40:, :].abs().sum() == 0 and edge[:, :, 50:].abs().sum() == 0 and edge[:, :40, :50].max() > 0
-    b.close()
+    with rasterio.open(path) as ds:
+        full = torch.from_numpy(ds.read([1, 2, 3], window=Window(0, 0, 300, 240))).float() / 255
+    reader = ReaderCache().get(str(path))
+    inside = read_window(reader, 300, 240, (10, 20, 64, 64), 64)
+    assert torch.allclose(inside, full[:, 20:84, 10:74], atol=1e-6)
+    edge = read_window(reader, 300, 240, (250, 200, 64, 64), 64)  # 50 x 40 px of it lie on the image
+    assert torch.allclose(edge[:, :40, :50], full[:, 200:240, 250:300], atol=1e-6)
+    assert edge[:, 40:, :].abs().sum() == 0 and edge[:, :, 50:].abs().sum() == 0
+    off = read_window(reader, 300, 240, (400, 300, 64, 64), 64)
+    assert off.shape == (3, 64, 64) and off.abs().sum() == 0
+    up = read_window(reader, 300, 240, (30, 40, 40, 40), 80)  # 2x upsampling keeps the mean colour
+    assert up.shape == (3, 80, 80)
+    assert torch.allclose(up.mean(dim=(1, 2)), full[:, 40:80, 30:70].mean(dim=(1, 2)), atol=0.01)
 
 
 def test_synthetic_dataset_through_every_format(tmp_path):
     """`sgg synth` output: JSON and DOTA copies agree, STAR round-trips it, both DataModules serve it."""
-    synthetic = pytest.importorskip("sgg.datasets.synthetic")
-    from sgg.datasets import read_dota_labels, read_scene_json, read_star, write_star
+    from sgg.datasets import read_dota_labels, read_scene_json, read_star, synthetic, write_star
 
     split = synthetic.generate_dataset(tmp_path, scenes=3, size=384, seed=0)
     ids = [i for k in ("train", "val", "test") for i in split[k]]

@@ -47,14 +47,14 @@ def test_default_out_and_crs(tmp_path):
 
 
 def test_native_scene_json_and_dota(tmp_path, real_dir):
-    native = pytest.importorskip("sgg.datasets.native")
+    from sgg.datasets import native
+
     sg = _scene()
     src = tmp_path / "annotation.json"
     native.write_scene_json(sg, src)
     assert main([str(src), "--to", "gpkg", "--out", str(tmp_path / "a.gpkg")]) == 0
     back = read(tmp_path / "a.gpkg")
     assert back.num_objects == sg.num_objects and torch.equal(back.pairs.pairs, sg.pairs.pairs)
-    pytest.importorskip("sgg.datasets.dota")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
         argv = [str(real_dir / "dota" / "P0706.txt"), "--to", "geojson", "--out", str(tmp_path / "d.geojson")]

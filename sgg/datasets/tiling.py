@@ -3,9 +3,9 @@
 A data directory as ``sgg synth`` writes it: ``scenes/<id>.tif``, ``annotations/<id>.json`` (native
 scene-graph JSON) and ``split.json`` (``{"train": [ids], "val": [...], "test": [...]}``).
 
-Raster reads go through :func:`open_raster`, which uses ``sgg.io.RasterScene`` (``.read(window, level)`` with
-``window = (col_off, row_off, width, height)`` in level-0 pixels, returning H×W×C uint8) and falls back to a
-minimal rasterio reader with the same two methods; pass any ``opener`` with that interface to swap it.
+Rasters are read with ``sgg.io.RasterScene`` (``.read(window, level)`` with ``window = (col_off, row_off,
+width, height)`` in level-0 pixels, returning H×W×C uint8); pass :class:`ReaderCache` any ``opener`` with that
+interface to swap it.
 """
 
 from __future__ import annotations
@@ -23,40 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from sgg.errors import SggInputError
-
-
-class _RasterioReader:
-    """Stand-in for ``sgg.io.RasterScene``: windowed, decimated reads of the first three bands."""
-
-    def __init__(self, path: str | os.PathLike):
-        import rasterio
-
-        try:
-            self._ds = rasterio.open(path)
-        except Exception as exc:  # rasterio raises RasterioIOError and friends
-            raise SggInputError(f"cannot open raster: {exc}", path=path) from None
-        self.width, self.height, self.count = self._ds.width, self._ds.height, self._ds.count
-
-    def read(self, window: Sequence[float], level: int = 0) -> np.ndarray:
-        from rasterio.windows import Window
-
-        x, y, w, h = (int(v) for v in window)
-        f = 2 ** int(level)
-        bands = list(range(1, min(self.count, 3) + 1))
-        arr = self._ds.read(bands, window=Window(x, y, w, h), out_shape=(len(bands), max(1, math.ceil(h / f)), max(1, math.ceil(w / f))))
-        return np.moveaxis(arr, 0, -1)
-
-    def close(self) -> None:
-        self._ds.close()
-
-
-def open_raster(path: str | os.PathLike):
-    """Open a raster for windowed reads: ``sgg.io.RasterScene`` when available, else rasterio directly."""
-    try:
-        from sgg.io import RasterScene
-    except ImportError:
-        return _RasterioReader(path)
-    return RasterScene.open(path)
+from sgg.io import RasterScene
 
 
 def _to_chw_float(arr: Any) -> torch.Tensor:
@@ -148,8 +115,8 @@ def load_scenes(data_dir: str | os.PathLike, ids: Sequence[str], vocabulary=None
         if sg.image_size is not None:
             w, h = sg.image_size
         else:
-            r = open_raster(image)
-            w, h = int(r.width), int(r.height)
+            with RasterScene.open(image) as r:
+                w, h = int(r.width), int(r.height)
         det = sg.detections
         diff = sg.difficult if sg.difficult is not None else torch.zeros(len(det), dtype=torch.bool)
         out.append(SceneRecord(sid, image, int(w), int(h), det.boxes.tensor.float(), det.labels.long(), diff, sg))
@@ -160,7 +127,7 @@ class ReaderCache:
     """Per-process LRU of open rasters (at most ``max_open``; dropped when pickled into DataLoader workers)."""
 
     def __init__(self, opener: Callable | None = None, max_open: int = 16):
-        self.opener, self.max_open = opener or open_raster, int(max_open)
+        self.opener, self.max_open = opener or RasterScene.open, int(max_open)
         self._open: OrderedDict[str, Any] = OrderedDict()
 
     def get(self, path: str):
