@@ -10,6 +10,7 @@ Differences from FIT-RS's own generator (``Tools/process_data_RS_Object_Detectio
 angle with ``%d`` (θ = 0.9° is written 0); sgg rounds to the nearest degree (half the angle error) and
 writes a box that rounds to 0° as 90° with w and h swapped, so every angle written stays in (0, 90]. The
 parser accepts any number (0° included), the 8-number polygon form ``{<x1,y1><x2,y2><x3,y3><x4,y4>}`` that
+(or as 8 separate numbers) that
 the official script converts, and reports boxes it cannot read instead of turning them into zeros (the
 official ``extract_rbox_from_str`` returns ``(0, 0, 0, 0, 0)`` for them).
 """
@@ -41,7 +42,8 @@ REF_RE = re.compile(r"<ref>\s*(.*?)\s*</ref>", re.S)
 REL_RE = re.compile(r"<rel>\s*(.*?)\s*</rel>", re.S)
 _NUM = r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?"
 _FIVE_RE = re.compile(rf"^<({_NUM})><({_NUM})><({_NUM})><({_NUM})>\s*\|\s*<({_NUM})>$")
-_POLY_RE = re.compile(rf"^<({_NUM}),\s*({_NUM})>" * 1 + rf"<({_NUM}),\s*({_NUM})>" * 3 + "$")
+_POLY_RE = re.compile("^" + rf"<({_NUM}),\s*({_NUM})>" * 4 + "$")
+_POLY8_RE = re.compile("^" + rf"<({_NUM})>" * 8 + "$")
 
 
 class FitTextWarning(UserWarning):
@@ -95,7 +97,7 @@ def _read_box(inner: str) -> tuple[list[float] | None, str | None]:
         if vals[2] <= 0 or vals[3] <= 0:
             return None, "zero or negative width/height"
         return vals, None
-    m = _POLY_RE.match(s)
+    m = _POLY_RE.match(s) or _POLY8_RE.match(s)
     if m:
         from sgg.ops import corners_to_box
 
