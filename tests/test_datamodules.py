@@ -14,7 +14,7 @@ from affine import Affine
 from rasterio.windows import Window
 
 from sgg.datasets import DetectorDataModule, RelationDataModule, TileSampler, write_scene_json
-from sgg.datasets.transforms import grid_windows, hflip, render_box_mask, rot90, tile_targets, vflip
+from sgg.datasets.transforms import hflip, padded_grid_windows, render_box_mask, rot90, tile_targets, vflip
 from sgg.ops import box_to_shapely
 from sgg.structures import Detections, GeoReference, OrientedBoxes, PairSet, SceneGraph, Vocabulary
 
@@ -88,11 +88,20 @@ def test_tile_targets_border_rule():
     assert 0 not in keep_big.tolist() and 3 in keep_big.tolist()
 
 
-def test_grid_windows_cover_flush():
-    win = grid_windows(300, 240, 128, overlap=28)
-    assert win[:, 0].max() + 128 == 300 and win[:, 1].max() + 128 == 240
-    assert win[:, 0].min() == 0 and np.all(np.diff(np.unique(win[:, 0])) <= 100)
-    assert grid_windows(50, 40, 128).tolist() == [[0, 0, 128, 128]]
+def test_padded_grid_windows_cover_flush_and_pad():
+    # stride 128 - 28 = 100: starts 0, 100, then flush with the edge at 300 - 128 = 172 and 240 - 128 = 112
+    win = padded_grid_windows(300, 240, 128, overlap=28)
+    assert win.tolist() == [[x, y, 128, 128] for y in (0, 100, 112) for x in (0, 100, 172)]
+    # fractional windows (a tile at scale 0.75): side 64 / 0.75, stride 64 / 0.75 - 16 / 0.75 = 64
+    frac = padded_grid_windows(150, 80, 64 / 0.75, 16 / 0.75)
+    assert np.allclose(frac[:, 0], [0, 64, 150 - 64 / 0.75]) and np.allclose(frac[:, 1], 0) and np.allclose(frac[:, 2:], 64 / 0.75)
+    # smaller than a tile: one full-size window reaching past the image (padded on read) ...
+    assert padded_grid_windows(50, 40, 128).tolist() == [[0, 0, 128, 128]]
+    # ... where sgg.io's grid_windows clips the window to the image
+    from sgg.io import grid_windows
+
+    assert grid_windows(50, 40, 128, 0).tolist() == [[0, 0, 50, 40]]
+    assert grid_windows(300, 240, 128, 28).tolist() == win.astype(int).tolist()
 
 
 # ------------------------------------------------------------------------------------- augmentation
@@ -184,7 +193,7 @@ def test_detector_validation_grid_reads_exact_windows(data_dir):
     dm = DetectorDataModule(str(data_dir), tile_size=64, batch_size=2, val_overlap=16)
     dm.setup("validate")
     ds = dm.datasets["val"]
-    expected = grid_windows(180, 150, 64, 16)
+    expected = padded_grid_windows(180, 150, 64, 16)
     assert len(ds) == len(expected)
     specs = [ds.tile_spec(i)[2] for i in range(len(ds))]
     assert np.allclose(np.array(specs), expected)

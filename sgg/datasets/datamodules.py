@@ -34,7 +34,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from sgg.datasets.tiling import ReaderCache, SceneRecord, load_scenes, read_split, read_window, sample_window
-from sgg.datasets.transforms import grid_windows, photometric, random_flip_rot90, rotate_about_centre, tile_targets
+from sgg.datasets.transforms import padded_grid_windows as grid_windows, photometric, random_flip_rot90, rotate_about_centre, tile_targets
 from sgg.errors import SggInputError
 
 

@@ -173,10 +173,12 @@ def tile_targets(
     return out, keep
 
 
-def grid_windows(width: int, height: int, size: float, overlap: float = 0.0) -> np.ndarray:
-    """(K,4) windows ``(col_off, row_off, w, h)`` of side ``size`` covering the image, last row/col flush.
+def padded_grid_windows(width: int, height: int, size: float, overlap: float = 0.0) -> np.ndarray:
+    """(K,4) float windows ``(col_off, row_off, size, size)`` covering the image, rows outer, last row/col flush.
 
-    An image smaller than ``size`` gets one window anchored at 0 (reads past the edge are padded).
+    Every window has the full (possibly fractional) side ``size``: along an axis shorter than ``size`` the one
+    window starts at 0 and reaches past the edge, and the reader pads it (``tiling.read_window``). Training
+    tiles need this fixed size; ``sgg.io.grid_windows`` instead shrinks windows to the image, never padding.
     """
 
     def starts(extent: int) -> np.ndarray:

@@ -34,7 +34,9 @@ def axis_starts(length: int, tile: int, overlap: int) -> np.ndarray:
 
 
 def grid_windows(width: int, height: int, tile: int, overlap: int) -> np.ndarray:
-    """(N, 4) int64 windows ``(col_off, row_off, width, height)`` in row-major order (rows outer)."""
+    """(N, 4) int64 windows ``(col_off, row_off, width, height)`` in row-major order (rows outer), all inside
+    the image: an axis shorter than ``tile`` gets one window of the axis length (never padded; compare
+    ``sgg.datasets.transforms.padded_grid_windows``)."""
     cols = axis_starts(width, tile, overlap)
     rows = axis_starts(height, tile, overlap)
     r, c = np.meshgrid(rows, cols, indexing="ij")
