@@ -1,4 +1,5 @@
-"""Oriented-box geometry in pure PyTorch: conversions, exact rotated IoU/IoF, greedy NMS, rotated RoIAlign.
+"""Oriented-box geometry in pure PyTorch: conversions, exact rotated IoU/IoF, greedy NMS, rotated RoIAlign,
+and the one pair-candidate operation (``spatial_pairs``).
 
 Boxes are ``(cx, cy, w, h, angle)`` tensors, radians, le90 (angle in [-π/2, π/2), w along the angle),
 pixel units. Everything runs on CPU or GPU tensors; no compiled extensions.
@@ -17,6 +18,7 @@ from .conversions import (
 )
 from .iou import pairwise_intersection, rotated_iof, rotated_iou, rotated_iou_aligned
 from .nms import batched_rotated_nms, rotated_nms
+from .pairs import EnvelopeIndex, grow_envelopes, spatial_pairs
 from .roi_align import rotated_roi_align
 
 __all__ = [
@@ -35,5 +37,8 @@ __all__ = [
     "pairwise_intersection",
     "rotated_nms",
     "batched_rotated_nms",
+    "spatial_pairs",
+    "EnvelopeIndex",
+    "grow_envelopes",
     "rotated_roi_align",
 ]

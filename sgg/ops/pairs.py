@@ -1,0 +1,236 @@
+"""The package's one pair-candidate operation: boxes whose axis-aligned envelopes meet, plus k nearest.
+
+Every stage that needs "which objects are near which" (rotated IoU's prefilter, NMS, tile merging,
+topological relations, pair proposal) calls :func:`spatial_pairs` or, for many queries against one set,
+:class:`EnvelopeIndex`. Envelopes are ``(x1, y1, x2, y2)`` rows; intersection is *closed*: envelopes that
+only touch (``x2_a == x1_b``) intersect.
+
+Algorithm (sort and sweep in horizontal strips, no N × M matrix): the indexed set is cut into strips of
+about the median envelope height; every envelope is listed in each strip it spans, sorted by (strip, x1).
+A query envelope meets an indexed one iff, in a strip they share, either the indexed x1 lies in
+``[x1_q, x2_q]`` or the query's x1 lies in ``(x1_b, x2_b]`` — two ``searchsorted`` ranges, one each way, so
+candidates are exactly the pairs that overlap in x within one strip (nothing depends on the widest box).
+A pair is reported only in the first strip both span, then tested on y. x is compared through integer
+ranks in the sorted indexed coordinates, so the tests are exact for any float input. Time
+O((N + M) log(N + M) + P) for P pairs on ordinary layouts, memory O(N + M + P) plus ``max_candidates``.
+"""
+
+from __future__ import annotations
+
+from typing import Iterator
+
+import numpy as np
+import torch
+from torch import Tensor
+
+__all__ = ["spatial_pairs", "EnvelopeIndex", "grow_envelopes"]
+
+DEFAULT_MAX_CANDIDATES = 1 << 22
+
+
+def _check_env(env: Tensor, name: str) -> Tensor:
+    """float64 (K, 4) envelopes; ValueError for a wrong shape, non-finite values or x2 < x1 / y2 < y1."""
+    if not isinstance(env, Tensor):
+        env = torch.as_tensor(np.asarray(env, dtype=np.float64))
+    if env.numel() == 0:
+        return env.detach().reshape(0, 4).double()
+    if env.dim() != 2 or env.shape[1] != 4:
+        raise ValueError(f"{name}: envelopes must have shape (K, 4) x1, y1, x2, y2; got {tuple(env.shape)}")
+    e = env.detach().double()
+    bad = ~torch.isfinite(e).all(1) | (e[:, 2] < e[:, 0]) | (e[:, 3] < e[:, 1])
+    if bool(bad.any()):
+        k = int(bad.nonzero()[0])
+        raise ValueError(f"{name}: envelope {k} {e[k].tolist()} is not finite or has x2 < x1 or y2 < y1")
+    return e
+
+
+def grow_envelopes(env: Tensor, margin: float | Tensor) -> Tensor:
+    """Envelopes (float64) grown by ``margin`` on every side (a scalar, or one value ≥ 0 per row)."""
+    e = _check_env(env, "env")
+    mg = torch.as_tensor(margin, dtype=torch.float64, device=e.device)
+    if mg.dim() == 0:
+        mg = mg.expand(e.shape[0])
+    mg = mg.reshape(-1)
+    if mg.shape[0] != e.shape[0]:
+        raise ValueError(f"margin: one value per envelope expected ({e.shape[0]}), got {mg.shape[0]}")
+    if not bool((torch.isfinite(mg) & (mg >= 0)).all()):
+        raise ValueError("margin: values must be finite and >= 0")
+    return e + torch.stack([-mg, -mg, mg, mg], 1)
+
+
+def _expand(lo: Tensor, cnt: Tensor, max_items: int) -> Iterator[tuple[Tensor, Tensor]]:
+    """Yield ``(owner, position)`` chunks enumerating the ranges ``[lo[q], lo[q] + cnt[q])``, ~max_items each."""
+    n = cnt.numel()
+    if n == 0:
+        return
+    dev = cnt.device
+    cum = torch.cumsum(cnt, 0)
+    q0 = 0
+    while q0 < n:
+        base = int(cum[q0 - 1]) if q0 else 0
+        q1 = int(torch.searchsorted(cum, torch.tensor([base + max_items], device=dev), right=True)[0])
+        q1 = min(max(q1, q0 + 1), n)
+        c = cnt[q0:q1]
+        tot = int(cum[q1 - 1]) - base
+        if tot:
+            owner = torch.repeat_interleave(torch.arange(q0, q1, device=dev), c)
+            pos = torch.repeat_interleave(lo[q0:q1] - (cum[q0:q1] - c - base), c) + torch.arange(tot, device=dev)
+            yield owner, pos
+        q0 = q1
+
+
+def _ranks(u: Tensor, v: Tensor) -> Tensor:
+    """Order-preserving integer codes of ``v`` against the sorted values ``u``: exact for comparisons between
+    a value of ``u`` (odd code 2p+1) and any value (codes between two values of ``u`` are even)."""
+    return torch.searchsorted(u, v) + torch.searchsorted(u, v, right=True)
+
+
+class EnvelopeIndex:
+    """Envelopes (M, 4) indexed once for many :meth:`query` calls (e.g. NMS asks it once per block)."""
+
+    def __init__(self, env: Tensor):
+        e = _check_env(env, "env")
+        self.env, m = e, e.shape[0]
+        dev = e.device
+        if m == 0:
+            return
+        self.y0 = float(e[:, 1].min())
+        span = float(e[:, 3].max()) - self.y0
+        step = max(float((e[:, 3] - e[:, 1]).median()), span / m)
+        self.step = step if step > 0 else 1.0
+        self.lo_strip = self._strip(e[:, 1])
+        hi = self._strip(e[:, 3])
+        self.nstrip = int(hi.max()) + 1
+        self.u = torch.unique(torch.cat([e[:, 0], e[:, 2]]))
+        self.width = 2 * self.u.numel() + 2  # codes of one strip lie in [0, width)
+        cnt = hi - self.lo_strip + 1
+        box = torch.repeat_interleave(torch.arange(m, device=dev), cnt)
+        strip = torch.repeat_interleave(self.lo_strip - (torch.cumsum(cnt, 0) - cnt), cnt) + torch.arange(box.numel(), device=dev)
+        base = strip * self.width
+        key = base + _ranks(self.u, e[box, 0])
+        order = torch.argsort(key)
+        self.key, self.box = key[order].contiguous(), box[order].contiguous()
+        self.key2 = (base + _ranks(self.u, e[box, 2]))[order].contiguous()
+
+    def __len__(self) -> int:
+        return self.env.shape[0]
+
+    def _strip(self, y: Tensor) -> Tensor:
+        return torch.floor((y - self.y0) / self.step).long()
+
+    def query(self, env: Tensor, max_candidates: int = DEFAULT_MAX_CANDIDATES) -> Iterator[tuple[Tensor, Tensor]]:
+        """Yield ``(i, j)`` chunks: every pair of query envelope i and indexed envelope j that intersect
+        (closed test), each pair exactly once, in no particular order."""
+        q = _check_env(env, "query")
+        if q.shape[0] == 0 or len(self) == 0:
+            return
+        dev = q.device
+        y = torch.floor((q[:, 1::2] - self.y0) / self.step).clamp(-1, self.nstrip)  # before .long(): no overflow
+        lo, hi = y[:, 0].long().clamp_min(0), y[:, 1].long().clamp_max(self.nstrip - 1)
+        cnt = (hi - lo + 1).clamp_min(0)
+        qi = torch.repeat_interleave(torch.arange(q.shape[0], device=dev), cnt)
+        strip = torch.repeat_interleave(lo - (torch.cumsum(cnt, 0) - cnt), cnt) + torch.arange(qi.numel(), device=dev)
+        base = strip * self.width
+        k1 = base + _ranks(self.u, q[qi, 0])
+        k2 = base + _ranks(self.u, q[qi, 2])
+        # (A) the indexed x1 lies in [x1_q, x2_q]: ranges of the sorted index keys, per query entry
+        a_lo = torch.searchsorted(self.key, k1)
+        a_cnt = torch.searchsorted(self.key, k2, right=True) - a_lo
+        for e, pos in _expand(a_lo, a_cnt, max_candidates):
+            yield self._accept(q, qi[e], self.box[pos], strip[e], lo)
+        # (B) the query's x1 lies in (x1_b, x2_b]: ranges of the sorted query keys, per index entry
+        order = torch.argsort(k1)
+        k1s = k1[order]
+        b_lo = torch.searchsorted(k1s, self.key, right=True)
+        b_cnt = torch.searchsorted(k1s, self.key2, right=True) - b_lo
+        for t, pos in _expand(b_lo, b_cnt, max_candidates):
+            e = order[pos]
+            yield self._accept(q, qi[e], self.box[t], strip[e], lo)
+
+    def _accept(self, q: Tensor, i: Tensor, j: Tensor, strip: Tensor, q_lo: Tensor) -> tuple[Tensor, Tensor]:
+        """Keep x-overlapping candidates found in the first strip both span whose y ranges meet."""
+        b = self.env
+        ok = strip == torch.maximum(q_lo[i], self.lo_strip[j])
+        ok &= (q[i, 1] <= b[j, 3]) & (b[j, 1] <= q[i, 3])
+        return i[ok], j[ok]
+
+
+def _knn(a: Tensor, b: Tensor, k: int, self_mode: bool) -> tuple[Tensor, Tensor]:
+    """Each row of ``a``'s k nearest rows of ``b`` by envelope-centre distance (cKDTree); exact ties are
+    broken by the lower index of ``b``. In self mode a row is not its own neighbour."""
+    from scipy.spatial import cKDTree
+
+    ca = ((a[:, :2] + a[:, 2:]) / 2).cpu().numpy()
+    cb = ((b[:, :2] + b[:, 2:]) / 2).cpu().numpy()
+    n, m = len(ca), len(cb)
+    kk = min(k + 1 + int(self_mode), m)
+    if n == 0 or kk == 0 or (self_mode and m < 2):
+        e = torch.zeros(0, dtype=torch.long)
+        return e, e
+    tree = cKDTree(cb)
+    idx = tree.query(ca, k=kk)[1].reshape(n, kk)
+    d2 = ((ca[:, None, :] - cb[idx]) ** 2).sum(-1)
+    if self_mode:
+        d2[idx == np.arange(n)[:, None]] = np.inf
+    o = np.lexsort((idx, d2), axis=-1)
+    idx, d2 = np.take_along_axis(idx, o, 1), np.take_along_axis(d2, o, 1)
+    take = min(k, m - int(self_mode))
+    rows = np.repeat(np.arange(n), take)
+    cols = idx[:, :take].reshape(-1)
+    if take == k and kk > k:  # is the k-th neighbour tied with one not taken (cKDTree breaks ties arbitrarily)?
+        tied = np.isfinite(d2[:, k]) & (d2[:, k] == d2[:, k - 1])
+        if self_mode:  # a row whose own index was not returned has ≥ kk points at distance 0
+            tied |= ~np.isinf(d2).any(1)
+        if tied.any():
+            cols = cols.reshape(n, take)
+            for r in np.flatnonzero(tied):
+                cand = np.asarray(tree.query_ball_point(ca[r], np.sqrt(d2[r, k - 1]) * (1 + 1e-9) + 1e-300), dtype=np.int64)
+                cand = cand[cand != r] if self_mode else cand
+                dc = ((cb[cand] - ca[r]) ** 2).sum(-1)
+                cols[r] = cand[np.lexsort((cand, dc))[:k]]
+            cols = cols.reshape(-1)
+    return torch.from_numpy(rows).long(), torch.from_numpy(np.ascontiguousarray(cols)).long()
+
+
+def spatial_pairs(
+    env_a: Tensor,
+    env_b: Tensor | None = None,
+    *,
+    margin: float | Tensor = 0.0,
+    k: int = 0,
+    max_candidates: int = DEFAULT_MAX_CANDIDATES,
+) -> Tensor:
+    """Candidate pairs ``(P, 2)`` (int64, sorted lexicographically, unique) of xyxy envelopes.
+
+    Cross mode (``env_b`` given): rows ``(i, j)``, i into ``env_a`` (N,4), j into ``env_b`` (M,4), for every
+    pair whose envelopes intersect once ``env_a[i]`` is grown by ``margin`` (a scalar, or (N,) one per row;
+    touching counts), plus, when ``k > 0``, each i's ``k`` nearest j by envelope-centre distance (ties to the
+    lower j). Self mode (``env_b`` None): pairs within ``env_a``, ``i < j``, each unordered pair once; a pair
+    is kept when either box grown by its own margin meets the other (margin max(m_i, m_j)), or when one is
+    among the other's k nearest. The result lives on ``env_a``'s device; ``max_candidates`` bounds the
+    candidate pairs expanded at once.
+    """
+    dev = env_a.device if isinstance(env_a, Tensor) else torch.device("cpu")
+    if k < 0:
+        raise ValueError(f"spatial_pairs: k must be >= 0, got {k}")
+    a = grow_envelopes(env_a, margin)
+    self_mode = env_b is None
+    b = _check_env(env_a if self_mode else env_b, "env_b").to(a.device)
+    n, m = a.shape[0], b.shape[0]
+    ii, jj = [], []
+    for i, j in EnvelopeIndex(b).query(a, max_candidates):
+        ii.append(i)
+        jj.append(j)
+    if k > 0:
+        i, j = _knn(_check_env(env_a, "env_a"), b, k, self_mode)
+        ii.append(i.to(a.device))
+        jj.append(j.to(a.device))
+    if not ii or m == 0:
+        return torch.zeros(0, 2, dtype=torch.long, device=dev)
+    i, j = torch.cat(ii), torch.cat(jj)
+    if self_mode:
+        i, j = torch.minimum(i, j), torch.maximum(i, j)
+        keep = i != j
+        i, j = i[keep], j[keep]
+    key = torch.unique(i * m + j)  # sorted: lexicographic (i, j)
+    return torch.stack([key // m, key % m], 1).to(dev)
