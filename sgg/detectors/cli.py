@@ -1,10 +1,11 @@
 """``sgg detect``: holistic oriented detection over a raster, or bring your own DOTA-format detections.
 
-    sgg detect scene.tif --weights weights/hodnet_effl0_synth.pt --out scene.graph.json
+    sgg detect scene.tif --weights weights/hodnet_effl0_synth.pt --out scene.scene.json
     sgg detect scene.tif --weights W.pt --out scene.gpkg --zoom full --tile-size 1024 --overlap 200
-    sgg detect scene.tif --from-dota mmrotate_results/ --out scene.graph.json   # no model
+    sgg detect scene.tif --from-dota mmrotate_results/ --out scene.scene.json   # no model
 
-torch and rasterio are imported only when the command runs.
+Every option and path is checked before the model loads or a tile is read. torch and rasterio are
+imported only when the command runs.
 """
 
 from __future__ import annotations
@@ -13,100 +14,181 @@ import argparse
 import sys
 from pathlib import Path
 
+from sgg.cli_support import ArgumentParser, float_range, int_range
+
 
 def _levels(text: str):
     if text == "auto":
         return "auto"
     try:
-        return [int(v) for v in text.split(",") if v.strip()]
+        levels = [int(v) for v in text.split(",") if v.strip()]
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected 'auto' or comma-separated levels like 0,1,2; got {text!r}") from None
+        levels = []
+    if not levels or min(levels) < 0:
+        raise argparse.ArgumentTypeError(f"expected 'auto' or comma-separated levels >= 0 like 0,1,2; got {text!r}")
+    return levels
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+def build_parser() -> ArgumentParser:
+    from sgg.graph.formats import GRAPH_SUFFIXES
+
+    p = ArgumentParser(
         prog="sgg detect",
         description="Detect oriented objects in a raster of any size (holistic multi-level tiling, "
         "guided zoom, class-wise rotated NMS within and across levels) and write a scene graph.",
+        quiet_help="no warnings, progress or summary",
     )
     p.add_argument("raster", help="GeoTIFF (or any GDAL raster) to detect objects in")
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--weights", help="detector checkpoint (sgg detector file or DetectorModule .ckpt)")
     src.add_argument("--from-dota", metavar="DIR", help="load DOTA Task-1 results (Task1_<class>.txt, e.g. "
                      "from mmrotate) for this raster instead of running a model")
-    p.add_argument("--out", help="output scene graph: .json (native) or any `sgg export` format "
-                   "(.gpkg, .geojson, .parquet, .graphml); default <raster stem>.graph.json")
+    p.add_argument("--out", help=f"output scene graph, format by suffix: {', '.join(GRAPH_SUFFIXES)} "
+                   "(.scene.json = sgg native, .json = node-link); default <raster stem>.scene.json")
     p.add_argument("--dota-out", metavar="DIR", help="also write DOTA Task-1 results files to DIR")
-    p.add_argument("--tile-size", type=int, default=None,
+    p.add_argument("--tile-size", type=int_range(32), default=None,
                    help="tile side in pixels (default: the weights' training tile size, else 1024)")
-    p.add_argument("--overlap", type=int, default=None,
+    p.add_argument("--overlap", type=int_range(0), default=None,
                    help="overlap between tiles, level pixels (default: a quarter of the weights' tile, else 200)")
     p.add_argument("--levels", type=_levels, default="auto", help="'auto' (pyramid down to one tile) or e.g. 0 or 0,1")
     p.add_argument("--zoom", choices=("guided", "full"), default="guided",
-                   help="guided: finer tiles only where coarser levels found objects (default); full: everywhere")
-    p.add_argument("--batch-size", type=int, default=2)
-    p.add_argument("--prefetch", type=int, default=2, help="tiles read ahead on a thread pool")
-    p.add_argument("--score-threshold", type=float, default=0.05)
-    p.add_argument("--iou-threshold", type=float, default=0.4, help="class-wise rotated NMS IoU (STAR: 0.4)")
-    p.add_argument("--guide-threshold", type=float, default=0.3, help="score a coarse object needs to guide the zoom")
+                   help="guided: finer tiles only where coarser levels found objects; full: everywhere")
+    p.add_argument("--batch-size", type=int_range(1), default=2, help="tiles per forward pass")
+    p.add_argument("--prefetch", type=int_range(0), default=2, help="tiles read ahead on a thread pool")
+    p.add_argument("--score-threshold", type=float_range(0, 1), default=0.05, help="keep detections scoring at least")
+    p.add_argument("--iou-threshold", type=float_range(0, 1, lo_open=True), default=0.4,
+                   help="class-wise rotated NMS IoU (STAR: 0.4)")
+    p.add_argument("--guide-threshold", type=float_range(0, 1), default=0.3,
+                   help="score a coarse object needs to guide the zoom")
     p.add_argument("--image-id", help="--from-dota: image id in the results (default: raster file stem)")
     p.add_argument("--aliases", help="--from-dota: class-name alias table, e.g. dota_to_star")
-    p.add_argument("--device", default="cpu", help="torch device (default cpu)")
-    p.add_argument("--threads", type=int, default=None, help="torch intra-op threads")
-    p.add_argument("--quiet", action="store_true", help="no progress bar or summary")
+    p.add_argument("--device", default="cpu", help="torch device: cpu, cuda, cuda:1, mps")
+    p.add_argument("--threads", type=int_range(1), default=None, help="torch intra-op threads (default: torch's)")
     return p
 
 
-def _write(sg, out: Path) -> None:
-    if out.suffix.lower() == ".json":
-        from sgg.datasets.native import write_scene_json
-
-        write_scene_json(sg, out)
-    else:
-        from sgg.graph import export
-
-        export(sg, out)
-
-
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+def check_device(name: str) -> str:
+    """A torch device this machine has, else a bad-option error naming ``--device``."""
     import torch
 
     from sgg.errors import SggInputError
 
-    raster = Path(args.raster)
-    if not raster.exists():
-        raise SggInputError("raster not found", path=raster)
+    try:
+        dev = torch.device(name)
+    except (RuntimeError, ValueError):
+        raise SggInputError("unknown device; use cpu, cuda, cuda:N or mps", path=name, option="--device") from None
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise SggInputError("CUDA is not available on this machine (no GPU, or torch built without CUDA); "
+                                "use --device cpu", path=name, option="--device")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise SggInputError(f"this machine has {torch.cuda.device_count()} CUDA device(s)",
+                                path=name, option="--device")
+    elif dev.type == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise SggInputError("Apple MPS is not available on this machine; use --device cpu",
+                            path=name, option="--device")
+    elif dev.type not in ("cpu", "cuda", "mps"):
+        raise SggInputError("unsupported device type; use cpu, cuda or mps", path=name, option="--device")
+    return name
+
+
+def check_options(args: argparse.Namespace):
+    """Everything that can be checked before work starts; returns (raster, out, dota_out)."""
+    from sgg.cli_support import UsageError, input_path, output_dir, output_file
+    from sgg.graph.formats import GRAPH_SUFFIXES
+
+    raster = input_path(args.raster, "RASTER")
+    if args.overlap is not None and args.tile_size is not None and args.overlap >= args.tile_size:
+        raise UsageError(f"--overlap {args.overlap} must be smaller than --tile-size {args.tile_size}")
+    if args.from_dota:
+        input_path(args.from_dota, "--from-dota", kind="any")
+        ignored = [o for o, v in (("--tile-size", args.tile_size), ("--overlap", args.overlap),
+                                  ("--levels", args.levels != "auto" or None), ("--zoom", args.zoom != "guided" or None),
+                                  ("--threads", args.threads)) if v]
+        if ignored:
+            verb = "applies" if len(ignored) == 1 else "apply"
+            raise UsageError(f"{', '.join(ignored)} only {verb} with --weights, not --from-dota")
+    else:
+        input_path(args.weights, "--weights")
+        for opt, v in (("--image-id", args.image_id), ("--aliases", args.aliases)):
+            if v:
+                raise UsageError(f"{opt} only applies with --from-dota")
+        check_device(args.device)
+    if args.aliases:
+        from sgg.datasets.aliases import resolve_aliases
+        from sgg.errors import SggInputError
+
+        try:
+            resolve_aliases(args.aliases)
+        except SggInputError as exc:
+            raise SggInputError(str(exc), option="--aliases") from None
+    out = Path(args.out) if args.out else Path(f"{raster.stem}.scene.json")
+    output_file(out, "--out", suffixes=GRAPH_SUFFIXES, inputs=[raster])
+    dota_out = output_dir(args.dota_out, "--dota-out") if args.dota_out else None
+    return raster, out, dota_out
+
+
+def _check_raster(raster: Path, out: Path) -> None:
+    """Open the raster once up front: a corrupt file, or GeoJSON output for a raster without a CRS, fails
+    before the model loads."""
+    from sgg.errors import SggInputError
+    from sgg.graph.formats import GEOJSON_NO_CRS, suffix_format
+    from sgg.io.raster import RasterScene
+
+    with RasterScene.open(raster) as scene:
+        if suffix_format(out) == "geojson" and scene.crs is None:
+            raise SggInputError(GEOJSON_NO_CRS.replace("this scene", f"raster {raster}"), path=out, option="--out")
+
+
+def _drop_outside(sg):
+    """Drop objects whose centre lies outside the raster (coarse pyramid levels can place boxes past the
+    edge); returns (graph, number dropped). Boxes that straddle the edge are kept as they are."""
+    if sg.image_size is None or len(sg.pairs) or not len(sg.detections):
+        return sg, 0
+    w, h = sg.image_size
+    c = sg.detections.boxes.tensor[:, :2]
+    inside = (c[:, 0] >= 0) & (c[:, 0] <= w) & (c[:, 1] >= 0) & (c[:, 1] <= h)
+    dropped = int((~inside).sum())
+    if not dropped:
+        return sg, 0
+    keep = inside.nonzero().flatten()
+    difficult = None if sg.difficult is None else sg.difficult[keep]
+    return sg.replace(detections=sg.detections[keep], difficult=difficult), dropped
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(sys.argv[1:] if argv is None else argv)
+    raster, out, dota_out = check_options(args)
+    _check_raster(raster, out)
+    import torch
+
     if args.threads:
         torch.set_num_threads(args.threads)
-    out = Path(args.out) if args.out else Path(f"{raster.stem}.graph.json")
     if args.from_dota:
         from sgg.detectors.inference import scenes_from_dota
 
-        src = Path(args.from_dota)
-        if not src.exists():
-            raise SggInputError("DOTA results not found", path=src)
-        sg = next(iter(scenes_from_dota(src, aliases=args.aliases, raster=raster, image_id=args.image_id,
-                                        score_threshold=args.score_threshold).values()))
+        sg = next(iter(scenes_from_dota(Path(args.from_dota), aliases=args.aliases, raster=raster,
+                                        image_id=args.image_id, score_threshold=args.score_threshold).values()))
     else:
         from sgg.detectors.checkpoint import load_detector
         from sgg.detectors.inference import detect_scene
 
         weights = Path(args.weights)
-        if not weights.is_file():
-            raise SggInputError("detector weights not found (train with `sgg train detector` or pass --from-dota)",
-                                path=weights)
         model = load_detector(weights, map_location=args.device).to(args.device)
         sg = detect_scene(model, raster, tile_size=args.tile_size, overlap=args.overlap, levels=args.levels,
                           zoom=args.zoom, batch_size=args.batch_size, prefetch=args.prefetch,
                           score_threshold=args.score_threshold, iou_threshold=args.iou_threshold,
                           progress=not args.quiet and sys.stderr.isatty(), guide_threshold=args.guide_threshold)
         sg.metadata["weights"] = str(weights)
-    _write(sg, out)
-    if args.dota_out:
+    sg, dropped = _drop_outside(sg)
+    from sgg.graph.formats import export
+
+    written: dict = {}
+    export(sg, out, summary=written)
+    if dota_out is not None:
         from sgg.datasets.dota import write_dota_results
 
-        write_dota_results({args.image_id or raster.stem: sg.detections}, args.dota_out, sg.vocabulary)
+        write_dota_results({args.image_id or raster.stem: sg.detections}, dota_out, sg.vocabulary)
     if not args.quiet:
         det = sg.detections
         counts = torch.bincount(det.labels, minlength=sg.vocabulary.num_classes) if len(det) else None
@@ -115,7 +197,8 @@ def main(argv: list[str] | None = None) -> int:
         summary = ", ".join(f"{n} {name}" for n, name in top) or "nothing"
         timing = sg.metadata.get("timing", {})
         extra = f" in {timing['total_s']:.1f} s" if "total_s" in timing else ""
-        print(f"{raster}: {len(det)} objects ({summary}){extra} -> {out}")
+        gone = f"; dropped {dropped} centred outside the raster" if dropped else ""
+        print(f"{raster}: {len(det)} objects ({summary}){extra}{gone} -> {out}")
     return 0
 
 
