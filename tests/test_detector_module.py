@@ -12,7 +12,7 @@ from torch.utils.data import DataLoader, Dataset
 from sgg.detectors.checkpoint import load_detector
 from sgg.detectors.module import DetectorModule
 from sgg.errors import SggInputError
-from sgg.structures import Vocabulary
+from sgg.structures import Detections, Vocabulary
 
 torch.set_num_threads(1)
 NAMES = ["car", "ship", "boat"]
@@ -61,7 +61,41 @@ def test_fast_dev_run(tmp_path):
     tr = _trainer(tmp_path, fast_dev_run=True)
     tr.fit(m, _DM(Vocabulary(tuple(NAMES), ())))
     assert math.isfinite(float(tr.callback_metrics["train/loss"]))
-    assert "val/mAP50" in tr.callback_metrics
+    assert 0.0 <= float(tr.callback_metrics["val/mAP50"]) <= 1.0
+
+
+class _Oracle(torch.nn.Module):
+    """Stands in for the detector at validation: returns each tile's annotation as its detections (recognising
+    the tile by its pixels), with the boats relabelled ``boat_as`` or dropped when ``boat_as`` is None."""
+
+    def __init__(self, boat_as: int | None = 2):
+        super().__init__()
+        self.tiles, self.boat_as = _Tiles(), boat_as
+
+    def forward(self, images, targets=None):
+        out = []
+        for img in images:
+            i = next(k for k in range(len(self.tiles)) if torch.equal(self.tiles[k][0], img))
+            t = self.tiles[i][1]
+            labels = t["labels"].clone()
+            keep = torch.ones(len(labels), dtype=torch.bool)
+            if self.boat_as is None:
+                keep = labels != 2
+            else:
+                labels[labels == 2] = self.boat_as
+            out.append(Detections(t["boxes"][keep], labels[keep], torch.full((int(keep.sum()),), 0.9)))
+        return out
+
+
+@pytest.mark.parametrize("boat_as, expected", [(2, 1.0), (None, 0.5), (1, 0.5)])
+def test_validation_logs_map_of_the_predictions(tmp_path, boat_as, expected):
+    # validation tiles 1 and 2 hold a car and a car + a boat: perfect detections give mAP 1; a missed boat or a
+    # boat called a ship leaves car AP 1 and boat AP 0 (ship has no annotation and is not averaged)
+    m = _module()
+    m.model = _Oracle(boat_as)
+    tr = _trainer(tmp_path, limit_val_batches=2)
+    tr.validate(m, _DM(Vocabulary(tuple(NAMES), ())), verbose=False)
+    assert float(tr.callback_metrics["val/mAP50"]) == pytest.approx(expected)
 
 
 def test_ckpt_loads_with_load_detector(tmp_path):

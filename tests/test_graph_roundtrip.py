@@ -90,25 +90,38 @@ def test_to_networkx_structure():
 def test_networkx_roundtrip_annotation():
     sg = synthetic_scene()
     assert_same_scene(sg, from_networkx(to_networkx(sg)))
-    assert_same_scene(sg, SceneGraph.from_networkx(sg.to_networkx()))
 
 
-def test_networkx_prediction_edges_and_roundtrip():
-    sg = synthetic_scene(predictions=True)
-    g = to_networkx(sg, top_k=50, per_pair=2, min_score=0.05)
-    t = sg.triplets(top_k=50, per_pair=2)
-    keep = t["score"] >= 0.05
-    assert g.number_of_edges() == int(keep.sum())
-    ranks = sorted((d["rank"], u, v, d["predicate"], d["score"]) for u, v, d in g.edges(data=True))
-    assert [r[0] for r in ranks] == list(range(1, len(ranks) + 1))
-    assert [r[1] for r in ranks] == t["subject"][keep].tolist()
-    assert [r[3] for r in ranks] == [VOCAB.predicates[i] for i in t["predicate"][keep].tolist()]
-    assert np.allclose([r[4] for r in ranks], t["score"][keep].numpy())
+def _small_prediction(pair_scores=None) -> SceneGraph:
+    """Four objects, three scored pairs (columns: background, docked at, parked alongside with, near, over)."""
+    det = Detections(torch.tensor([[10.0, 10, 8, 4, 0], [30, 10, 8, 4, 0], [10, 40, 8, 4, 0], [30, 40, 8, 4, 0]]),
+                     torch.tensor([0, 1, 2, 2]), torch.tensor([0.9, 0.8, 0.7, 0.6]))
+    scores = torch.tensor([[0.50, 0.90, 0.05, 0.30, 0.10],   # (0, 1)
+                           [0.10, 0.20, 0.80, 0.60, 0.02],   # (2, 3)
+                           [0.90, 0.04, 0.12, 0.35, 0.70]])  # (1, 0): background best, never exported
+    pairs = PairSet(torch.tensor([[0, 1], [2, 3], [1, 0]]), None if pair_scores is None else torch.tensor(pair_scores))
+    return SceneGraph(det, pairs, predicate_scores=scores, vocabulary=VOCAB, image_size=(50, 50))
+
+
+@pytest.mark.parametrize("pair_scores, expected", [
+    # the two best foreground predicates of each pair, ranked by score, at most 5, then score >= 0.5
+    (None, [(0, 1, "docked at", 0.90), (2, 3, "parked alongside with", 0.80), (1, 0, "over", 0.70),
+            (2, 3, "near", 0.60)]),
+    # pair scores multiply: (2, 3) x 0.5 -> 0.40 / 0.30 (dropped), (1, 0) x 0.9 -> 0.63 / 0.315 (dropped)
+    ([1.0, 0.5, 0.9], [(0, 1, "docked at", 0.90), (1, 0, "over", 0.63)]),
+])
+def test_networkx_prediction_edges_and_roundtrip(pair_scores, expected):
+    sg = _small_prediction(pair_scores)
+    g = to_networkx(sg, top_k=5, per_pair=2, min_score=0.5)
+    rows = sorted((d["rank"], u, v, d["predicate"], d["score"]) for u, v, d in g.edges(data=True))
+    assert [r[0] for r in rows] == list(range(1, len(expected) + 1))
+    assert [r[1:4] for r in rows] == [e[:3] for e in expected]
+    assert np.allclose([r[4] for r in rows], [e[3] for e in expected])
     assert all(d["source"] == "model" for *_, d in g.edges(data=True))
-    back = from_networkx(g)  # exported triplets become one-hot predicate_scores rows
-    t2 = back.triplets()
-    for k in ("subject", "object", "predicate", "score"):
-        assert torch.equal(t2[k], t[k][keep]), k
+    t = from_networkx(g).triplets()  # exported triplets come back as one-hot predicate_scores rows
+    got = list(zip(t["subject"].tolist(), t["object"].tolist(), [VOCAB.predicates[i] for i in t["predicate"].tolist()]))
+    assert got == [e[:3] for e in expected]
+    assert np.allclose(t["score"].numpy(), [e[3] for e in expected])
 
 
 def test_topology_edges_flagged_and_ignored_on_read():
@@ -144,7 +157,8 @@ def test_file_roundtrip_prediction(tmp_path, suffix):
 @pytest.mark.parametrize("suffix", [None, *FORMATS])
 def test_full_scores_roundtrip_is_exact(tmp_path, suffix):
     sg = synthetic_scene(n=25, m=30, predictions=True)
-    sg.pairs = PairSet(sg.pairs.pairs, torch.rand(len(sg.pairs), generator=torch.Generator().manual_seed(9)))
+    sg = sg.replace(pairs=PairSet(sg.pairs.pairs, torch.rand(len(sg.pairs), generator=torch.Generator().manual_seed(9))),
+                    predicate_scores=sg.predicate_scores)
     opts = dict(per_pair=3, topology=True, distance=10, full_scores=True)
     if suffix is None:
         back = from_networkx(to_networkx(sg, **opts))

@@ -199,8 +199,17 @@ def test_vocabulary_subset_and_bad_input():
     assert sg.vocabulary is vocab and len(sg.detections) > 10
     assert set(sg.detections.labels.tolist()) <= {0, 1} and set(sg.predicate_labels.tolist()) <= {1, 2}
     for layout in ("mixed", "harbour", "airport", "energy", "dam", "sports", "construction", "industrial"):
-        generate_scene(0, 64, layout=layout)  # tiny canvases: few or no objects, but no error
-        generate_scene(1, (600, 160), layout=layout)
+        for seed, size in ((0, 64), (1, (600, 160))):  # tiny and thin canvases: few objects, all on the canvas
+            w, h = (size, size) if isinstance(size, int) else size
+            sg, image = generate_scene(seed, size, layout=layout, return_image=True)
+            assert image.shape == (h, w, 3) and image.dtype == np.uint8 and sg.image_size == (w, h)
+            corners = sg.detections.boxes.corners()
+            assert bool((corners[..., 0] >= 0).all() and (corners[..., 0] <= w).all()), layout
+            assert bool((corners[..., 1] >= 0).all() and (corners[..., 1] <= h).all()), layout
+            p = sg.pairs.pairs
+            assert bool(((p >= 0) & (p < len(sg.detections))).all() and (p[:, 0] != p[:, 1]).all())
+            assert bool((sg.predicate_labels > 0).all()) and len(sg.predicate_labels) == len(p)
+            assert w < 100 or len(sg.detections) > 50  # 600 x 160 px still holds a strip of the site
     with pytest.raises(SggInputError, match="unknown layout"):
         generate_scene(0, 256, layout="moon")
     with pytest.raises(SggInputError):
