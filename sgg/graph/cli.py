@@ -1,32 +1,37 @@
-"""``sgg export GRAPH --to gpkg|geojson|parquet|graphml|json [--out PATH] [--crs CRS] [--topology]``."""
+"""``sgg export GRAPH [--to gpkg|geojson|parquet|graphml|json|scene] [--out PATH] [--crs CRS] [--topology]``."""
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
-from sgg.graph.formats import EXTENSION, FORMATS  # light: stdlib only at import time
+from sgg.graph.formats import EXTENSION, FORMATS, GRAPH_SUFFIXES  # light: stdlib only at import time
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+def build_parser():
+    from sgg.cli_support import ArgumentParser, float_range, int_range
+
+    p = ArgumentParser(
         prog="sgg export",
-        description="Convert a scene graph (any file `sgg export` writes, a native scene JSON annotation or "
-        "a DOTA label file) to a GIS or graph format. Files are written atomically.",
+        description="Convert a scene graph (any file sgg writes: " + ", ".join(GRAPH_SUFFIXES) + "; a native "
+        "scene JSON annotation or a DOTA label file) to a GIS or graph format. Files are written atomically; "
+        "an existing output file is replaced.",
+        quiet_help="no warnings or summary",
     )
     p.add_argument("graph", metavar="GRAPH", help="input scene graph file")
-    p.add_argument("--to", dest="fmt", required=True, choices=FORMATS, help="output format")
+    p.add_argument("--to", dest="fmt", choices=FORMATS, default=None,
+                   help="output format (default: from --out's suffix; scene = sgg native .scene.json)")
     p.add_argument("--out", "-o", help="output path (default: GRAPH with the format's suffix)")
     p.add_argument("--crs", default=None,
                    help="'native' (raster CRS), 'EPSG:4326', ... (default: native; GeoJSON: EPSG:4326)")
     p.add_argument("--topology", action="store_true",
                    help="add footprint relations (overlaps, within, contains, touches, ...) as source=geometry")
-    p.add_argument("--distance", type=float, default=0.0,
-                   help="with --topology: also relate disjoint footprints closer than this many pixels")
-    p.add_argument("--top-k", type=int, default=None, help="predictions: keep the K best triplets")
-    p.add_argument("--per-pair", type=int, default=1, help="predictions: predicates kept per pair")
-    p.add_argument("--min-score", type=float, default=None, help="predictions: drop triplets scoring below")
+    p.add_argument("--distance", type=float_range(0), default=None,
+                   help="with --topology: also relate disjoint footprints closer than this many pixels (default 0)")
+    p.add_argument("--top-k", type=int_range(0), default=None, help="predictions: keep the K best triplets")
+    p.add_argument("--per-pair", type=int_range(1), default=1, help="predictions: predicates kept per pair")
+    p.add_argument("--min-score", type=float_range(0, 1), default=None,
+                   help="predictions: drop triplets scoring below")
     p.add_argument("--full-scores", action="store_true",
                    help="predictions: store each pair's predicate score vector (exact round trip)")
     p.add_argument("--no-style", action="store_true", help="GeoPackage: do not store the QGIS layer style")
@@ -34,23 +39,73 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def default_out(src: Path, fmt: str) -> Path:
-    out = src.with_suffix(EXTENSION[fmt])
+    stem = src.name[: -len(".scene.json")] if src.name.lower().endswith(".scene.json") else src.stem
+    out = src.with_name(stem + EXTENSION[fmt])
     if out.resolve() == src.resolve():
-        out = src.with_name(src.stem + ".graph" + EXTENSION[fmt])
+        out = src.with_name(stem + ".graph" + EXTENSION[fmt])
     return out
+
+
+def check_options(args):
+    """Options and paths checked before the graph is read: returns (source, output, format)."""
+    from sgg.cli_support import UsageError, input_path, output_file
+    from sgg.errors import SggInputError
+    from sgg.graph.formats import suffix_format
+
+    src = input_path(args.graph, "GRAPH")
+    if args.distance is not None and not args.topology:
+        raise UsageError("--distance only applies with --topology")
+    if args.out:
+        out = Path(args.out)
+        if out.is_dir():
+            output_file(out, "--out")  # refuses a directory, naming it
+        by_suffix = suffix_format(out)
+        fmt = args.fmt or by_suffix
+        if fmt is None:
+            raise SggInputError(f"unknown output suffix; use one of {', '.join(GRAPH_SUFFIXES)} or pass --to",
+                                path=out, option="--out")
+        if by_suffix != fmt:
+            raise SggInputError(f"--to {fmt} writes {EXTENSION[fmt]} files, not {''.join(out.suffixes[-1:]) or 'no suffix'}; "
+                                f"name the output *{EXTENSION[fmt]}", path=out, option="--out")
+    elif args.fmt:
+        fmt, out = args.fmt, default_out(src, args.fmt)
+    else:
+        raise UsageError("say what to write: --to FORMAT or --out FILE")
+    output_file(out, "--out", inputs=[src])
+    if args.crs not in (None, "native"):
+        import pyproj
+
+        try:
+            pyproj.CRS.from_user_input(args.crs)
+        except pyproj.exceptions.CRSError:
+            raise SggInputError("not a CRS pyproj knows (try EPSG:4326, EPSG:32633, a WKT or PROJ string)",
+                                path=args.crs, option="--crs") from None
+        if fmt in ("graphml", "json", "scene"):
+            raise UsageError(f"--crs does not apply to {fmt} (its nodes carry pixel and map coordinates)")
+    if fmt == "scene" and (args.topology or args.full_scores):
+        raise UsageError("--topology and --full-scores are not stored in native scene JSON; write "
+                         ".gpkg, .geojson, .parquet, .graphml or .json")
+    return src, out, fmt
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(sys.argv[1:] if argv is None else argv)
-    from sgg.graph.formats import export, read
+    src, out, fmt = check_options(args)
+    from sgg.errors import SggInputError
+    from sgg.graph.formats import GEOJSON_NO_CRS, export, no_crs, read
 
-    src = Path(args.graph)
     sg = read(src)
-    out = Path(args.out) if args.out else default_out(src, args.fmt)
-    path = export(sg, out, args.fmt, crs=args.crs, topology=args.topology, distance=args.distance,
+    if fmt == "geojson" and no_crs(sg):
+        raise SggInputError(GEOJSON_NO_CRS.replace("this scene", f"{src}"), path=out, option="--out")
+    if fmt == "scene" and sg.predicate_scores is not None and len(sg.pairs) and args.top_k is None:
+        raise SggInputError(f"{src} is a prediction with {len(sg.pairs)} candidate pairs: native scene JSON "
+                            "keeps its best triplets only, pass --top-k K", path=out, option="--out")
+    written: dict = {}
+    path = export(sg, out, fmt, crs=args.crs, topology=args.topology, distance=args.distance or 0.0,
                   top_k=args.top_k, per_pair=args.per_pair, min_score=args.min_score, full_scores=args.full_scores,
-                  style=not args.no_style)
-    print(f"wrote {path} ({sg.num_objects} objects, {len(sg.pairs)} relation rows)")
+                  style=not args.no_style, summary=written)
+    if not args.quiet:
+        print(f"wrote {path} ({written['objects']} objects, {written['relations']} relation rows)")
     return 0
 
 
