@@ -7,6 +7,8 @@ pairs worth scoring without building all N² of them; ``PairProposer`` chains th
 
 from .features import STAR_NUM_CLASSES, pair_feature_dim, spatial_pair_features, star_pair_features, union_rect_area
 from .ppg import PPG, AutoEncoder
+from .candidates import PairPrior, UnknownClassWarning, candidate_pairs, normalised_distance
+from .proposer import PairProposer, select_pairs
 
 __all__ = [
     "STAR_NUM_CLASSES",
@@ -16,4 +18,21 @@ __all__ = [
     "union_rect_area",
     "PPG",
     "AutoEncoder",
+    "PairPrior",
+    "UnknownClassWarning",
+    "candidate_pairs",
+    "normalised_distance",
+    "PairProposer",
+    "select_pairs",
+    "PPGModule",
+    "PPGDataModule",
 ]
+
+
+def __getattr__(name: str):
+    # the Lightning pieces load on first use (importing pytorch_lightning is slow)
+    if name in ("PPGModule", "PPGDataModule", "related_pairs"):
+        from . import module
+
+        return getattr(module, name)
+    raise AttributeError(f"module 'sgg.pairs' has no attribute {name!r}")

@@ -1,0 +1,249 @@
+"""Candidate pairs without building all N² of them: spatial neighbours per class pair, plus k nearest.
+
+:class:`PairPrior` holds, per (subject class, object class), whether the pair ever relates (``allowed``,
+from training counts: STAR's real triplet counts by default) and how far apart related pairs get:
+``radius`` = a high quantile of ``centre distance / max(diag_s, diag_o)`` over training relations (distance
+over box size, so it holds at any resolution). :func:`candidate_pairs` asks the shared sub-quadratic op
+``sgg.ops.spatial_pairs`` for boxes whose envelopes meet once each box is grown by ``radius_max(class) ·
+diag`` (a superset of every class pair's disc), plus each box's ``k`` nearest; then keeps, in each
+direction, the pairs the class pair allows within its own radius (or among the k nearest), and at most
+``max_per_object`` per box, the nearest relative to their radius first. Distant relations (lattice towers
+in a line, a dam and its lock) keep their own large radius; a car does not inherit it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import warnings
+from importlib import resources
+from pathlib import Path
+from typing import Any, Iterable
+
+import torch
+
+from sgg.errors import SggInputError
+from sgg.ops import box_to_envelope
+from sgg.ops.pairs import spatial_pairs
+from sgg.structures import Detections, PairSet, SceneGraph, Vocabulary
+
+__all__ = ["PairPrior", "UnknownClassWarning", "candidate_pairs", "normalised_distance"]
+
+PRIOR_FORMAT = "sgg-pair-prior/1"
+SYNTH_RADIUS = "synth_pair_radius.json"
+
+
+class UnknownClassWarning(UserWarning):
+    """Objects of classes the pair prior has no statistics for (their pairs are kept, not dropped)."""
+
+
+def normalised_distance(boxes: torch.Tensor, pairs: torch.Tensor) -> torch.Tensor:
+    """(M,) centre distance over the larger of the two boxes' diagonals."""
+    b = boxes.double()
+    s, o = b[pairs[:, 0]], b[pairs[:, 1]]
+    dist = torch.hypot(o[:, 0] - s[:, 0], o[:, 1] - s[:, 1])
+    return dist / torch.maximum(torch.hypot(s[:, 2], s[:, 3]), torch.hypot(o[:, 2], o[:, 3]))
+
+
+class PairPrior:
+    """Per class pair: ``allowed`` (C, C) bool and ``radius`` (C, C) (normalised distance, see module doc).
+
+    ``default_radius`` stands for class pairs that are allowed but were never seen with geometry, and for
+    classes the prior does not know.
+    """
+
+    def __init__(self, classes: Iterable[str], allowed: torch.Tensor, radius: torch.Tensor,
+                 default_radius: float = 4.0, source: str = ""):
+        self.classes = tuple(classes)
+        c = len(self.classes)
+        self.allowed = torch.as_tensor(allowed, dtype=torch.bool).reshape(c, c)
+        r = torch.as_tensor(radius, dtype=torch.float64).reshape(c, c)
+        self.default_radius = float(default_radius)
+        self.radius = torch.where(torch.isfinite(r) & (r > 0), r, torch.full_like(r, self.default_radius))
+        self.source = source
+        self._index = {n: i for i, n in enumerate(self.classes)}
+
+    # construction -----------------------------------------------------------------------------
+    @classmethod
+    def from_counts(cls, classes: Iterable[str], counts: torch.Tensor, **kw: Any) -> "PairPrior":
+        """``allowed`` where (C, C) or (C, C, P) counts are > 0; radius default everywhere."""
+        cnt = torch.as_tensor(counts)
+        if cnt.dim() == 3:
+            cnt = cnt.sum(-1)
+        c = cnt.shape[0]
+        return cls(classes, cnt > 0, torch.full((c, c), float("nan")), **kw)
+
+    @classmethod
+    def fit(cls, graphs: Iterable[SceneGraph], quantile: float = 0.98, slack: float = 1.25,
+            min_count: int = 5, allowed_from: "PairPrior | None" = None, source: str = "") -> "PairPrior":
+        """Learn both tables from annotated scenes: ``radius`` = ``slack`` × the ``quantile`` of normalised
+        distances of each class pair seen ≥ ``min_count`` times (else the quantile over all relations);
+        ``allowed`` = seen at least once, or ``allowed_from``'s mask (e.g. STAR's real counts) when given."""
+        from .module import related_pairs
+
+        vocab, rows = None, []
+        for g in graphs:
+            vocab = vocab or g.vocabulary
+            if tuple(g.vocabulary.objects) != tuple(vocab.objects):
+                raise SggInputError("PairPrior.fit: scenes use different vocabularies")
+            p = related_pairs(g)
+            if len(p):
+                lab = g.detections.labels
+                rows.append(torch.stack([lab[p[:, 0]].double(), lab[p[:, 1]].double(),
+                                         normalised_distance(g.detections.boxes.tensor, p)], 1))
+        if vocab is None or not rows:
+            raise SggInputError("PairPrior.fit: no annotated relations to learn from")
+        data = torch.cat(rows)
+        c = vocab.num_classes
+        key = (data[:, 0] * c + data[:, 1]).long()
+        counts = torch.bincount(key, minlength=c * c).reshape(c, c)
+        radius = torch.full((c * c,), float("nan"), dtype=torch.float64)
+        for k in torch.unique(key).tolist():  # one quantile per class pair seen (≤ C² small groups)
+            d = data[key == k, 2]
+            if d.numel() >= min_count:
+                radius[k] = slack * torch.quantile(d, quantile)
+        default = slack * float(torch.quantile(data[:, 2], quantile))
+        allowed = counts > 0
+        if allowed_from is not None:
+            allowed = allowed_from.align(vocab.objects).allowed_for(vocab.objects)
+        return cls(vocab.objects, allowed, radius.reshape(c, c), default, source)
+
+    @classmethod
+    def star(cls) -> "PairPrior":
+        """STAR's real class-pair mask (its training triplet counts) with radii learned from ``sgg synth``
+        training scenes (``sgg/data/ppg/synth_pair_radius.json``) where available."""
+        voc = Vocabulary.star()
+        counts = json.loads(resources.files("sgg.data").joinpath("star_triplet_counts.json").read_text())
+        cnt = torch.tensor(counts["counts"] if isinstance(counts, dict) else counts)[1:, 1:, 1:]
+        prior = cls.from_counts(voc.objects, cnt, source="STAR training triplet counts")
+        ref = resources.files("sgg.data").joinpath("ppg", SYNTH_RADIUS)
+        if ref.is_file():
+            learned = cls.from_dict(json.loads(ref.read_text()))
+            prior = cls(voc.objects, prior.allowed, learned.align(voc.objects).radius, learned.default_radius,
+                        "STAR training triplet counts (mask); " + learned.source + " (radii)")
+        return prior
+
+    def align(self, classes: Iterable[str]) -> "PairPrior":
+        """This prior re-indexed to ``classes`` (unknown ones: allowed with anything, default radius)."""
+        classes = tuple(classes)
+        if classes == self.classes:
+            return self
+        idx = torch.tensor([self._index.get(n, -1) for n in classes])
+        known = idx >= 0
+        c = len(classes)
+        allowed = torch.ones(c, c, dtype=torch.bool)
+        radius = torch.full((c, c), self.default_radius, dtype=torch.float64)
+        both = known[:, None] & known[None, :]
+        ii, jj = idx.clamp_min(0)[:, None].expand(c, c), idx.clamp_min(0)[None, :].expand(c, c)
+        allowed = torch.where(both, self.allowed[ii, jj], allowed)
+        radius = torch.where(both, self.radius[ii, jj], radius)
+        return PairPrior(classes, allowed, radius, self.default_radius, self.source)
+
+    def allowed_for(self, classes: Iterable[str]) -> torch.Tensor:
+        return self.align(classes).allowed
+
+    # files ------------------------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        return {"format": PRIOR_FORMAT, "classes": list(self.classes), "allowed": self.allowed.int().tolist(),
+                "radius": [[round(float(v), 4) for v in row] for row in self.radius],
+                "default_radius": self.default_radius, "source": self.source}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], path: Any = "<memory>") -> "PairPrior":
+        try:
+            return cls(data["classes"], torch.tensor(data["allowed"]).bool(), torch.tensor(data["radius"]),
+                       float(data["default_radius"]), str(data.get("source", "")))
+        except (KeyError, TypeError, ValueError, RuntimeError) as exc:
+            raise SggInputError(f"not a valid {PRIOR_FORMAT} table ({exc})", path=path) from None
+
+    def save(self, path: str | os.PathLike) -> Path:
+        from sgg.datasets.native import atomic_write_text
+
+        atomic_write_text(path, json.dumps(self.to_dict()) + "\n")
+        return Path(path)
+
+    def __repr__(self) -> str:
+        return f"PairPrior({len(self.classes)} classes, {int(self.allowed.sum())} allowed class pairs)"
+
+
+def _class_index(labels: torch.Tensor, vocabulary: Vocabulary | None, prior: PairPrior) -> torch.Tensor:
+    """Prior index of each object's class (-1 unknown), warning once about unknown classes."""
+    names = vocabulary.objects if vocabulary is not None else prior.classes
+    table = torch.tensor([prior._index.get(n, -1) for n in names] + [-1])
+    lab = labels.long().clamp(0, len(names))  # labels beyond the vocabulary: unknown
+    lab = torch.where(labels.long() >= len(names), torch.full_like(lab, len(names)), lab)
+    idx = table[lab]
+    if bool((idx < 0).any()):
+        bad = sorted({names[i] if i < len(names) else f"#{i}" for i in labels[idx < 0].tolist()})
+        warnings.warn(f"pair prior has no statistics for classes {bad[:8]}: their pairs are kept with the default "
+                      f"radius ({prior.default_radius:g} × box diagonal)", UnknownClassWarning, stacklevel=3)
+    return idx
+
+
+def candidate_pairs(detections: Detections, prior: PairPrior | None = None, *, vocabulary: Vocabulary | None = None,
+                    k: int = 8, max_per_object: int | None = 64, radius_scale: float = 1.0) -> PairSet:
+    """Ordered candidate pairs of ``detections`` (``scores`` = −distance/radius, higher = nearer).
+
+    Args:
+        prior: class-pair mask and radii (default :meth:`PairPrior.star`); ``vocabulary`` names the labels
+            (default: the prior's classes).
+        k: nearest neighbours kept per object whatever their distance (still subject to the mask).
+        max_per_object: cap on the pairs an object keeps as subject and as object (nearest relative to
+            their radius first; a pair survives when either end keeps it); None for no cap.
+        radius_scale: multiplies every radius (recall/size trade-off).
+    """
+    n = len(detections)
+    if n < 2:
+        return PairSet(torch.zeros(0, 2, dtype=torch.long), torch.zeros(0))
+    prior = prior if prior is not None else PairPrior.star()
+    boxes = detections.boxes.tensor.detach().cpu().double()
+    cls = _class_index(detections.labels.cpu(), vocabulary, prior)
+    c = len(prior.classes)
+    # unknown classes (index c) relate to everything at the default radius
+    allowed = torch.ones(c + 1, c + 1, dtype=torch.bool)
+    allowed[:c, :c] = prior.allowed
+    radius = torch.full((c + 1, c + 1), prior.default_radius, dtype=torch.float64)
+    radius[:c, :c] = prior.radius
+    radius = torch.where(allowed, radius * radius_scale, torch.zeros_like(radius))
+    ci = torch.where(cls < 0, torch.full_like(cls, c), cls)
+    rmax = torch.maximum(radius.amax(1), radius.amax(0))[ci]  # any role
+    diag = torch.hypot(boxes[:, 2], boxes[:, 3])
+    env = box_to_envelope(boxes)
+    far = spatial_pairs(env, margin=rmax * diag)  # (P,2) i<j: a superset of every class pair's disc
+    near = spatial_pairs(env, k=k)  # touching envelopes and k nearest: exempt from the radius test
+    key = torch.cat([far[:, 0] * n + far[:, 1], near[:, 0] * n + near[:, 1]])
+    is_near = torch.cat([torch.zeros(len(far), dtype=torch.bool), torch.ones(len(near), dtype=torch.bool)])
+    key, inv = torch.unique(key, return_inverse=True)
+    flag = torch.zeros(key.numel(), dtype=torch.bool)
+    flag[inv[is_near]] = True
+    und = torch.stack([key // n, key % n], 1)
+    both, flag = torch.cat([und, und.flip(1)]), torch.cat([flag, flag])
+    d = normalised_distance(boxes, both)
+    r = radius[ci[both[:, 0]], ci[both[:, 1]]]
+    ok = allowed[ci[both[:, 0]], ci[both[:, 1]]]
+    ratio = d / r.clamp_min(1e-12)
+    keep = ok & ((ratio <= 1) | flag)
+    both, ratio = both[keep], ratio[keep]
+    if max_per_object is not None and both.shape[0]:
+        both, ratio = _cap(both, ratio, n, int(max_per_object))
+    order = torch.argsort(both[:, 0] * n + both[:, 1])
+    return PairSet(both[order], (-ratio[order]).float())
+
+
+def _rank_within(group: torch.Tensor, value: torch.Tensor, tiebreak: torch.Tensor) -> torch.Tensor:
+    """Rank (0-based) of each row among rows of the same ``group`` by ascending ``value``, then ``tiebreak``."""
+    order = torch.argsort(tiebreak, stable=True)
+    order = order[torch.argsort(value[order], stable=True)]
+    order = order[torch.argsort(group[order], stable=True)]
+    g = group[order]
+    start = torch.ones_like(g, dtype=torch.bool)
+    start[1:] = g[1:] != g[:-1]
+    first = torch.cummax(torch.where(start, torch.arange(g.numel()), torch.zeros_like(g)), 0).values
+    rank = torch.empty_like(order)
+    rank[order] = torch.arange(g.numel()) - first
+    return rank
+
+
+def _cap(pairs: torch.Tensor, ratio: torch.Tensor, n: int, cap: int) -> tuple[torch.Tensor, torch.Tensor]:
+    keep = (_rank_within(pairs[:, 0], ratio, pairs[:, 1]) < cap) | (_rank_within(pairs[:, 1], ratio, pairs[:, 0]) < cap)
+    return pairs[keep], ratio[keep]

@@ -1,0 +1,167 @@
+"""Selection and the pipeline's one callable: candidates → pair features → PPG score → top-K.
+
+``PairProposer.default()`` is STAR's setting: STAR's released PPG (OBB), STAR's class-pair mask, 10,000
+pairs per image. Unlike the STAR toolkit it never builds the N² pairs: candidates come from
+:func:`candidate_pairs` and are scored ``chunk_size`` pairs at a time, so memory stays bounded.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from sgg.errors import SggInputError
+from sgg.structures import Detections, PairSet, Vocabulary
+
+from .candidates import PairPrior, candidate_pairs
+from .features import star_pair_features
+from .ppg import PPG
+
+__all__ = ["select_pairs", "PairProposer", "PROPOSER_FORMAT"]
+
+PROPOSER_FORMAT = "sgg-pair-proposer/1"
+
+
+def select_pairs(pairs: PairSet | torch.Tensor, scores: torch.Tensor, budget: int | None = 10_000, *,
+                 threshold: float | None = None, lower_is_better: bool = False) -> PairSet:
+    """The best pairs, best first: the ``budget`` top-scoring ones (None: no cap) and, with ``threshold``,
+    only those scoring at least it (at most it when ``lower_is_better``, e.g. raw PPG scores).
+
+    The returned PairSet's scores are "higher = keep" (negated when ``lower_is_better``)."""
+    p = pairs.pairs if isinstance(pairs, PairSet) else torch.as_tensor(pairs, dtype=torch.long).reshape(-1, 2)
+    s = torch.as_tensor(scores).reshape(-1).float()
+    if s.shape[0] != p.shape[0]:
+        raise SggInputError(f"select_pairs: {s.shape[0]} scores for {p.shape[0]} pairs")
+    if budget is not None and budget < 0:
+        raise SggInputError(f"select_pairs: budget must be >= 0, got {budget}")
+    s = -s if lower_is_better else s
+    keep = torch.ones_like(s, dtype=torch.bool) if threshold is None else s >= (-threshold if lower_is_better else threshold)
+    p, s = p[keep], s[keep]
+    k = s.numel() if budget is None else min(int(budget), s.numel())
+    # stable order: ties go to the earlier pair, so results do not depend on the sort implementation
+    order = torch.argsort(s, descending=True, stable=True)[:k]
+    return PairSet(p[order], s[order])
+
+
+class PairProposer:
+    """Detections → the pairs worth classifying (a PairSet, best first, ``scores`` higher = keep).
+
+    Args:
+        ppg: the scorer (None: rank candidates by distance relative to their class pair's radius).
+        prior: class-pair mask and radii for the candidates (default: :meth:`PairPrior.star`).
+        budget: pairs kept per image (STAR: 10,000); ``fraction``: also at most this share of N(N−1);
+            ``threshold``: also only pairs whose PPG score is ≤ it.
+        k, max_per_object, radius_scale: candidate options (:func:`candidate_pairs`).
+        chunk_size: pairs featurised and scored at once.
+    """
+
+    def __init__(self, ppg: PPG | None = None, prior: PairPrior | None = None, *, budget: int | None = 10_000,
+                 fraction: float | None = None, threshold: float | None = None, k: int = 8,
+                 max_per_object: int | None = 64, radius_scale: float = 1.0, chunk_size: int = 1 << 16):
+        self.ppg = ppg.eval() if ppg is not None else None
+        self.prior = prior if prior is not None else PairPrior.star()
+        self.budget, self.fraction, self.threshold = budget, fraction, threshold
+        self.k, self.max_per_object, self.radius_scale = int(k), max_per_object, float(radius_scale)
+        self.chunk_size = int(chunk_size)
+
+    @classmethod
+    def default(cls) -> "PairProposer":
+        """STAR's released PPG (OBB weights) + STAR's class-pair prior, 10,000 pairs per image."""
+        return cls(PPG.from_star(), PairPrior.star(), budget=10_000)
+
+    # steps ------------------------------------------------------------------------------------
+    def candidates(self, detections: Detections, vocabulary: Vocabulary | None = None) -> PairSet:
+        return candidate_pairs(detections, self.prior, vocabulary=vocabulary, k=self.k,
+                               max_per_object=self.max_per_object, radius_scale=self.radius_scale)
+
+    def _labels(self, detections: Detections, vocabulary: Vocabulary | None) -> torch.Tensor:
+        lab = detections.labels.cpu()
+        table = self.ppg.label_map(vocabulary)
+        if table is not None:
+            lab = table[lab]
+        if len(lab) and int(lab.max()) >= self.ppg.num_classes:
+            raise SggInputError(f"class index {int(lab.max())} out of range for the PPG's {self.ppg.num_classes} "
+                                "classes", where="PairProposer")
+        return lab
+
+    def score(self, detections: Detections, pairs: PairSet | torch.Tensor,
+              vocabulary: Vocabulary | None = None) -> torch.Tensor:
+        """(M,) raw PPG scores of ``pairs`` (lower = keep), ``chunk_size`` pairs at a time."""
+        if self.ppg is None:
+            raise SggInputError("this PairProposer has no PPG to score with", where="PairProposer")
+        p = pairs.pairs if isinstance(pairs, PairSet) else torch.as_tensor(pairs, dtype=torch.long)
+        lab = self._labels(detections, vocabulary)
+        boxes = detections.boxes.tensor.detach().cpu()
+        out = torch.empty(p.shape[0])
+        for lo in range(0, p.shape[0], self.chunk_size):
+            f = star_pair_features(boxes, lab, p[lo:lo + self.chunk_size], self.ppg.num_classes).float()
+            out[lo:lo + self.chunk_size] = self.ppg.score(f, chunk_size=self.chunk_size)
+        return out
+
+    def __call__(self, detections: Detections, vocabulary: Vocabulary | None = None) -> PairSet:
+        n = len(detections)
+        if n < 2:
+            return PairSet(torch.zeros(0, 2, dtype=torch.long), torch.zeros(0))
+        if self.ppg is not None:
+            self._labels(detections, vocabulary)  # refuse a foreign vocabulary before any work
+        cand = self.candidates(detections, vocabulary)
+        budget = self.budget
+        if self.fraction is not None:
+            cap = int(self.fraction * n * (n - 1))
+            budget = cap if budget is None else min(budget, cap)
+        if self.ppg is None:
+            out = select_pairs(cand, cand.scores, budget)
+        else:
+            out = select_pairs(cand, self.score(detections, cand, vocabulary), budget, threshold=self.threshold,
+                               lower_is_better=True)
+        return out.to(detections.device)
+
+    # files ------------------------------------------------------------------------------------
+    def config(self) -> dict[str, Any]:
+        return {"budget": self.budget, "fraction": self.fraction, "threshold": self.threshold, "k": self.k,
+                "max_per_object": self.max_per_object, "radius_scale": self.radius_scale,
+                "chunk_size": self.chunk_size}
+
+    def to_dict(self, half: bool = False) -> dict[str, Any]:
+        return {"format": PROPOSER_FORMAT, "config": self.config(), "prior": self.prior.to_dict(),
+                "ppg": None if self.ppg is None else self.ppg.to_dict(half=half)}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], path: Any = "<memory>") -> "PairProposer":
+        try:
+            ppg = None if data.get("ppg") is None else PPG.from_dict(data["ppg"], path)
+            return cls(ppg, PairPrior.from_dict(data["prior"], path), **data["config"])
+        except (KeyError, TypeError) as exc:
+            raise SggInputError(f"not a valid {PROPOSER_FORMAT} file ({exc})", path=path) from None
+
+    def save(self, path: str | os.PathLike, half: bool = True) -> Path:
+        """One file with the PPG (fp16 by default), the prior and the options; loads with weights_only."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + ".tmp")
+        torch.save(self.to_dict(half=half), tmp)
+        os.replace(tmp, path)
+        return path
+
+    @classmethod
+    def load(cls, path: str | os.PathLike, **overrides: Any) -> "PairProposer":
+        """A proposer file, or any PPG file (STAR release, sgg-ppg/1, checkpoint) with the STAR prior."""
+        from .ppg import _load
+
+        data = _load(path)
+        if isinstance(data, dict) and data.get("format") == PROPOSER_FORMAT:
+            prop = cls.from_dict(data, path)
+        else:
+            prop = cls(PPG.load(path))
+        for k, v in overrides.items():
+            if not hasattr(prop, k):
+                raise SggInputError(f"unknown PairProposer option {k!r}", path=path)
+            setattr(prop, k, v)
+        return prop
+
+    def __repr__(self) -> str:
+        src = "none" if self.ppg is None else (self.ppg.source or "PPG")
+        return f"PairProposer(ppg={src!r}, budget={self.budget}, prior={self.prior!r})"
