@@ -16,12 +16,15 @@ from importlib import import_module, util
 
 # name -> (module with main(argv), one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
+    "demo": ("sgg.demo", "run the whole pipeline offline on a bundled sample scene, into ./sgg-demo/"),
+    "infer": ("sgg.infer_cli", "scene graphs for rasters: GeoPackage, GraphML, caption, preview, summary"),
     "info": ("sgg.io.cli", "describe a raster: size, bands, CRS, pyramid levels and tiles"),
     "synth": ("sgg.datasets.cli", "generate synthetic STAR-vocabulary scenes (GeoTIFF + annotations)"),
     "detect": ("sgg.detectors.cli", "run holistic oriented detection over a raster"),
     "eval": ("sgg.evaluation.cli", "evaluate predictions against ground truth (e.g. `sgg eval detection`)"),
     "export": ("sgg.graph.cli", "convert a scene graph to GeoPackage, GeoJSON, GeoParquet, GraphML or JSON"),
     "train": ("sgg.cli", "train a stage with LightningCLI: `sgg train detector --config FILE`"),
+    "fitrs": ("sgg.captioning.cli", "FIT-RS/SkySenseGPT text: `sgg fitrs export|score|caption|check`"),
 }
 
 # stage -> (LightningModule path, LightningDataModule path)

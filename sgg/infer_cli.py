@@ -1,0 +1,292 @@
+"""``sgg infer``: the whole pipeline over one or more rasters, with GIS, graph, text and picture outputs.
+
+    sgg infer scene.tif [more.tif …] --out results/
+    sgg infer scene.tif --out results/ --config configs/pipeline/default.yaml --tile-size 512 --pair-budget 5000
+
+For each scene ``DIR/<name>.gpkg`` (layers ``objects`` and ``relations``, table ``run``), ``.graphml``,
+``.caption.txt`` and ``.preview.png`` (the scene overview, footprints coloured by class, arrows for the top
+relations), then a one-screen summary. Every file of a scene is written to a staging folder and moved in
+only when all of them are complete. Tiles are recorded in ``DIR/.sgg-ledger/`` as they finish, so a run
+that is killed and started again skips them. Bad input gives one line and exit status 2 (``--debug`` for
+a traceback).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sys
+import tempfile
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+FORMATS = ("gpkg", "graphml", "caption", "preview", "geojson", "parquet", "json")
+DEFAULT_FORMATS = "gpkg,graphml,caption,preview"
+SUFFIX = {"gpkg": ".gpkg", "graphml": ".graphml", "caption": ".caption.txt", "preview": ".preview.png",
+          "geojson": ".geojson", "parquet": ".parquet", "json": ".json"}
+
+
+def _formats(text: str) -> list[str]:
+    out = [f.strip().lower() for f in text.split(",") if f.strip()]
+    bad = [f for f in out if f not in FORMATS]
+    if bad or not out:
+        raise argparse.ArgumentTypeError(f"unknown format(s) {bad}; choose from {', '.join(FORMATS)}")
+    return out
+
+
+def _levels(text: str):
+    if text == "auto":
+        return "auto"
+    try:
+        return [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected 'auto' or levels like 0,1,2; got {text!r}") from None
+
+
+def _none(text: str) -> str | None:
+    return None if text.lower() in ("none", "null", "off") else text
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="sgg infer", description="Scene graphs for rasters of any size: detection, "
+                                "pair proposal, relations, GIS/graph/caption/preview outputs.",
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("scenes", nargs="+", metavar="SCENE", help="GeoTIFF or any GDAL raster (PNG/JPEG: pixel coordinates)")
+    p.add_argument("--out", required=True, help="output directory")
+    p.add_argument("--config", help="pipeline YAML (configs/pipeline/*.yaml); options below override it")
+    src = p.add_mutually_exclusive_group()
+    src.add_argument("--weights", help="detector checkpoint ('bundled': the shipped HOD-Net weights)")
+    src.add_argument("--from-dota", metavar="DIR", help="DOTA Task-1 results instead of running a detector")
+    src.add_argument("--from-annotation", metavar="PATH", help="ground-truth objects (sgg JSON or DOTA labels, "
+                     "a file or a directory of <name>.json/.txt): PredCls")
+    p.add_argument("--aliases", help="class-name alias table for foreign files, e.g. dota_to_star")
+    p.add_argument("--device", help="torch device (config default: cpu)")
+    p.add_argument("--tile-size", type=int, help="tile side in px (default: the weights' training tile)")
+    p.add_argument("--overlap", type=int, help="tile overlap in level px")
+    p.add_argument("--levels", type=_levels, help="'auto' (pyramid down to one tile) or e.g. 0 or 0,1")
+    p.add_argument("--zoom", choices=("guided", "full"))
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--score-threshold", type=float)
+    p.add_argument("--pair-proposer", type=_none, help="'default' (STAR's PPG), a proposer/PPG file, or none")
+    p.add_argument("--pair-budget", type=int, help="pairs kept per scene (STAR: 10,000)")
+    p.add_argument("--relation-head", type=_none, help="'frequency', a relation-head checkpoint, "
+                   "'package.module:factory', or none")
+    p.add_argument("--formats", type=_formats, default=_formats(DEFAULT_FORMATS),
+                   help=f"comma-separated, from {', '.join(FORMATS)}")
+    p.add_argument("--top-k", type=int, help="relations kept in exports, captions and previews (config default 100)")
+    p.add_argument("--keep-ledger", action="store_true", help="keep the per-tile ledger after a scene completes")
+    p.add_argument("--threads", type=int, help="torch intra-op threads")
+    p.add_argument("--quiet", action="store_true", help="no progress bars and no summary")
+    p.add_argument("--debug", action="store_true", help="full tracebacks")
+    return p
+
+
+def pipeline_from_args(args: argparse.Namespace):
+    from sgg.pipeline import Pipeline, resolve_config
+
+    over: dict[str, Any] = {}
+    for opt, key in (("weights", "detector.weights"), ("from_dota", "detector.from_dota"),
+                     ("from_annotation", "detector.from_annotation"), ("aliases", "detector.aliases"),
+                     ("tile_size", "detector.tile_size"), ("overlap", "detector.overlap"),
+                     ("levels", "detector.levels"), ("zoom", "detector.zoom"), ("batch_size", "detector.batch_size"),
+                     ("score_threshold", "detector.score_threshold"), ("pair_budget", "pairs.budget"),
+                     ("top_k", "output.top_k"), ("device", "device")):
+        if getattr(args, opt, None) is not None:
+            over[key] = getattr(args, opt)
+    cfg_over: dict[str, Any] = {}
+    if args._pair_given:
+        cfg_over["pairs"] = None if args.pair_proposer is None else {"proposer": args.pair_proposer}
+    if args._head_given:
+        cfg_over["relations"] = None if args.relation_head is None else {"head": args.relation_head}
+    cfg_over["caption"] = "caption" in args.formats
+    if args.config:
+        pipe = Pipeline.from_config(args.config)
+        cfg = pipe.config
+        base = pipe.base_dir
+    else:
+        cfg, base = resolve_config(), None
+    for k, v in cfg_over.items():
+        if v is None:
+            cfg[k] = None
+        elif isinstance(v, dict):
+            cfg[k] = {**(cfg.get(k) or resolve_config()[k]), **v}
+        else:
+            cfg[k] = v
+    if args.from_dota or args.from_annotation:
+        cfg["detector"]["weights"] = None
+    cfg = resolve_config(cfg, **over)
+    return Pipeline(cfg, base_dir=base)
+
+
+def check_writable(out: Path) -> None:
+    """Refuse an output directory that cannot be written, before any work and without creating anything."""
+    from sgg.errors import SggInputError
+
+    if out.exists() and not out.is_dir():
+        raise SggInputError("output path exists and is not a directory", path=out)
+    probe_dir = out
+    while not probe_dir.exists():
+        probe_dir = probe_dir.parent
+    try:  # a real write (root passes every os.access check)
+        if not probe_dir.is_dir():
+            raise NotADirectoryError(f"{probe_dir} is not a directory")
+        fd, probe = tempfile.mkstemp(prefix=".sgg-write-test.", dir=probe_dir)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise SggInputError(f"output directory is not writable ({exc.strerror or exc})", path=out) from None
+
+
+# ------------------------------------------------------------------------------------------ outputs
+def write_outputs(sg: Any, out: Path, name: str, formats: list[str], caption: str | None, top_k: int) -> list[Path]:
+    """Write the chosen outputs of one scene into a staging folder, then move each into ``out``."""
+    from sgg.datasets.native import atomic_write_text
+    from sgg.graph import export
+    from sgg.preview import render_preview
+
+    stage = Path(tempfile.mkdtemp(prefix=f".sgg-staging-{name}.", dir=out))
+    finals: list[Path] = []
+    try:
+        for f in formats:
+            target = stage / f"{name}{SUFFIX[f]}"
+            if f == "caption":
+                if caption is None:
+                    continue
+                atomic_write_text(target, caption.rstrip("\n") + "\n")
+            elif f == "preview":
+                render_preview(sg, target, top_k=min(top_k, 30))
+            else:
+                export(sg, target, top_k=top_k)
+            finals.append(target)
+            if f == "parquet":  # the relations file beside it
+                rel = target.with_name(f"{name}.relations.parquet")
+                if rel.exists():
+                    finals.append(rel)
+        moved = []
+        for t in finals:
+            os.replace(t, out / t.name)
+            moved.append(out / t.name)
+        return moved
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
+
+
+def summary(sg: Any, name: str, files: list[Path], top: int = 8) -> str:
+    """A one-screen text summary: objects per class, top relations, time per stage, files."""
+    import torch
+
+    voc, det = sg.vocabulary, sg.detections
+    lines = []
+    t = sg.metadata.get("timing_s", {})
+    stages = ", ".join(f"{k} {v:.1f} s" for k, v in t.items() if k != "total")
+    lines.append(f"{name}: {len(det):,} objects, {len(sg.pairs):,} pairs in {t.get('total', 0):.1f} s ({stages})")
+    if len(det):
+        counts = torch.bincount(det.labels.cpu(), minlength=voc.num_classes)
+        order = torch.argsort(counts, descending=True, stable=True)
+        cls = [f"{int(counts[i])} {voc.objects[i]}" for i in order[:top].tolist() if counts[i] > 0]
+        more = int((counts > 0).sum()) - len(cls)
+        lines.append("  objects: " + ", ".join(cls) + (f", … {more} more classes" if more > 0 else ""))
+    if sg.predicate_scores is not None and len(sg.pairs):
+        tr = sg.triplets(top_k=5)
+        lab = det.labels.cpu()
+        lines.append("  top relations:")
+        for s, o, p, sc in zip(tr["subject"].tolist(), tr["object"].tolist(), tr["predicate"].tolist(),
+                               tr["score"].tolist()):
+            lines.append(f"    {voc.objects[int(lab[s])]}#{s} —{voc.predicates[p]}→ {voc.objects[int(lab[o])]}#{o}"
+                         f"  ({sc:.2f})")
+    if "ledger" in sg.metadata and sg.metadata["ledger"].get("tiles_reused"):
+        lines.append(f"  resumed: {sg.metadata['ledger']['tiles_reused']} tiles from the ledger")
+    if files:
+        lines.append("  → " + ", ".join(str(f) for f in files))
+    return "\n".join(lines)
+
+
+# ------------------------------------------------------------------------------------------ main
+def _warning_line(message, category, filename, lineno, file=None, line=None) -> None:
+    print(f"sgg infer: warning: {message}", file=sys.stderr)
+
+
+def run_scenes(pipe: Any, scenes: list[str], out: Path, formats: list[str], *, quiet: bool = False,
+               keep_ledger: bool = False, debug: bool = False) -> int:
+    """Run ``pipe`` on each scene and write its outputs; returns the exit status (2 if any scene failed)."""
+    from sgg.errors import SggInputError
+    from sgg.pipeline import TileLedger
+
+    status, used = 0, set()
+    progress = not quiet and sys.stderr.isatty()
+    top_k = int((pipe.config.get("output") or {}).get("top_k") or 100)
+    for scene in scenes:
+        path = Path(scene)
+        name = path.stem
+        while name in used:
+            name += "_"
+        used.add(name)
+        ledger = TileLedger(out / ".sgg-ledger" / name)
+        try:
+            if not path.exists():
+                raise SggInputError("raster not found", path=path)
+            t0 = time.perf_counter()
+            sg = pipe.run(path, ledger=ledger, progress=progress)
+            if len(sg.detections) == 0:
+                warnings.warn(f"{path}: no objects found (empty or all-nodata scene); writing empty layers")
+            t1 = time.perf_counter()
+            caption = pipe.caption(sg) if "caption" in formats else None
+            timing = dict(sg.metadata.get("timing_s", {}), caption=round(time.perf_counter() - t1, 4))
+            from sgg.pipeline import _replace
+
+            sg = _replace(sg, metadata=dict(sg.metadata, timing_s=timing))
+            files = write_outputs(sg, out, name, formats, caption, top_k)
+            timing["write"] = round(time.perf_counter() - t1 - timing["caption"], 4)
+            timing["total"] = round(time.perf_counter() - t0, 4)
+            if not keep_ledger:
+                shutil.rmtree(ledger.root, ignore_errors=True)
+            if not quiet:
+                print(summary(sg, name, files))
+        except KeyboardInterrupt:
+            print(f"sgg infer: interrupted; finished tiles are kept in {ledger.root} and reused next time",
+                  file=sys.stderr)
+            return 130
+        except Exception as exc:  # noqa: BLE001 - one line per failed scene, traceback only with --debug
+            if debug:
+                raise
+            msg = str(exc) if isinstance(exc, SggInputError) else f"{path}: {type(exc).__name__}: {exc}"
+            print(f"sgg infer: error: {msg.splitlines()[0] if msg else type(exc).__name__}", file=sys.stderr)
+            status = 2
+    if (out / ".sgg-ledger").is_dir() and not any((out / ".sgg-ledger").iterdir()):
+        (out / ".sgg-ledger").rmdir()
+    return status
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = build_parser().parse_args(argv)
+    args._pair_given = any(a == "--pair-proposer" or a.startswith("--pair-proposer=") for a in argv)
+    args._head_given = any(a == "--relation-head" or a.startswith("--relation-head=") for a in argv)
+    from sgg.errors import SggInputError
+
+    with warnings.catch_warnings():
+        if not args.debug:
+            warnings.showwarning = _warning_line
+        try:
+            if args.threads:
+                import torch
+
+                torch.set_num_threads(args.threads)
+            out = Path(args.out)
+            check_writable(out)
+            pipe = pipeline_from_args(args).check()
+            out.mkdir(parents=True, exist_ok=True)
+        except SggInputError as exc:
+            if args.debug:
+                raise
+            print(f"sgg infer: error: {exc}", file=sys.stderr)
+            return 2
+        return run_scenes(pipe, args.scenes, out, args.formats, quiet=args.quiet, keep_ledger=args.keep_ledger,
+                          debug=args.debug)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
