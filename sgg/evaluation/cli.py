@@ -12,10 +12,11 @@ Classes are matched by name; the vocabulary is the annotations' (``--vocabulary`
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from pathlib import Path
+
+from sgg.cli_support import ArgumentParser, UsageError, float_range, int_range, warn
 
 
 def _vocabulary(spec: str | None):
@@ -41,6 +42,17 @@ def _image_id(sg, file: Path) -> str:
         return Path(sg.image_path).stem
     name = file.name.split(".")[0]
     return name
+
+
+def _graph_files(path: Path) -> list[Path]:
+    """Scene graph files: ``path`` itself, or the graph files of a directory (Parquet relation side files
+    belong to their objects file and are not graphs of their own)."""
+    from sgg.graph.formats import suffix_format
+
+    if path.is_dir():
+        return sorted(p for p in path.iterdir() if p.is_file() and suffix_format(p)
+                      and not p.name.lower().endswith(".relations.parquet"))
+    return [path]
 
 
 def _files(path: Path, suffix: str) -> list[Path]:
@@ -73,10 +85,12 @@ def load_ground_truth(path: str | Path, vocabulary=None, aliases=None) -> dict:
 
 
 def load_predictions(path: str | Path, vocabulary, aliases=None) -> dict:
-    """{image_id: Detections} (labels in ``vocabulary``) from DOTA results or native scene-graph JSON."""
+    """{image_id: Detections} (labels in ``vocabulary``) from DOTA Task-1 results or scene graphs in any
+    format sgg writes (``sgg.graph.read``: .scene.json, .gpkg, .geojson, .parquet, .graphml, node-link .json);
+    a directory is read file by file."""
     from sgg.datasets.dota import read_dota_results
-    from sgg.datasets.native import read_scene_json
     from sgg.errors import SggInputError
+    from sgg.graph import read
 
     path = Path(path)
     if not path.exists():
@@ -84,12 +98,12 @@ def load_predictions(path: str | Path, vocabulary, aliases=None) -> dict:
     is_dota = (path.is_dir() and any(p.name.startswith("Task1_") for p in path.iterdir())) or path.name.startswith("Task1_")
     if is_dota:
         return read_dota_results(path, vocabulary=vocabulary, aliases=aliases)
-    files = _files(path, ".json")
+    files = _graph_files(path)
     if not files:
-        raise SggInputError("no Task1_<class>.txt results or .json scene graphs here", path=path)
+        raise SggInputError("no Task1_<class>.txt results or scene graph files here", path=path)
     out = {}
     for f in files:
-        sg = read_scene_json(f)
+        sg = read(f)
         out[_image_id(sg, f)] = _remap(sg.detections, sg.vocabulary, vocabulary)
     return out
 
@@ -108,17 +122,39 @@ def _remap(det, src, dst):
     return det
 
 
+def _check_paths(args) -> None:
+    """--pred/--gt exist, --json is a writable file, --aliases names a table: before anything is read."""
+    from sgg.cli_support import input_path, output_file
+    from sgg.errors import SggInputError
+
+    input_path(args.pred, "--pred", kind="any")
+    input_path(args.gt, "--gt", kind="any")
+    if getattr(args, "aliases", None):
+        from sgg.datasets.aliases import resolve_aliases
+
+        try:
+            resolve_aliases(args.aliases)
+        except SggInputError as exc:
+            raise SggInputError(str(exc), option="--aliases") from None
+    if args.json:
+        output_file(args.json, "--json", suffixes=(".json",), inputs=[args.pred, args.gt])
+
+
 def detection_main(argv: list[str]) -> int:
-    p = argparse.ArgumentParser(prog="sgg eval detection", description="Rotated detection mAP (DOTA devkit rules: "
-                                "difficult objects ignored, classes without ground truth left out of the mean).")
-    p.add_argument("--pred", required=True, help="DOTA results dir (Task1_<class>.txt) or scene-graph JSON file/dir")
+    p = ArgumentParser(prog="sgg eval detection", description="Rotated detection mAP (DOTA devkit rules: "
+                       "difficult objects ignored, classes without ground truth left out of the mean).",
+                       quiet_help="no warnings")
+    p.add_argument("--pred", required=True, help="DOTA results dir (Task1_<class>.txt), or a scene graph file or "
+                   "directory in any format sgg writes (.scene.json, .gpkg, .geojson, .parquet, .graphml, .json)")
     p.add_argument("--gt", required=True, help="native JSON annotations or DOTA label files (dir or file)")
-    p.add_argument("--iou-threshold", type=float, default=0.5)
+    p.add_argument("--iou-threshold", type=float_range(0, 1, lo_open=True), default=0.5,
+                   help="rotated IoU a detection needs to match")
     p.add_argument("--use-07", action="store_true", help="VOC07 11-point AP instead of the area under the curve")
     p.add_argument("--vocabulary", help="star (default), dota, or a JSON file with 'objects' and 'predicates'")
     p.add_argument("--aliases", help="class-name alias table for DOTA files, e.g. dota_to_star")
     p.add_argument("--json", metavar="OUT", help="also write the full result as JSON")
     args = p.parse_args(argv)
+    _check_paths(args)
 
     from sgg.errors import SggInputError
     from sgg.evaluation.detection import format_table, rotated_map
@@ -136,8 +172,7 @@ def detection_main(argv: list[str]) -> int:
         raise SggInputError(f"no prediction matches an annotated image (predictions for {unknown[:5]}, "
                             f"annotations for {ids[:5]})", path=args.pred)
     if unknown:
-        print(f"warning: ignoring predictions for {len(unknown)} images without annotations: {unknown[:5]}",
-              file=sys.stderr)
+        warn(f"ignoring predictions for {len(unknown)} images without annotations: {unknown[:5]}")
     result = rotated_map([preds.get(i, Detections.empty()) for i in ids], [gts[i] for i in ids],
                          iou_threshold=args.iou_threshold, use_07_metric=args.use_07, class_names=vocab.objects)
     result["images"] = len(ids)
@@ -150,28 +185,21 @@ def detection_main(argv: list[str]) -> int:
     return 0
 
 
-def _graph_files(path: Path) -> list[Path]:
-    from sgg.graph.formats import SUFFIXES
-
-    if path.is_dir():
-        return sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in SUFFIXES)
-    return [path]
-
-
 def sgg_main(argv: list[str]) -> int:
     """``sgg eval sgg``: Scene-Graph-Benchmark recall (R, mR, ng, zero-shot, HMR, A, F) of predicted graphs."""
-    p = argparse.ArgumentParser(prog="sgg eval sgg", description="Scene-graph recall@K with the Scene-Graph-"
+    p = ArgumentParser(prog="sgg eval sgg", quiet_help="no warnings", description="Scene-graph recall@K with the Scene-Graph-"
                                 "Benchmark protocol (sgg.evaluation.sgg). Predictions: scene graphs with predicate "
                                 "scores (any 'sgg graph' format; graphs with hard predicates score 1).")
     p.add_argument("--pred", required=True, help="predicted scene graph file or directory (.json/.gpkg/…)")
     p.add_argument("--gt", required=True, help="native JSON annotations (directory or file)")
     p.add_argument("--mode", choices=("predcls", "sgcls", "sgdet"), default="sgdet")
     p.add_argument("--box-type", choices=("obb", "hbb"), default="obb")
-    p.add_argument("--ks", type=int, nargs="+", default=[20, 50, 100], help="K values (STAR: 1000 1500 2000)")
-    p.add_argument("--iou-threshold", type=float, default=0.5)
+    p.add_argument("--ks", type=int_range(1), nargs="+", default=[20, 50, 100], help="K values (STAR: 1000 1500 2000)")
+    p.add_argument("--iou-threshold", type=float_range(0, 1, lo_open=True), default=0.5)
     p.add_argument("--train-counts", help="'star' or a JSON (C+1, C+1, P) triplet-count array, for zero-shot recall")
     p.add_argument("--json", metavar="OUT", help="also write the full result as JSON")
     args = p.parse_args(argv)
+    _check_paths(args)
 
     import torch
 
@@ -201,7 +229,7 @@ def sgg_main(argv: list[str]) -> int:
         pr = read(f)
         key = _image_id(pr, f)
         if key not in gts:
-            print(f"warning: no annotation for prediction {f.name} (image id {key!r}); ignored", file=sys.stderr)
+            warn(f"no annotation for prediction {f.name} (image id {key!r}); ignored")
             continue
         if pr.predicate_scores is None:  # hard graph: one-hot scores
             lab = pr.predicate_labels if pr.predicate_labels is not None else torch.zeros(len(pr.pairs), dtype=torch.long)
@@ -216,8 +244,7 @@ def sgg_main(argv: list[str]) -> int:
                             path=pred_path)
     missing = sorted(set(gts) - seen)
     if missing:
-        print(f"warning: {len(missing)} annotated images have no prediction and are left out: {missing[:5]}",
-              file=sys.stderr)
+        warn(f"{len(missing)} annotated images have no prediction and are left out: {missing[:5]}")
     result = ev.compute()
     print(f"{result['images']} images ({result['skipped']} without relations skipped), mode {args.mode}, "
           f"{args.box_type} IoU ≥ {args.iou_threshold}")
@@ -242,8 +269,7 @@ def main(argv: list[str] | None = None) -> int:
         print(usage)
         return 0
     if argv[0] not in SUBCOMMANDS:
-        print(f"sgg eval: unknown evaluation {argv[0]!r}; choose from {', '.join(SUBCOMMANDS)}\n\n{usage}", file=sys.stderr)
-        return 2
+        raise UsageError(f"unknown evaluation {argv[0]!r}; choose from {', '.join(SUBCOMMANDS)} (see `sgg eval --help`)")
     return int(SUBCOMMANDS[argv[0]][0](argv[1:]) or 0)
 
 
