@@ -18,6 +18,7 @@ import contextlib
 import json
 import os
 import sys
+import tempfile
 import warnings
 from pathlib import Path
 from typing import Callable, Iterable, Iterator, Sequence
@@ -118,9 +119,17 @@ def _writable_parent(p: Path, option: str) -> None:
     while not parent.exists():  # created on write: the first existing ancestor must be a writable directory
         parent = parent.parent
     if not parent.is_dir():
-        raise SggInputError(f"cannot create {p}: {parent} is a file", path=p, option=option)
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise SggInputError(f"directory {parent} is not writable", path=p, option=option)
+        raise SggInputError(f"cannot create it: {parent} is a file", path=p, option=option)
+    _probe(parent, p, option)
+
+
+def _probe(parent: Path, p: Path, option: str) -> None:
+    try:  # a real probe: access() says yes to root even on read-only or virtual filesystems
+        with tempfile.TemporaryFile(dir=parent):
+            pass
+    except OSError as exc:
+        raise SggInputError(f"directory {parent} is not writable ({exc.strerror or exc})", path=p,
+                            option=option) from None
 
 
 def output_file(path: str | os.PathLike, option: str, *, suffixes: Sequence[str] | None = None,
@@ -151,8 +160,7 @@ def output_dir(path: str | os.PathLike, option: str, *, empty: bool = False, ove
     if p.exists() and not p.is_dir():
         raise SggInputError("is a file, expected a directory", path=p, option=option)
     if p.is_dir():
-        if not os.access(p, os.W_OK | os.X_OK):
-            raise SggInputError("directory is not writable", path=p, option=option)
+        _probe(p, p, option)
         if empty and not overwrite and any(p.iterdir()):
             raise SggInputError(f"directory is not empty; pass {overwrite_flag} to write into it anyway",
                                 path=p, option=option)
