@@ -2,7 +2,8 @@
 
 Model: :class:`HODNet` (backbone + FPN P2–P6, oriented RPN, oriented RoI head), :class:`DetectorModule`
 (Lightning), checkpoints via :func:`save_detector` / :func:`load_detector`. Holistic scene inference
-(``detect_scene``) and merging (``merge_detections``) live in ``sgg.detectors.inference`` / ``.merge``.
+(``detect_scene`` = ``plan_scene`` → ``run_tiles`` → ``merge_tiles``) and merging (``merge_detections``) live
+in ``sgg.detectors.inference`` / ``.merge``; the per-tile detector protocol in ``.protocol``.
 Imports are lazy so that ``import sgg.detectors`` stays light.
 """
 
@@ -26,6 +27,11 @@ _EXPORTS = {
     "save_detector": "sgg.detectors.checkpoint",
     "load_detector": "sgg.detectors.checkpoint",
     "detect_scene": "sgg.detectors.inference",
+    "plan_scene": "sgg.detectors.inference",
+    "run_tiles": "sgg.detectors.inference",
+    "merge_tiles": "sgg.detectors.inference",
+    "TileResult": "sgg.detectors.inference",
+    "TileDetector": "sgg.detectors.protocol",
     "merge_detections": "sgg.detectors.merge",
 }
 

@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from sgg.errors import SggInputError
-from sgg.structures import Detections
+from sgg.structures import Detections, Vocabulary
 
 from .backbones import BACKBONES, BackboneFPN
 from .roi_head import OrientedRoIHead
@@ -66,11 +66,24 @@ def resolve_config(config: dict[str, Any] | None = None, **overrides: Any) -> di
 
 
 class HODNet(nn.Module):
-    """Two-stage oriented detector in the style of Oriented R-CNN."""
+    """Two-stage oriented detector in the style of Oriented R-CNN.
 
-    def __init__(self, config: dict[str, Any] | None = None, **overrides: Any):
+    Follows the tile-detector protocol (:class:`sgg.detectors.TileDetector`): ``vocabulary`` names its
+    classes (required by ``detect_scene``; a checkpoint always carries one) and ``inference`` holds hints for
+    tiled inference (training ``tile_size``/``overlap``), both set at construction.
+    """
+
+    def __init__(self, config: dict[str, Any] | None = None, *, vocabulary: Vocabulary | None = None,
+                 inference: dict[str, Any] | None = None, **overrides: Any):
         super().__init__()
+        if vocabulary is not None and "num_classes" not in overrides and not (config or {}).get("num_classes"):
+            overrides["num_classes"] = vocabulary.num_classes
         cfg = resolve_config(config, **overrides)
+        if vocabulary is not None and vocabulary.num_classes != cfg["num_classes"]:
+            raise SggInputError(f"the vocabulary names {vocabulary.num_classes} classes but num_classes is "
+                                f"{cfg['num_classes']}", where="detector config")
+        self.vocabulary = vocabulary
+        self.inference = dict(inference or {})
         self.config = cfg
         self.backbone = BackboneFPN(cfg["backbone"], cfg["pretrained"], cfg["weights_path"], cfg["fpn_channels"],
                                     cfg["freeze_bn"], cfg["frozen_stages"])
@@ -120,7 +133,14 @@ class HODNet(nn.Module):
         """FPN maps P2..P6 of a normalised, padded batch."""
         return list(self.backbone(batch).values())
 
-    def forward(self, images, targets: list[dict[str, torch.Tensor]] | None = None):
+    @property
+    def feature_dim(self) -> int:
+        """Width D of the per-object features returned with ``with_features=True``."""
+        return int(self.config["representation_size"])
+
+    def forward(self, images, targets: list[dict[str, torch.Tensor]] | None = None, *, with_features: bool = False):
+        """Training: dict of losses. Inference: one :class:`Detections` per image (tile pixels); with
+        ``with_features`` each also carries ``features`` (N, D) and ``class_scores`` (N, C+1)."""
         batch, sizes = self.preprocess(images)
         if self.training:
             if targets is None or len(targets) != len(sizes):
@@ -131,8 +151,9 @@ class HODNet(nn.Module):
         proposals, rpn_losses = self.rpn(feats, sizes, targets if self.training else None)
         if self.training:
             return {**rpn_losses, **self.roi_head.losses(feats[:4], proposals, targets)}
-        results = self.roi_head.predict(feats[:4], proposals)
-        return [Detections(r["boxes"].float(), r["labels"], r["scores"].float()) for r in results]
+        results = self.roi_head.predict(feats[:4], proposals, with_features=with_features)
+        return [Detections(r["boxes"].float(), r["labels"], r["scores"].float(), r.get("features"),
+                           class_scores=r.get("class_scores")) for r in results]
 
 
 def total_loss(losses: dict[str, torch.Tensor]) -> torch.Tensor:

@@ -19,6 +19,13 @@ list of tile-pixel :class:`~sgg.structures.Detections`) over a :class:`~sgg.io.R
 
 The result is a :class:`~sgg.structures.SceneGraph` without pairs: objects, ``image_size``, ``georef``,
 ``image_path`` and ``metadata`` (levels, tiles run per level, timings).
+
+``detect_scene`` is three parts that can be used on their own: :func:`plan_scene` (pyramid levels and tile
+grids, nothing read), :func:`run_tiles` (a generator of per-tile results in level-0 pixels; a ``cache``
+mapping lets a resumable ledger skip finished tiles) and :func:`merge_tiles` (the cross-tile/level merge).
+The model follows :class:`~sgg.detectors.protocol.TileDetector`. With ``with_features=True`` every kept
+object carries the detector's per-object feature (D = the box head's representation size, 256 for the
+shipped weights, stored fp16: 512 bytes an object, 10 MB for 20,000 objects) and its class-score vector.
 """
 
 from __future__ import annotations
@@ -26,15 +33,18 @@ from __future__ import annotations
 import os
 import time
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Sequence
+from typing import Any, Callable, Iterable, Iterator, MutableMapping, Sequence
 
 import numpy as np
 import torch
+
+from dataclasses import dataclass, field
 
 from sgg.errors import SggInputError
 from sgg.structures import Detections, SceneGraph, Vocabulary
 
 from .merge import merge_detections, merge_single, tile_to_level0
+from .protocol import detector_vocabulary, supports_features
 
 
 # ------------------------------------------------------------------------------------------------ helpers
@@ -100,13 +110,6 @@ def _device_of(model: torch.nn.Module) -> torch.device:
     return p.device if p is not None else torch.device("cpu")
 
 
-def _level_specs(scene: Any, tile_size: int, overlap: int, level: int) -> tuple[list[Any], np.ndarray]:
-    """A level's grid (``TileSpec`` list) and its (T,4) level-0 windows, without reading pixels."""
-    specs = list(scene.tile_windows(tile_size=tile_size, overlap=overlap, level=level))
-    rows = [tuple(getattr(s, "window", s)) for s in specs]
-    return specs, np.asarray(rows, dtype=np.float64).reshape(-1, 4)
-
-
 def select_guided(windows: np.ndarray, guides: torch.Tensor, margin: float) -> np.ndarray:
     """Indices of windows (T,4 xywh) that intersect any guide envelope (K,4 xyxy) dilated by ``margin``."""
     if len(guides) == 0 or len(windows) == 0:
@@ -123,18 +126,232 @@ def select_guided(windows: np.ndarray, guides: torch.Tensor, margin: float) -> n
     return hit.nonzero().flatten().numpy()
 
 
-def _tiles(scene: Any, tile_size: int, overlap: int, level: int, specs: list[Any] | None, prefetch: int) -> Iterator[Any]:
-    """Tiles of one level (all, or a subset of its grid), read ``prefetch`` ahead by the reader's threads
-    with its bounded GDAL cache; all-nodata tiles are skipped."""
-    kwargs: dict[str, Any] = {"specs": specs} if specs is not None else {}
-    return iter(scene.tiles(tile_size=tile_size, overlap=overlap, level=level, skip_empty=True,
-                            prefetch=prefetch, **kwargs))
+# ------------------------------------------------------------------------------------------------ plan
+@dataclass(frozen=True)
+class LevelPlan:
+    """One pyramid level's tile grid: reader specs and their (T,4) level-0 ``x, y, w, h`` windows."""
+
+    level: int
+    specs: list[Any]
+    windows: np.ndarray
+
+
+@dataclass(frozen=True)
+class DetectionPlan:
+    """Where holistic inference looks: levels coarse → fine with their grids, before any pixel is read."""
+
+    image_size: tuple[int, int]
+    tile_size: int
+    overlap: int
+    zoom: str
+    levels: list[LevelPlan]
+    guide_threshold: float = 0.3
+    guide_margin: float = 0.0
+
+    @property
+    def max_tiles(self) -> int:
+        """Tiles if every level ran in full (guided zoom runs fewer)."""
+        return int(sum(len(lp.windows) for lp in self.levels))
+
+
+def resolve_tiling(model: Any, tile_size: int | None, overlap: int | None) -> tuple[int, int]:
+    """Tile size and overlap: given values, else the checkpoint's ``inference`` hint (its training tile
+    size and that size's overlap, or a quarter of the tile, ≤ 200), else STAR's 1024/200."""
+    hint = getattr(model, "inference", None) or {}
+    tile_size = int(tile_size or hint.get("tile_size", 1024))
+    if overlap is None:
+        same = hint.get("tile_size") == tile_size and "overlap" in hint
+        overlap = int(hint["overlap"]) if same else min(200, tile_size // 4)
+    return tile_size, int(overlap)
+
+
+def plan_scene(scene: Any, tile_size: int = 1024, overlap: int = 200, levels: str | Sequence[int] = "auto",
+               zoom: str = "guided", *, guide_threshold: float = 0.3, guide_margin: float | None = None) -> DetectionPlan:
+    """Pyramid levels (``"auto"``: halving until the long side fits one tile; or explicit levels) and each
+    level's tile grid for an open :class:`~sgg.io.RasterScene`."""
+    if zoom not in ("guided", "full"):
+        raise SggInputError(f"zoom must be 'guided' or 'full', got {zoom!r}")
+    if tile_size < 32 or not 0 <= overlap < tile_size:
+        raise SggInputError(f"need tile_size >= 32 and 0 <= overlap < tile_size (got {tile_size}, {overlap})")
+    width, height = int(scene.width), int(scene.height)
+    if isinstance(levels, str):
+        if levels != "auto":
+            raise SggInputError(f"levels must be 'auto' or a list of integers, got {levels!r}")
+        lv = [0] if max(width, height) <= tile_size else [int(v) for v in scene.levels(tile_size)]
+    else:
+        lv = sorted({int(v) for v in levels})
+        if not lv or lv[0] < 0:
+            raise SggInputError(f"levels must be non-negative integers, got {levels!r}")
+    plans = []
+    for level in sorted(set(lv), reverse=True):  # coarse → fine
+        specs = list(scene.tile_windows(tile_size=tile_size, overlap=overlap, level=level))
+        rows = [tuple(getattr(sp, "window", sp)) for sp in specs]
+        plans.append(LevelPlan(level, specs, np.asarray(rows, dtype=np.float64).reshape(-1, 4)))
+    margin = float(overlap if guide_margin is None else guide_margin)
+    return DetectionPlan((width, height), tile_size, overlap, zoom, plans, guide_threshold, margin)
+
+
+# ------------------------------------------------------------------------------------------- run tiles
+@dataclass
+class TileResult:
+    """Detections of one tile, already in level-0 pixels (CPU), with where they came from."""
+
+    level: int
+    window: tuple[float, float, float, float]  # level-0 x, y, w, h
+    scale: float  # level-0 px per tile px
+    detections: Detections
+
+    @property
+    def key(self) -> str:
+        """Stable identity of the tile within a plan (ledger key, with the run's settings)."""
+        return tile_key(self.level, self.window)
+
+
+def tile_key(level: int, window: Sequence[float]) -> str:
+    return f"L{int(level)}:" + ",".join(f"{float(v):.1f}" for v in window)
+
+
+@dataclass
+class RunStats:
+    """Counters ``run_tiles`` fills while it runs (timings in seconds)."""
+
+    tiles: dict[str, dict[str, int]] = field(default_factory=dict)
+    forward_s: float = 0.0
+    read_wait_s: float = 0.0
+    cached: int = 0
+
+
+ProgressFn = Callable[[int, int, int], None]  # (level, tiles done at this level, tiles at this level)
+
+
+def run_tiles(
+    model: torch.nn.Module,
+    scene: Any,
+    plan: DetectionPlan,
+    *,
+    batch_size: int = 2,
+    prefetch: int = 2,
+    score_threshold: float = 0.05,
+    with_features: bool = False,
+    cache: MutableMapping[str, TileResult] | None = None,
+    progress: ProgressFn | None = None,
+    stats: RunStats | None = None,
+) -> Iterator[TileResult]:
+    """Run the detector over the plan's tiles, coarse to fine, yielding one :class:`TileResult` a tile.
+
+    Guided zoom selects a finer level's tiles from what coarser levels found. Tiles whose key is in
+    ``cache`` are not read nor run (their stored result is yielded); new results are stored in it.
+    """
+    if batch_size < 1:
+        raise SggInputError(f"batch_size must be >= 1, got {batch_size}")
+    if with_features and not supports_features(model):
+        raise SggInputError(f"the detector {type(model).__name__} cannot return per-object features",
+                            where="detector")
+    stats = stats if stats is not None else RunStats()
+    device = _device_of(model)
+    found: list[Detections] = []
+    for li, lp in enumerate(plan.levels):
+        indices = np.arange(len(lp.windows))
+        if plan.zoom == "guided" and li > 0:
+            seen = Detections.cat(found) if found else Detections.empty()
+            sel = (seen.scores >= plan.guide_threshold).nonzero().flatten()
+            guides = seen.boxes[sel].envelope() if len(sel) else torch.zeros(0, 4)
+            indices = select_guided(lp.windows, guides, plan.guide_margin)
+        info = stats.tiles.setdefault(str(lp.level), {"grid": int(len(lp.windows)), "selected": 0, "run": 0})
+        info["selected"] = int(len(indices))
+        todo = []
+        done = 0
+        for i in indices:
+            hit = cache.get(tile_key(lp.level, lp.windows[i])) if cache is not None else None
+            if hit is not None and with_features and len(hit.detections) and hit.detections.features is None:
+                hit = None  # stored by a run without features: run the tile again
+            if hit is None:
+                todo.append(lp.specs[i])
+                continue
+            stats.cached += 1
+            done += 1
+            found.append(hit.detections)
+            yield hit
+        if progress is not None and len(indices):
+            progress(lp.level, done, len(indices))
+        if not todo:
+            continue
+        stream = iter(scene.tiles(tile_size=plan.tile_size, overlap=plan.overlap, level=lp.level,
+                                  skip_empty=True, prefetch=prefetch, specs=todo))
+        try:
+            batch: list[Any] = []
+            while True:
+                t0 = time.perf_counter()
+                tile = next(stream, None)
+                stats.read_wait_s += time.perf_counter() - t0
+                if tile is not None:
+                    batch.append(tile)
+                if batch and (tile is None or len(batch) == batch_size):
+                    for res in _run_batch(model, batch, lp.level, device, score_threshold, with_features, stats):
+                        if cache is not None:
+                            cache[res.key] = res
+                        found.append(res.detections)
+                        yield res
+                    info["run"] += len(batch)
+                    done += len(batch)
+                    if progress is not None:
+                        progress(lp.level, done, len(indices))
+                    batch = []
+                if tile is None:
+                    break
+        finally:  # stop the reader's prefetch threads even when the consumer stops early
+            if hasattr(stream, "close"):
+                stream.close()
+
+
+def _run_batch(model, batch: list[Any], level: int, device: torch.device, score_threshold: float,
+               with_features: bool, stats: RunStats) -> list[TileResult]:
+    t0 = time.perf_counter()
+    with torch.inference_mode():
+        images = _to_batch([t.array for t in batch], device)
+        out = model(images, with_features=True) if with_features else model(images)
+    stats.forward_s += time.perf_counter() - t0
+    if len(out) != len(batch):
+        raise ValueError(f"the detector returned {len(out)} results for a batch of {len(batch)} tiles")
+    results = []
+    for t, d in zip(batch, out):
+        origin, scale = _tile_geometry(t)
+        d = d.to("cpu")
+        d = d[(d.scores >= score_threshold).nonzero().flatten()]
+        d = _valid_filter(d, t.array.shape[:2], getattr(t, "valid", None))
+        if d.features is not None:
+            d = Detections(d.boxes, d.labels, d.scores, d.features.half(), d.levels, d.class_scores)
+        d = tile_to_level0(d, origin, scale, level)
+        results.append(TileResult(level, tuple(float(v) for v in t.window), scale, d))
+    return results
+
+
+# ----------------------------------------------------------------------------------------------- merge
+def merge_tiles(results: Sequence[TileResult], image_size: tuple[int, int], *, iou_threshold: float = 0.4,
+                border_margin: float = 4.0, containment_threshold: float = 0.8,
+                coarse_min_size: float = 32.0) -> Detections:
+    """Merge per-tile results into the scene's objects (``sgg.detectors.merge.merge_detections``)."""
+    dets = [r.detections for r in results]
+    tile_ids = torch.cat([torch.full((len(d),), i, dtype=torch.long) for i, d in enumerate(dets)]) if dets \
+        else torch.zeros(0, dtype=torch.long)
+    return merge_detections(
+        Detections.cat(dets) if dets else Detections.empty(),
+        tile_ids,
+        torch.tensor([r.window for r in results], dtype=torch.float32).reshape(-1, 4),
+        torch.tensor([r.level for r in results], dtype=torch.long),
+        torch.tensor([r.scale for r in results], dtype=torch.float32),
+        image_size,
+        iou_threshold=iou_threshold,
+        border_margin=border_margin,
+        containment_threshold=containment_threshold,
+        coarse_min_size=coarse_min_size,
+    )
 
 
 # ------------------------------------------------------------------------------------------ main entry
 def detect_scene(
     model: torch.nn.Module,
-    scene: Any,
+    scene: "RasterScene | str | os.PathLike",
     tile_size: int | None = None,
     overlap: int | None = None,
     levels: str | Sequence[int] = "auto",
@@ -143,8 +360,10 @@ def detect_scene(
     prefetch: int = 2,
     score_threshold: float = 0.05,
     iou_threshold: float = 0.4,
-    progress: bool = True,
+    progress: bool | ProgressFn = True,
     *,
+    with_features: bool = False,
+    cache: MutableMapping[str, TileResult] | None = None,
     guide_threshold: float = 0.3,
     guide_margin: float | None = None,
     border_margin: float = 4.0,
@@ -155,138 +374,57 @@ def detect_scene(
     """Detect every object of a scene (RasterScene or raster path) with holistic multi-level tiling.
 
     ``levels``: ``"auto"`` (the pyramid down to one tile) or explicit levels (``[0]`` = single-level
-    sliding window). ``tile_size``/``overlap`` default to the checkpoint's ``inference`` hint (the training
-    tile size and a quarter of it), else 1024 and 200 as in STAR. ``guide_margin`` defaults to ``overlap`` level-0 px. ``coarse_min_size`` (level px,
-    0 disables): coarse-level objects shorter than this are dropped where a finer tile covers them.
+    sliding window). ``tile_size``/``overlap`` default to the checkpoint's ``inference`` hint, else 1024 and
+    200 as in STAR. ``guide_margin`` defaults to ``overlap`` level-0 px. ``coarse_min_size`` (level px, 0
+    disables): coarse-level objects shorter than this are dropped where a finer tile covers them.
+    ``with_features``: objects carry ``features`` (N, D fp16) and ``class_scores`` (N, C+1).
+    ``progress``: a tqdm bar per level (``True``), nothing (``False``) or ``fn(level, done, total)``.
+    ``cache``: a mapping of finished tiles (see :func:`run_tiles`).
     """
-    hint = getattr(model, "inference", None) or {}
-    tile_size = int(tile_size or hint.get("tile_size", 1024))  # the training tile size, else STAR's 1024
-    if overlap is None:  # the checkpoint's overlap for its own tile size, else a quarter of the tile, ≤ 200
-        same = hint.get("tile_size") == tile_size and "overlap" in hint
-        overlap = int(hint["overlap"]) if same else min(200, tile_size // 4)
-    if zoom not in ("guided", "full"):
-        raise SggInputError(f"zoom must be 'guided' or 'full', got {zoom!r}")
-    if tile_size < 32 or not 0 <= overlap < tile_size:
-        raise SggInputError(f"need tile_size >= 32 and 0 <= overlap < tile_size (got {tile_size}, {overlap})")
-    if batch_size < 1:
-        raise SggInputError(f"batch_size must be >= 1, got {batch_size}")
+    vocabulary = detector_vocabulary(model, vocabulary)
+    tile_size, overlap = resolve_tiling(model, tile_size, overlap)
     t_start = time.perf_counter()
     opened_here = isinstance(scene, (str, os.PathLike))
     scene = _open_scene(scene)
-    width, height = int(scene.width), int(scene.height)
-    if levels == "auto":
-        lv = [0] if max(width, height) <= tile_size else [int(v) for v in scene.levels(tile_size)]
-    else:
-        lv = sorted({int(v) for v in levels})
-        if not lv or lv[0] < 0:
-            raise SggInputError(f"levels must be non-negative integers, got {levels!r}")
-    lv = sorted(set(lv), reverse=True)  # coarse → fine
-    vocabulary = vocabulary or getattr(model, "vocabulary", None) or Vocabulary.star()
-    margin = float(overlap if guide_margin is None else guide_margin)
-    device = _device_of(model)
     was_training = bool(getattr(model, "training", False))
     model.eval()
-
-    parts: list[Detections] = []
-    id_parts: list[torch.Tensor] = []
-    tile_windows: list[tuple[float, ...]] = []
-    tile_levels: list[int] = []
-    tile_scales: list[float] = []
-    tiles_info: dict[str, dict[str, int]] = {}
-    t_wait = t_fwd = 0.0
-    bar = _progress(progress)
-    stream: Any = None
+    stats = RunStats()
+    bars = _LevelBars() if progress is True else None
     try:
-        for li, level in enumerate(lv):
-            specs, windows = _level_specs(scene, tile_size, overlap, level)
-            indices = None
-            if zoom == "guided" and li > 0:
-                found = Detections.cat(parts) if parts else Detections.empty()
-                sel = found.scores >= guide_threshold
-                guides = found.boxes[sel.nonzero().flatten()].envelope() if bool(sel.any()) else torch.zeros(0, 4)
-                indices = select_guided(windows, guides, margin)
-            n_sel = len(windows) if indices is None else len(indices)
-            tiles_info[str(level)] = {"grid": int(len(windows)), "selected": int(n_sel), "run": 0}
-            if n_sel == 0:
-                continue
-            if bar is not None:
-                bar.total = (bar.total or 0) + n_sel
-                bar.refresh()
-            subset = None if indices is None else [specs[i] for i in indices]
-            stream = _tiles(scene, tile_size, overlap, level, subset, prefetch)
-            batch: list[Any] = []
-            while True:  # the stream is closed (reader threads stopped) by the finally below
-                t0 = time.perf_counter()
-                tile = next(stream, None)
-                t_wait += time.perf_counter() - t0
-                if tile is not None:
-                    batch.append(tile)
-                if batch and (tile is None or len(batch) == batch_size):
-                    t0 = time.perf_counter()
-                    with torch.inference_mode():
-                        out = model(_to_batch([t.array for t in batch], device))
-                    t_fwd += time.perf_counter() - t0
-                    if len(out) != len(batch):
-                        raise ValueError(f"the detector returned {len(out)} results for a batch of {len(batch)} tiles")
-                    for t, d in zip(batch, out):
-                        origin, scale = _tile_geometry(t)
-                        d = d.to("cpu")
-                        d = d[(d.scores >= score_threshold).nonzero().flatten()]
-                        d = _valid_filter(d, t.array.shape[:2], getattr(t, "valid", None))
-                        tid = len(tile_windows)
-                        tile_windows.append(tuple(float(v) for v in t.window))
-                        tile_levels.append(level)
-                        tile_scales.append(scale)
-                        d = tile_to_level0(d, origin, scale, level)
-                        parts.append(Detections(d.boxes, d.labels, d.scores, None, d.levels))
-                        id_parts.append(torch.full((len(d),), tid, dtype=torch.long))
-                    tiles_info[str(level)]["run"] += len(batch)
-                    if bar is not None:
-                        bar.update(len(batch))
-                    batch = []
-                if tile is None:
-                    break
-            stream = None
+        plan = plan_scene(scene, tile_size, overlap, levels, zoom, guide_threshold=guide_threshold,
+                          guide_margin=guide_margin)
+        results = list(run_tiles(model, scene, plan, batch_size=batch_size, prefetch=prefetch,
+                                 score_threshold=score_threshold, with_features=with_features, cache=cache,
+                                 progress=bars if bars is not None else (progress or None), stats=stats))
     finally:
-        if stream is not None and hasattr(stream, "close"):
-            stream.close()
-        if bar is not None:
-            bar.close()
+        if bars is not None:
+            bars.close()
         if was_training:
             model.train()
         if opened_here and hasattr(scene, "close"):
             scene.close()
-    tile_ids = torch.cat(id_parts) if id_parts else torch.zeros(0, dtype=torch.long)
     t0 = time.perf_counter()
-    merged = merge_detections(
-        Detections.cat(parts) if parts else Detections.empty(),
-        tile_ids,
-        torch.tensor(tile_windows, dtype=torch.float32).reshape(-1, 4),
-        torch.tensor(tile_levels, dtype=torch.long),
-        torch.tensor(tile_scales, dtype=torch.float32),
-        (width, height),
-        iou_threshold=iou_threshold,
-        border_margin=border_margin,
-        containment_threshold=containment_threshold,
-        coarse_min_size=coarse_min_size,
-    )
+    merged = merge_tiles(results, plan.image_size, iou_threshold=iou_threshold, border_margin=border_margin,
+                         containment_threshold=containment_threshold, coarse_min_size=coarse_min_size)
     t_merge = time.perf_counter() - t0
     if len(merged) and int(merged.labels.max()) >= vocabulary.num_classes:
         raise SggInputError(
             f"the detector predicted class {int(merged.labels.max())} but its vocabulary has "
             f"{vocabulary.num_classes} classes"
         )
-    total = time.perf_counter() - t_start
     meta = {
         "detector": type(model).__name__,
-        "levels": lv,
+        "levels": [lp.level for lp in plan.levels],
         "zoom": zoom,
         "tile_size": tile_size,
         "overlap": overlap,
         "score_threshold": score_threshold,
         "iou_threshold": iou_threshold,
-        "tiles": tiles_info,
-        "timing": {"total_s": total, "forward_s": t_fwd, "read_wait_s": t_wait, "merge_s": t_merge},
+        "tiles": stats.tiles,
+        "tiles_from_cache": stats.cached,
+        "features": {"dim": int(merged.features.shape[1]), "dtype": "float16"} if merged.features is not None else None,
+        "timing": {"total_s": time.perf_counter() - t_start, "forward_s": stats.forward_s,
+                   "read_wait_s": stats.read_wait_s, "merge_s": t_merge},
     }
     path = getattr(scene, "path", None)
     return SceneGraph(
@@ -295,18 +433,35 @@ def detect_scene(
         georef=getattr(scene, "georef", None),
         metadata=meta,
         image_path=None if path is None else str(path),
-        image_size=(width, height),
+        image_size=plan.image_size,
     )
 
 
-def _progress(enabled: bool):
-    if not enabled:
-        return None
-    try:
-        from tqdm.auto import tqdm
-    except ImportError:  # pragma: no cover
-        return None
-    return tqdm(total=0, unit="tile", desc="detect", leave=False)
+class _LevelBars:
+    """One tqdm bar per pyramid level (totals are known when a level starts); silent when stderr is not
+    a terminal (tqdm's ``disable=None``)."""
+
+    def __init__(self) -> None:
+        self.bar = None
+        self.level: int | None = None
+
+    def __call__(self, level: int, done: int, total: int) -> None:
+        try:
+            from tqdm.auto import tqdm
+        except ImportError:  # pragma: no cover
+            return
+        if level != self.level:
+            self.close()
+            self.level = level
+            self.bar = tqdm(total=total, unit="tile", desc=f"detect level {level}", leave=False, disable=None)
+        if self.bar is not None:
+            self.bar.n = done
+            self.bar.refresh()
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
 
 
 # ------------------------------------------------------------------------------ bring your own detections
@@ -356,4 +511,5 @@ def scenes_from_dota(
     return out
 
 
-__all__ = ["detect_scene", "select_guided", "scenes_from_dota"]
+__all__ = ["detect_scene", "plan_scene", "run_tiles", "merge_tiles", "resolve_tiling", "DetectionPlan", "LevelPlan",
+           "TileResult", "RunStats", "tile_key", "select_guided", "scenes_from_dota"]

@@ -50,7 +50,7 @@ class DetectorModule(pl.LightningModule):
                     fpn_channels=fpn_channels, representation_size=representation_size)
         if anchor_sizes is not None:
             opts["anchor_sizes"] = list(anchor_sizes)
-        self.model = HODNet(resolve_config(opts))
+        self.model = HODNet(resolve_config(opts), vocabulary=self.vocabulary)
         if init_from:
             from .checkpoint import load_detector
 

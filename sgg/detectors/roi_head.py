@@ -26,6 +26,7 @@ class OrientedRoIHead(nn.Module):
                  max_detections: int = 1000, pre_nms_top_n: int = 4000):
         super().__init__()
         self.num_classes = num_classes
+        self.representation_size = representation_size
         self.strides = list(strides)
         self.pool_size, self.finest_scale = pool_size, finest_scale
         self.fc1 = nn.Linear(in_channels * pool_size * pool_size, representation_size)
@@ -107,37 +108,60 @@ class OrientedRoIHead(nn.Module):
 
     # inference --------------------------------------------------------------------------------
     @torch.no_grad()
-    def predict(self, feats, proposals: list[torch.Tensor]) -> list[dict[str, torch.Tensor]]:
-        """Per image {"boxes" (D,5), "labels" (D,), "scores" (D,)}."""
+    def predict(self, feats, proposals: list[torch.Tensor], with_features: bool = False) -> list[dict[str, torch.Tensor]]:
+        """Per image {"boxes" (D,5), "labels" (D,), "scores" (D,)}; ``with_features`` adds "features" (D, R):
+        the box head's representation (fc2) of each kept box re-pooled at its final box, and "class_scores"
+        (D, C+1): the class probabilities of the proposal it came from, background first."""
         counts = [p.shape[0] for p in proposals]
         rois = torch.cat(proposals)
         bidx = torch.repeat_interleave(torch.arange(len(proposals), device=rois.device),
                                        torch.tensor(counts, device=rois.device))
         if rois.shape[0]:
             logits, deltas = self.box_head(self.pool(feats, rois, bidx))
-            probs = logits.softmax(1)[:, : self.num_classes]
+            all_probs = logits.softmax(1)
+            probs = all_probs[:, : self.num_classes]
             boxes = self.coder.decode(rois, deltas)  # (R, C, 5)
         out = []
         start = 0
-        for n in counts:
+        for b, n in enumerate(counts):
             if n == 0:
-                out.append(self._empty(feats[0].device))
+                out.append(self._empty(feats[0].device, with_features, self.representation_size, self.num_classes))
                 continue
             s, bx = probs[start:start + n].reshape(-1), boxes[start:start + n].reshape(-1, 5)
             lab = torch.arange(self.num_classes, device=s.device).repeat(n)
+            roi = torch.arange(start, start + n, device=s.device).repeat_interleave(self.num_classes)
             start += n
             ok = (s > self.score_threshold) & (bx[:, 2] > 1e-2) & (bx[:, 3] > 1e-2) & torch.isfinite(bx).all(1)
-            s, bx, lab = s[ok], bx[ok], lab[ok]
+            s, bx, lab, roi = s[ok], bx[ok], lab[ok], roi[ok]
             if s.numel() > self.pre_nms_top_n:
                 top = s.topk(self.pre_nms_top_n).indices
-                s, bx, lab = s[top], bx[top], lab[top]
+                s, bx, lab, roi = s[top], bx[top], lab[top], roi[top]
             keep = rotated_nms(bx, s, self.nms_iou, labels=lab)[: self.max_detections]
-            out.append({"boxes": bx[keep], "labels": lab[keep], "scores": s[keep]})
+            res = {"boxes": bx[keep], "labels": lab[keep], "scores": s[keep]}
+            if with_features:
+                p = all_probs[roi[keep]]
+                res["class_scores"] = torch.cat([p[:, self.num_classes:], p[:, : self.num_classes]], dim=1)
+                kb = res["boxes"]
+                res["features"] = self.represent(feats, kb, torch.full((kb.shape[0],), b, dtype=torch.long,
+                                                                       device=kb.device))
+            out.append(res)
         return out
 
+    def represent(self, feats, boxes: torch.Tensor, batch_idx: torch.Tensor) -> torch.Tensor:
+        """(K, R) box-head representation (fc2 after ReLU) of boxes pooled from the FPN: the per-object
+        visual feature that relation heads read."""
+        if boxes.shape[0] == 0:
+            return feats[0].new_zeros(0, self.representation_size)
+        x = F.relu(self.fc1(self.pool(feats, boxes, batch_idx).flatten(1)))
+        return F.relu(self.fc2(x))
+
     @staticmethod
-    def _empty(device) -> dict[str, torch.Tensor]:
-        return {"boxes": torch.zeros(0, 5, device=device), "labels": torch.zeros(0, dtype=torch.long, device=device),
-                "scores": torch.zeros(0, device=device)}
+    def _empty(device, with_features: bool = False, dim: int = 0, num_classes: int = 0) -> dict[str, torch.Tensor]:
+        out = {"boxes": torch.zeros(0, 5, device=device), "labels": torch.zeros(0, dtype=torch.long, device=device),
+               "scores": torch.zeros(0, device=device)}
+        if with_features:
+            out["features"] = torch.zeros(0, dim, device=device)
+            out["class_scores"] = torch.zeros(0, num_classes + 1, device=device)
+        return out
 
 
