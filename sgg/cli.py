@@ -13,6 +13,7 @@ import argparse
 import ast
 import sys
 from importlib import import_module, util
+from pathlib import Path
 
 # name -> (module with main(argv), one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -47,7 +48,7 @@ def _init_options(path: str) -> list[tuple[str, str]]:
     spec = util.find_spec(module)
     if spec is None or not spec.origin:
         return []
-    tree = ast.parse(open(spec.origin, encoding="utf-8").read())
+    tree = ast.parse(Path(spec.origin).read_text(encoding="utf-8"))
     for node in ast.walk(tree):
         if isinstance(node, ast.ClassDef) and node.name == cls:
             for fn in node.body:
@@ -68,7 +69,7 @@ def train_help(stage: str | None = None) -> str:
     if stage in TRAIN_STAGES:
         for prefix, path in zip(("model", "data"), TRAIN_STAGES[stage]):
             lines += ["", f"{prefix} options ({path.rsplit(':', 1)[1]}):"]
-            lines += [f"  --{prefix}.{name:<24} {default}" for name, default in _init_options(path)]
+            lines += [f"  {'--' + prefix + '.' + name:<32} {default}" for name, default in _init_options(path)]
         lines += ["", "trainer options: any pytorch_lightning.Trainer argument as --trainer.NAME"]
     return "\n".join(lines)
 
