@@ -86,7 +86,7 @@ def test_gpkg_version_and_style(tmp_path, rgb_scene):
                           "FROM layer_styles").fetchall()
         run = dict(db.execute("SELECT key, value FROM run").fetchall())
         geom_col = db.execute("SELECT column_name FROM gpkg_geometry_columns WHERE table_name='objects'").fetchone()[0]
-    assert len(rows) == 1 and rows[0][0] == "objects" and rows[0][1] == geom_col and rows[0][4] == 1
+    assert [r[0] for r in rows] == ["objects", "relations"] and rows[0][1] == geom_col and rows[0][4] == 1
     root = ET.fromstring(rows[0][3].split("\n", 1)[1])  # skip the DOCTYPE line
     renderer = root.find("renderer-v2")
     assert renderer.get("type") == "categorizedSymbol" and renderer.get("attr") == "class"
@@ -163,7 +163,8 @@ def test_parquet_files_and_metadata(tmp_path, rgb_scene):
     sg, _ = rgb_scene
     path = export(sg, tmp_path / "rgb.parquet", crs="EPSG:3857")
     rel = tmp_path / "rgb.relations.parquet"
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["rgb.parquet", "rgb.relations.parquet"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["rgb.parquet", "rgb.qml", "rgb.relations.parquet",
+                                                           "rgb.relations.qml"]  # + QGIS default styles
     md = pq.read_schema(path).metadata
     geo = json.loads(md[b"geo"])
     assert geo["primary_column"] == "geometry" and geo["columns"]["geometry"]["geometry_types"] == ["Polygon"]

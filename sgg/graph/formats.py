@@ -100,6 +100,7 @@ def export(
     full_scores: bool = False,
     style: bool = True,
     summary: dict | None = None,
+    output_threshold: float | dict | str | None = None,
 ) -> Path:
     """Write a SceneGraph (or a graph from :func:`to_networkx`) to ``path``; returns the main file's path.
 
@@ -111,13 +112,18 @@ def export(
     relations (native scene JSON needs ``top_k`` for a prediction); ``full_scores`` stores each pair's score
     vector on its relations (exact prediction round trip). ``summary``, if given, receives the number of
     ``objects`` and ``relations`` rows written.
+    ``output_threshold`` (in [0, 1], or per class ``{"default": 0.3, "airplane": 0.5}``) drops objects
+    scoring below it and their relations (:mod:`sgg.graph.thresholds`); None keeps all. The run record
+    holds ``evaluation_threshold`` and ``output_threshold``. ``style`` stores QGIS styles: ``layer_styles``
+    in a GeoPackage, ``.qml`` files beside GeoJSON/GeoParquet.
     """
     from sgg.graph import gis
     from sgg.graph.tables import scene_tables
+    from sgg.graph.thresholds import select_objects, threshold_record
 
     path = Path(path)
     f = format_of(path, fmt)
-    sg = _as_scene(sg)
+    sg = select_objects(_as_scene(sg), output_threshold)
     if f == "geojson" and no_crs(sg):
         raise SggInputError(GEOJSON_NO_CRS, path=path)
     if f == "scene":
@@ -130,6 +136,8 @@ def export(
         return path
     nodes, edges, meta = scene_tables(sg, top_k=top_k, per_pair=per_pair, min_score=min_score,
                                       topology=topology, distance=distance, full_scores=full_scores)
+    th = threshold_record(sg, None)
+    meta.update(evaluation_threshold=th["evaluation"], output_threshold=th["output"])
     if summary is not None:
         summary.update(objects=len(nodes["id"]), relations=len(edges["key"]))
     if f in ("graphml", "json"):
@@ -144,13 +152,15 @@ def export(
     if f == "gpkg":
         with atomic_paths(path) as (tmp,):
             gis.write_gpkg(objects, relations, run, meta, tmp, style=style)
-    elif f == "geojson":
-        with atomic_paths(path) as (tmp,):
-            gis.write_geojson(objects, relations, run, tmp)
     else:
-        rel = gis.relations_path(path)
-        with atomic_paths(rel, path) as (tmp_rel, tmp):
-            gis.write_parquet(objects, relations, run, tmp, tmp_rel)
+        side = gis.qml_sidecars(path, f, objects, relations, meta) if style else {}
+        rel = [gis.relations_path(path)] if f == "parquet" else []
+        with atomic_paths(*side, *rel, path) as tmps:
+            gis.write_texts(tmps[:len(side)], side.values())
+            if f == "geojson":
+                gis.write_geojson(objects, relations, run, tmps[-1])
+            else:
+                gis.write_parquet(objects, relations, run, tmps[-1], tmps[-2])
     return path
 
 

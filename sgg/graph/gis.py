@@ -22,12 +22,12 @@ from __future__ import annotations
 import json
 import warnings
 from pathlib import Path
-from string import Template
 from typing import Any
 
 import numpy as np
 
 from sgg.errors import SggInputError
+from sgg.graph.styles import class_colour, objects_qml, objects_sld  # noqa: F401  (re-exported)
 
 OBJECT_FIELDS = ("id", "class", "score", "cx", "cy", "w", "h", "angle", "level", "difficult")
 RELATION_FIELDS = ("key", "subject", "object", "subject_class", "object_class", "predicate", "score", "rank", "source")
@@ -118,81 +118,54 @@ def tables_from_frames(objects, relations, meta: dict[str, Any]):
 
 
 # --------------------------------------------------------------------------------------------------
-# QGIS style (QGIS "layer_styles" convention)
+# QGIS styles (QGIS "layer_styles" convention in the GeoPackage, .qml sidecars beside other files)
 # --------------------------------------------------------------------------------------------------
-def class_colour(index: int) -> tuple[int, int, int]:
-    """A stable colour per class index (golden-angle hue walk)."""
-    import colorsys
-
-    h = (index * 0.618033988749895) % 1.0
-    r, g, b = colorsys.hsv_to_rgb(h, 0.75, 0.95)
-    return int(r * 255), int(g * 255), int(b * 255)
-
-
-def _xml(s: str) -> str:
-    return s.replace("&", "&amp;").replace('"', "&quot;").replace("<", "&lt;").replace(">", "&gt;")
-
-
-def objects_qml(classes: list[str], vocabulary: list[str]) -> str:
-    """QML with a categorized renderer on ``class`` (one category per class present)."""
-    from importlib import resources
-
-    template = Template(resources.files("sgg.data").joinpath("objects_style.qml").read_text())
-    cats, syms = [], []
-    for i, name in enumerate(classes):
-        r, g, b = class_colour(vocabulary.index(name) if name in vocabulary else i)
-        props = {"color": f"{r},{g},{b},90", "outline_color": f"{r},{g},{b},255", "outline_style": "solid",
-                 "outline_width": "0.4", "outline_width_unit": "MM", "style": "solid"}
-        # both property encodings: <Option> maps (QGIS >= 3.26) and legacy <prop> (QGIS 3.22, Debian's)
-        options = "".join(f'<Option name="{k}" type="QString" value="{v}"/>' for k, v in props.items())
-        legacy = "".join(f'<prop k="{k}" v="{v}"/>' for k, v in props.items())
-        cats.append(f'      <category render="true" symbol="{i}" value="{_xml(name)}" label="{_xml(name)}" '
-                    f'type="string"/>')
-        syms.append(
-            f'      <symbol name="{i}" type="fill" alpha="1" clip_to_extent="1" force_rhr="0">'
-            f'<layer class="SimpleFill" enabled="1" locked="0" pass="0">'
-            f'<Option type="Map">{options}</Option>{legacy}</layer></symbol>'
-        )
-    return template.substitute(categories="\n".join(cats), symbols="\n".join(syms))
-
-
-def objects_sld(classes: list[str], vocabulary: list[str]) -> str:
-    rules = []
-    for i, name in enumerate(classes):
-        r, g, b = class_colour(vocabulary.index(name) if name in vocabulary else i)
-        rules.append(
-            f"<se:Rule><se:Name>{_xml(name)}</se:Name><ogc:Filter><ogc:PropertyIsEqualTo>"
-            f"<ogc:PropertyName>class</ogc:PropertyName><ogc:Literal>{_xml(name)}</ogc:Literal>"
-            f"</ogc:PropertyIsEqualTo></ogc:Filter><se:PolygonSymbolizer><se:Fill>"
-            f'<se:SvgParameter name="fill">#{r:02x}{g:02x}{b:02x}</se:SvgParameter></se:Fill>'
-            f'<se:Stroke><se:SvgParameter name="stroke">#{r:02x}{g:02x}{b:02x}</se:SvgParameter></se:Stroke>'
-            f"</se:PolygonSymbolizer></se:Rule>"
-        )
-    return (
-        '<?xml version="1.0" encoding="UTF-8"?><StyledLayerDescriptor version="1.1.0" '
-        'xmlns="http://www.opengis.net/sld" xmlns:ogc="http://www.opengis.net/ogc" '
-        'xmlns:se="http://www.opengis.net/se"><NamedLayer><se:Name>objects</se:Name><UserStyle>'
-        "<se:Name>sgg classes</se:Name><se:FeatureTypeStyle>" + "".join(rules)
-        + "</se:FeatureTypeStyle></UserStyle></NamedLayer></StyledLayerDescriptor>"
-    )
-
-
-def style_frame(objects, meta: dict[str, Any]):
+def style_frame(objects, relations, meta: dict[str, Any]):
+    """``layer_styles`` rows (one default style per feature layer), as QGIS writes and reads them."""
     import datetime
 
     import pandas as pd
 
-    vocab = list(meta["vocabulary"]["objects"])
-    present = set(objects["class"].tolist())
-    classes = [c for c in vocab if c in present] + sorted(present - set(vocab))
+    from sgg.graph import styles
+
+    qml = styles.layer_qml(objects, relations, meta)
+    voc = meta["vocabulary"]
+    learned = relations.loc[relations["source"] != "geometry", "predicate"] if len(relations) else []
+    sld = {
+        "objects": styles.objects_sld(styles.ordered_names(objects["class"], list(voc["objects"])),
+                                      list(voc["objects"])),
+        "relations": styles.relations_sld(styles.ordered_names(learned, list(voc["predicates"])),
+                                          list(voc["predicates"])),
+    }
+    desc = {"objects": "objects coloured by class, opacity by score (sgg)",
+            "relations": "relations as arrows coloured by predicate; topology grey dashes (sgg)"}
     now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.000Z")
+    names = ["objects", "relations"]
     return pd.DataFrame({
-        "f_table_catalog": [""], "f_table_schema": [""], "f_table_name": ["objects"],
-        "f_geometry_column": ["geom"], "styleName": ["sgg classes"],
-        "styleQML": [objects_qml(classes, vocab)], "styleSLD": [objects_sld(classes, vocab)],
-        "useAsDefault": [True], "description": ["objects coloured by class (sgg)"], "owner": [""],
-        "ui": [""], "update_time": [now],
+        "f_table_catalog": [""] * 2, "f_table_schema": [""] * 2, "f_table_name": names,
+        "f_geometry_column": ["geom"] * 2, "styleName": [f"sgg {n}" for n in names],
+        "styleQML": [qml[n] for n in names], "styleSLD": [sld[n] for n in names],
+        "useAsDefault": [True] * 2, "description": [desc[n] for n in names], "owner": [""] * 2,
+        "ui": [""] * 2, "update_time": [now] * 2,
     })
+
+
+def qml_sidecars(path: Path, fmt: str, objects, relations, meta: dict[str, Any]) -> dict[Path, str]:
+    """``.qml`` files QGIS loads as default style beside GeoJSON/GeoParquet outputs: ``scene.qml`` for the
+    objects (QGIS' default-style name for ``scene.geojson``/``scene.parquet``) and ``scene.relations.qml``
+    (the default style of ``scene.relations.parquet``; in GeoJSON, load it on the line sublayer)."""
+    from sgg.graph import styles
+
+    if fmt not in ("geojson", "parquet"):
+        return {}
+    qml = styles.layer_qml(objects, relations, meta)
+    path = Path(path)
+    return {path.with_suffix(".qml"): qml["objects"], path.with_name(path.stem + ".relations.qml"): qml["relations"]}
+
+
+def write_texts(paths, texts) -> None:
+    for p, t in zip(paths, texts):
+        Path(p).write_text(t, encoding="utf-8")
 
 
 # --------------------------------------------------------------------------------------------------
@@ -215,7 +188,7 @@ def write_gpkg(objects, relations, run, meta: dict[str, Any], path: Path, style:
            layer_options={**srid, "DESCRIPTION": "sgg relations: subject centre to object centre"})
     _write(run, path, "run", "GPKG", layer_options={"DESCRIPTION": "sgg run metadata"})
     if style:
-        _write(style_frame(objects, meta), path, "layer_styles", "GPKG", layer_options={"FID": "id"})
+        _write(style_frame(objects, relations, meta), path, "layer_styles", "GPKG", layer_options={"FID": "id"})
 
 
 def geojson_frame(objects, relations, run):
