@@ -31,6 +31,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
 # stage -> (LightningModule path, LightningDataModule path)
 TRAIN_STAGES: dict[str, tuple[str, str]] = {
     "detector": ("sgg.detectors.module:DetectorModule", "sgg.datasets.datamodules:DetectorDataModule"),
+    "ppg": ("sgg.pairs.module:PPGModule", "sgg.pairs.module:PPGDataModule"),
 }
 
 LIGHTNING_SUBCOMMANDS = ("fit", "validate", "test", "predict")
