@@ -75,9 +75,41 @@ def train_help(stage: str | None = None) -> str:
     return "\n".join(lines)
 
 
+def _option_values(argv: list[str], name: str) -> list[str]:
+    """Values of ``--name V`` / ``--name=V`` in a command line, in order."""
+    out = [argv[i + 1] for i, a in enumerate(argv[:-1]) if a == name]
+    return out + [a.split("=", 1)[1] for a in argv if a.startswith(name + "=")]
+
+
+def _check_train_paths(argv: list[str]) -> None:
+    """Config files and the data directory exist before Lightning and the model load (that takes seconds)."""
+    import yaml
+
+    from sgg.cli_support import input_path
+    from sgg.errors import SggInputError
+
+    data_dir = None
+    for cfg in _option_values(argv, "--config"):
+        input_path(cfg, "--config")
+        try:
+            doc = yaml.safe_load(Path(cfg).read_text(encoding="utf-8")) or {}
+        except (ValueError, yaml.YAMLError) as exc:
+            raise SggInputError(f"not a valid YAML config ({' '.join(str(exc).split())})", path=cfg,
+                                option="--config") from None
+        data = doc.get("data") if isinstance(doc, dict) else None
+        if isinstance(data, dict):
+            data = data.get("init_args", data)
+            data_dir = data.get("data_dir", data_dir)
+    given = _option_values(argv, "--data.data_dir")
+    if given:
+        data_dir = given[-1]
+    if isinstance(data_dir, str):
+        input_path(data_dir, "--data.data_dir", kind="dir")
+
+
 def train_main(argv: list[str]) -> int:
     """``sgg train STAGE [LightningCLI arguments]``."""
-    from sgg.cli_support import UsageError, input_path
+    from sgg.cli_support import UsageError
 
     argv = [a for a in argv if a not in ("--debug", "--quiet", "-q")]
     if not argv or argv[0] in ("-h", "--help"):
@@ -90,11 +122,7 @@ def train_main(argv: list[str]) -> int:
         print(train_help(stage))
         return 0
     rest = ["--help" if a == "--help-full" else a for a in rest]
-    for i, a in enumerate(rest):  # the config file is checked before Lightning loads
-        if a == "--config" and i + 1 < len(rest):
-            input_path(rest[i + 1], "--config")
-        elif a.startswith("--config="):
-            input_path(a.split("=", 1)[1], "--config")
+    _check_train_paths(rest)
     from pytorch_lightning.cli import LightningCLI
 
     model_cls, dm_cls = (_load(p) for p in TRAIN_STAGES[stage])

@@ -232,7 +232,7 @@ def warning_channel(quiet: bool = False) -> Iterator[None]:
 
     _seen.clear()
     with warnings.catch_warnings():
-        warnings.simplefilter("default")
+        warnings.simplefilter("always", UserWarning)  # each message once, by our own dedup below
         warnings.showwarning = show
         yield
 
