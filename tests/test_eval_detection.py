@@ -231,7 +231,7 @@ def test_cli_dota_results_against_native_annotations(tmp_path, capsys):
     assert sgg_main(["eval", "detection", "--pred", str(tmp_path / "pred"), "--gt", str(tmp_path / "gt"),
                      "--use-07"]) == 0
     assert f"{((4 + 2) / 11 + 1) / 2:.4f}" in capsys.readouterr().out
-    assert sgg_main(["eval", "detection", "--pred", str(tmp_path / "none"), "--gt", str(tmp_path / "gt")]) == 1
+    assert sgg_main(["eval", "detection", "--pred", str(tmp_path / "none"), "--gt", str(tmp_path / "gt")]) == 2
 
 
 def test_real_dota_labels_against_themselves(real_dir, tmp_path, capsys):

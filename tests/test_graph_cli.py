@@ -57,9 +57,9 @@ def test_native_scene_json_and_dota(tmp_path, real_dir):
     assert back.num_objects == sg.num_objects and torch.equal(back.pairs.pairs, sg.pairs.pairs)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
-        argv = [str(real_dir / "dota" / "P0706.txt"), "--to", "geojson", "--out", str(tmp_path / "d.geojson")]
+        argv = [str(real_dir / "dota" / "P0706.txt"), "--to", "gpkg", "--out", str(tmp_path / "d.gpkg")]
         assert main(argv) == 0
-    assert read(tmp_path / "d.geojson").num_objects == 536
+    assert read(tmp_path / "d.gpkg").num_objects == 536
 
 
 def test_bad_input_is_a_clean_error(tmp_path, capsys):
@@ -67,6 +67,6 @@ def test_bad_input_is_a_clean_error(tmp_path, capsys):
 
     bad = tmp_path / "bad.gpkg"
     bad.write_text("not a geopackage")
-    assert sgg_main(["export", str(bad), "--to", "json"]) == 1
+    assert sgg_main(["export", str(bad), "--to", "json"]) == 2
     err = capsys.readouterr().err
     assert "bad.gpkg" in err and "Traceback" not in err

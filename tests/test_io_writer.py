@@ -80,5 +80,5 @@ def test_info_command(real_dir, capsys):
     assert main(["info", str(real_dir / "dota/P1888.png"), "--json"]) == 0
     info = json.loads(capsys.readouterr().out)
     assert info["crs"] is None and info["levels"][0]["tiles"] == 1 and len(info["warnings"]) == 1
-    assert main(["info", str(real_dir / "rasterio/corrupt.tif")]) == 1
+    assert main(["info", str(real_dir / "rasterio/corrupt.tif")]) == 2
     assert "corrupt.tif" in capsys.readouterr().err

@@ -112,10 +112,13 @@ def map_names(
                 hit = loose[_loose(target)]
             else:
                 extra = f" (alias of {name!r})" if target != name else ""
-                hint = " or aliases='dota_to_star'" if name in DOTA_TO_STAR and aliases is not DOTA_TO_STAR else ""
+                if name in DOTA_TO_STAR and aliases is not DOTA_TO_STAR:
+                    hint = "It is a DOTA name: use --aliases dota_to_star (Python: aliases='dota_to_star')"
+                else:  # command line: another --vocabulary; Python: a mapping
+                    hint = (f"Use a vocabulary that has it (--vocabulary), or map it (Python: "
+                            f"aliases={{{name!r}: <vocabulary name or None to drop>}})")
                 raise SggInputError(
-                    f"unknown {kind} {target!r}{extra}; the vocabulary has: {short_list(table)}. "
-                    f"Pass aliases={{{name!r}: <vocabulary name or None to drop>}}{hint}",
+                    f"unknown {kind} {target!r}{extra}; the vocabulary has: {short_list(table)}. {hint}",
                     path=path,
                     where=None if where is None else where[i],
                 )

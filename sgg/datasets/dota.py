@@ -271,7 +271,7 @@ def read_dota_results(
         m = _RESULT_NAME.match(f.name)
         if not m:
             raise SggInputError("results file name must be Task1_<class>.txt", path=f)
-        label = int(map_names([m.group(1)], vocabulary.objects, aliases, path=f, where="file name")[0])
+        label = int(map_names([m.group(1)], vocabulary.objects, aliases, path=f, where=["file name"])[0])
         if label < 0:
             continue
         ids, rows, where = [], [], []
