@@ -205,7 +205,7 @@ def test_cli_from_dota_and_errors(tmp_path, capsys):
     boxes = torch.tensor(np.column_stack([gt[:, :4], np.zeros(len(gt))]), dtype=torch.float32)
     det = Detections(boxes, [star.object_index("ship"), star.object_index("car")], [0.8, 0.6])
     write_dota_results({"P0002": det}, tmp_path / "res", star)
-    out = tmp_path / "out.json"
+    out = tmp_path / "out.scene.json"
     assert sgg_main(["detect", str(path), "--from-dota", str(tmp_path / "res"), "--out", str(out),
                      "--dota-out", str(tmp_path / "again")]) == 0
     sg = read_scene_json(out)
@@ -219,27 +219,37 @@ def test_cli_from_dota_and_errors(tmp_path, capsys):
                      "--quiet"]) == 0
     back = read(tmp_path / "o.gpkg")
     assert len(back.detections) == 2
-    assert sgg_main(["detect", str(tmp_path / "nope.tif"), "--weights", "w.pt"]) == 1
-    assert "raster not found" in capsys.readouterr().err
-    assert sgg_main(["detect", str(path), "--weights", str(tmp_path / "w.pt")]) == 1
-    assert "weights not found" in capsys.readouterr().err
+    assert sgg_main(["detect", str(tmp_path / "nope.tif"), "--weights", "w.pt"]) == 2
+    assert "nope.tif: not found" in capsys.readouterr().err
+    assert sgg_main(["detect", str(path), "--weights", str(tmp_path / "w.pt")]) == 2
+    assert "--weights" in (err := capsys.readouterr().err) and "w.pt: not found" in err
 
 
 def test_cli_with_weights(tmp_path):
-    """`sgg detect --weights` end to end with a small untrained HOD-Net checkpoint."""
+    """`sgg detect --weights` writes what the Python API detects with the same checkpoint and settings."""
     from sgg.cli import main as sgg_main
     from sgg.datasets.native import read_scene_json
-    from sgg.detectors.checkpoint import save_detector
+    from sgg.detectors.checkpoint import load_detector, save_detector
     from sgg.detectors.hodnet import HODNet, resolve_config
 
     torch.manual_seed(0)
     cfg = resolve_config(num_classes=2, backbone="mobilenet_v3_large", pretrained=False, fpn_channels=32,
-                         representation_size=64, rpn_pre_nms_top_n=[100, 100], rpn_post_nms_top_n=[50, 50])
-    weights = save_detector(HODNet(cfg), tmp_path / "tiny.pt", VOC, cfg)
+                         representation_size=64, rpn_pre_nms_top_n=[100, 100], rpn_post_nms_top_n=[50, 50],
+                         score_threshold=0.0)
+    with torch.no_grad():  # an untrained head: make class 1 likely so that boxes survive
+        model = HODNet(cfg)
+        model.roi_head.cls.bias[1] += 2.0
+    weights = save_detector(model, tmp_path / "tiny.pt", VOC, cfg)
     path, _ = _scene(tmp_path, (320, 256), [(10, 10, 50, 30, 1)])
-    out = tmp_path / "g.json"
+    out = tmp_path / "g.scene.json"
     assert sgg_main(["detect", str(path), "--weights", str(weights), "--out", str(out), "--quiet",
-                     "--score-threshold", "0.0", "--threads", "1"]) == 0
+                     "--score-threshold", "0.3", "--threads", "1"]) == 0
     sg = read_scene_json(out)
-    assert sg.vocabulary.objects == VOC.objects and sg.image_size == (320, 256)
+    ref = detect_scene(load_detector(weights), path, score_threshold=0.3, progress=False)
+    assert len(ref.detections) > 0 and sg.vocabulary.objects == VOC.objects and sg.image_size == (320, 256)
+    order = lambda d: torch.argsort(d.boxes.tensor[:, 0] * 1e4 + d.boxes.tensor[:, 1])  # noqa: E731
+    a, b = sg.detections, ref.detections
+    assert torch.allclose(a.boxes.tensor[order(a)], b.boxes.tensor[order(b)], atol=1e-3)
+    assert torch.equal(a.labels[order(a)], b.labels[order(b)])
+    assert torch.allclose(a.scores[order(a)], b.scores[order(b)], atol=1e-4)
     assert sg.metadata["levels"] == [0] and sg.metadata["weights"] == str(weights)
