@@ -257,8 +257,16 @@ def sgg_main(argv: list[str]) -> int:
     return 0
 
 
+def pairs_main(argv: list[str]) -> int:
+    """``sgg eval pairs``: pair recall of a pair proposer (``sgg.evaluation.pairs``)."""
+    from sgg.evaluation.pairs import main as pairs_eval
+
+    return pairs_eval(argv)
+
+
 SUBCOMMANDS = {"detection": (detection_main, "rotated detection mAP per class (VOC07 / area)"),
-               "sgg": (sgg_main, "scene-graph recall R@K / mR@K / ng / zero-shot / HMR (Scene-Graph-Benchmark)")}
+               "sgg": (sgg_main, "scene-graph recall R@K / mR@K / ng / zero-shot / HMR (Scene-Graph-Benchmark)"),
+               "pairs": (pairs_main, "pair recall of a pair proposer (PPG) at budgets of kept pairs")}
 
 
 def main(argv: list[str] | None = None) -> int:

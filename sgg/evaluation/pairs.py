@@ -1,0 +1,196 @@
+"""Pair recall: the share of ground-truth related (subject, object) pairs that a ranked pair list keeps.
+
+With ground-truth boxes (PredCls) a pair hits when it is the annotated (subject, object). With detections,
+a detected pair (i, j) hits the annotated (s, o) when box i matches s and box j matches o at rotated IoU ≥
+``iou_threshold`` (0.5; class-agnostic unless ``match_labels``). Recall is computed per image at several
+budgets — absolute (STAR keeps 10,000) and as shares of the image's N(N−1) ordered pairs — and averaged over
+images (images without relations are skipped). Everything is vectorised: matches come from the shared
+envelope op (``sgg.ops.spatial_pairs``) and rotated IoU of the touching pairs only.
+
+    sgg eval pairs --gt annotations/ [--proposer star|nearest|FILE] [--pred detections/] [--budget 10000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any, Sequence
+
+import torch
+
+from sgg.structures import Detections, PairSet, SceneGraph
+
+__all__ = ["match_boxes", "first_hit_ranks", "pair_recall", "mean_pair_recall", "format_pair_table", "main"]
+
+DEFAULT_BUDGETS = (10_000,)
+DEFAULT_FRACTIONS = (0.01, 0.02, 0.05)
+
+
+def match_boxes(pred: Detections, gt: Detections, iou_threshold: float = 0.5, match_labels: bool = False) -> torch.Tensor:
+    """(K, 2) rows (prediction index, ground-truth index) whose rotated IoU ≥ ``iou_threshold``."""
+    from sgg.ops import box_to_envelope, rotated_iou_aligned
+    from sgg.ops.pairs import spatial_pairs
+
+    if len(pred) == 0 or len(gt) == 0:
+        return torch.zeros(0, 2, dtype=torch.long)
+    pb, gb = pred.boxes.tensor.detach().cpu().double(), gt.boxes.tensor.detach().cpu().double()
+    cand = spatial_pairs(box_to_envelope(pb), box_to_envelope(gb))
+    if match_labels and len(cand):
+        cand = cand[pred.labels.cpu()[cand[:, 0]] == gt.labels.cpu()[cand[:, 1]]]
+    if len(cand) == 0:
+        return cand
+    iou = rotated_iou_aligned(pb[cand[:, 0]], gb[cand[:, 1]])
+    return cand[iou >= iou_threshold - 1e-12]
+
+
+def _related(gt: SceneGraph) -> torch.Tensor:
+    from sgg.pairs.module import related_pairs
+
+    return related_pairs(gt)
+
+
+def first_hit_ranks(pairs: torch.Tensor, gt_pairs: torch.Tensor, num_gt: int, matches: torch.Tensor | None = None) -> torch.Tensor:
+    """(G,) rank (0-based position in ``pairs``, best first) of the first pair hitting each ground-truth
+    pair, or ``len(pairs)`` when none does. ``matches`` (K,2) maps prediction to ground-truth objects
+    (None: the predictions are the ground-truth objects)."""
+    g = gt_pairs.shape[0]
+    m = pairs.shape[0]
+    out = torch.full((g,), m, dtype=torch.long)
+    if g == 0 or m == 0:
+        return out
+    if matches is None:
+        subj, obj, rank = pairs[:, 0], pairs[:, 1], torch.arange(m)
+    else:
+        # join each pair with the matches of its subject, then of its object (a box matches few ground truths)
+        order = torch.argsort(matches[:, 0], stable=True)
+        mdet, mgt = matches[order, 0], matches[order, 1]
+        start = torch.searchsorted(mdet, pairs)
+        count = torch.searchsorted(mdet, pairs, right=True) - start
+
+        def expand(rows: torch.Tensor, col: int) -> tuple[torch.Tensor, torch.Tensor]:
+            c = count[rows, col]
+            r = torch.repeat_interleave(rows, c)
+            off = torch.arange(int(c.sum())) - torch.repeat_interleave(torch.cumsum(c, 0) - c, c)
+            return r, mgt[start[r, col] + off]
+
+        r1, s = expand(torch.arange(m), 0)
+        c2 = count[r1, 1]
+        rank = torch.repeat_interleave(r1, c2)
+        subj = torch.repeat_interleave(s, c2)
+        off = torch.arange(int(c2.sum())) - torch.repeat_interleave(torch.cumsum(c2, 0) - c2, c2)
+        obj = mgt[start[rank, 1] + off]
+    key = subj * num_gt + obj
+    gkey = gt_pairs[:, 0] * num_gt + gt_pairs[:, 1]
+    uniq, inv = torch.unique(gkey, return_inverse=True)
+    pos = torch.searchsorted(uniq, key).clamp_max(uniq.numel() - 1)
+    hit = uniq[pos] == key
+    best = torch.full((uniq.numel(),), m, dtype=torch.long).scatter_reduce(0, pos[hit], rank[hit], "amin")
+    return best[inv]
+
+
+def pair_recall(ranked: PairSet | torch.Tensor, gt: SceneGraph, detections: Detections | None = None, *,
+                budgets: Sequence[int] = DEFAULT_BUDGETS, fractions: Sequence[float] = DEFAULT_FRACTIONS,
+                iou_threshold: float = 0.5, match_labels: bool = False) -> dict[str, Any]:
+    """Pair recall of one image. ``ranked``: pairs best first (into ``detections``, or into the ground-truth
+    objects when ``detections`` is None). Keys ``R@<budget>``, ``R@<fraction>%``, ``R@all``, plus counts."""
+    pairs = ranked.pairs if isinstance(ranked, PairSet) else torch.as_tensor(ranked, dtype=torch.long).reshape(-1, 2)
+    pairs = pairs.cpu()
+    gt_pairs = _related(gt)
+    n_gt = len(gt.detections)
+    matches = None
+    n = n_gt
+    if detections is not None:
+        matches = match_boxes(detections, gt.detections, iou_threshold, match_labels)
+        n = len(detections)
+    ranks = first_hit_ranks(pairs, gt_pairs, n_gt, matches)
+    g = max(len(gt_pairs), 1)
+    out: dict[str, Any] = {"gt_pairs": len(gt_pairs), "objects": n, "ordered_pairs": n * (n - 1), "kept": len(pairs)}
+    for b in budgets:
+        out[f"R@{int(b)}"] = float((ranks < int(b)).sum()) / g
+    for f in fractions:
+        out[f"R@{100 * f:g}%"] = float((ranks < int(f * n * (n - 1))).sum()) / g
+    out["R@all"] = float((ranks < len(pairs)).sum()) / g
+    return out
+
+
+def mean_pair_recall(results: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """Per-image recalls averaged over images with at least one related pair; counts summed."""
+    rows = [r for r in results if r["gt_pairs"] > 0]
+    if not rows:
+        return {"images": 0}
+    out: dict[str, Any] = {"images": len(rows)}
+    for k in rows[0]:
+        if k.startswith("R@"):
+            out[k] = sum(r[k] for r in rows) / len(rows)
+    for k in ("gt_pairs", "objects", "ordered_pairs", "kept"):
+        out[k] = sum(r[k] for r in rows)
+    return out
+
+
+def format_pair_table(named: dict[str, dict[str, Any]]) -> str:
+    """Markdown table: one row per method, one column per recall key."""
+    cols = [k for k in next(iter(named.values())) if k.startswith("R@")]
+    lines = ["| method | " + " | ".join(cols) + " |", "|---|" + "---|" * len(cols)]
+    for name, r in named.items():
+        lines.append(f"| {name} | " + " | ".join(f"{r.get(c, float('nan')):.3f}" for c in cols) + " |")
+    return "\n".join(lines)
+
+
+def load_proposer(spec: str, budget: int | None):
+    """``star`` (STAR's released PPG), ``star-hbb``, ``nearest`` (no PPG: nearest relative to the prior's
+    radius) or a PPG / proposer file."""
+    from sgg.pairs import PPG, PairPrior, PairProposer
+
+    if spec == "star":
+        return PairProposer(PPG.from_star(), PairPrior.star(), budget=budget)
+    if spec == "star-hbb":
+        return PairProposer(PPG.from_star(kind="hbb"), PairPrior.star(), budget=budget)
+    if spec == "nearest":
+        return PairProposer(None, PairPrior.star(), budget=budget)
+    return PairProposer.load(spec, budget=budget)
+
+
+def main(argv: list[str]) -> int:
+    p = argparse.ArgumentParser(prog="sgg eval pairs", description="Pair recall of a pair proposer against "
+                                "annotated relations (GT boxes, or detections matched at rotated IoU).")
+    p.add_argument("--gt", required=True, help="native JSON annotations with relations (dir or file)")
+    p.add_argument("--proposer", default="star", help="star (default), star-hbb, nearest, or a PPG/proposer file")
+    p.add_argument("--pred", help="detections to propose pairs on (DOTA results dir or scene-graph JSON); "
+                   "default: the ground-truth boxes")
+    p.add_argument("--budget", type=int, nargs="*", default=list(DEFAULT_BUDGETS), help="absolute budgets")
+    p.add_argument("--fraction", type=float, nargs="*", default=list(DEFAULT_FRACTIONS),
+                   help="budgets as shares of the N(N-1) ordered pairs")
+    p.add_argument("--iou-threshold", type=float, default=0.5)
+    p.add_argument("--json", metavar="OUT", help="also write per-image and mean results as JSON")
+    args = p.parse_args(argv)
+
+    from sgg.errors import SggInputError
+    from sgg.evaluation.cli import load_ground_truth, load_predictions
+
+    gts = load_ground_truth(args.gt)
+    if not gts:
+        raise SggInputError("no annotated images", path=args.gt)
+    vocab = next(iter(gts.values())).vocabulary
+    preds = load_predictions(args.pred, vocab) if args.pred else None
+    proposer = load_proposer(args.proposer, None)  # rank every candidate; budgets are applied here
+    per_image = {}
+    for image_id in sorted(gts):
+        gt = gts[image_id]
+        det = gt.detections if preds is None else preds.get(image_id, Detections.empty())
+        ranked = proposer(det, vocabulary=vocab)
+        per_image[image_id] = pair_recall(ranked, gt, None if preds is None else det, budgets=args.budget,
+                                          fractions=args.fraction, iou_threshold=args.iou_threshold)
+    mean = mean_pair_recall(list(per_image.values()))
+    print(f"{mean.get('images', 0)} images with relations, {mean.get('gt_pairs', 0)} related pairs, "
+          f"{mean.get('kept', 0)} candidates ranked ({'detections' if preds else 'ground-truth boxes'})")
+    print(format_pair_table({args.proposer: mean}))
+    if args.json:
+        from sgg.datasets.native import atomic_write_text
+
+        atomic_write_text(args.json, json.dumps({"mean": mean, "images": per_image}, indent=1) + "\n")
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main(sys.argv[1:]))
