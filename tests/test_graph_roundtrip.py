@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import warnings
 
 import networkx as nx
 import numpy as np
@@ -183,9 +182,12 @@ def _rows_of(sg, top_k):
 @pytest.mark.parametrize("suffix", FORMATS)
 def test_file_roundtrip_empty_and_pixel(tmp_path, suffix):
     sg = SceneGraph(Detections.empty(), vocabulary=VOCAB, image_size=(64, 32))
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)  # GeoJSON: no CRS, pixel coordinates
-        back = read(export(sg, tmp_path / f"empty{suffix}"))
+    if suffix == ".geojson":  # GeoJSON is lon/lat: a scene without a CRS is refused, nothing written
+        with pytest.raises(SggInputError, match="no CRS"):
+            export(sg, tmp_path / f"empty{suffix}")
+        assert not list(tmp_path.iterdir())
+        return
+    back = read(export(sg, tmp_path / f"empty{suffix}"))
     assert back.num_objects == 0 and len(back.pairs) == 0 and back.georef is None
     assert back.image_size == (64, 32) and back.vocabulary == VOCAB
 
@@ -245,11 +247,12 @@ def test_dota_counts(dota_scene):
 
 @pytest.mark.parametrize("suffix", FORMATS)
 def test_dota_roundtrip(tmp_path, dota_scene, suffix):
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        path = export(dota_scene, tmp_path / f"P0706{suffix}", topology=True, distance=5)
-    if suffix == ".geojson":  # RFC 7946 wants EPSG:4326; without a CRS we warn and write pixels
-        assert any("no CRS" in str(w.message) for w in caught)
+    if suffix == ".geojson":  # RFC 7946 coordinates are lon/lat: a scene without a CRS is refused
+        with pytest.raises(SggInputError, match="no CRS"):
+            export(dota_scene, tmp_path / f"P0706{suffix}")
+        assert not list(tmp_path.iterdir())
+        return
+    path = export(dota_scene, tmp_path / f"P0706{suffix}", topology=True, distance=5)
     assert_same_scene(dota_scene, read(path))
 
 

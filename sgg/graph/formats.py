@@ -59,7 +59,7 @@ def format_of(path: Any, fmt: str | None = None) -> str:
     f = suffix_format(path)
     if f is None:
         suffix = "".join(Path(path).suffixes[-1:]) or "(none)"
-        raise SggInputError(f"not a scene graph file name (suffix {suffix!r}); graph files end in "
+        raise SggInputError(f"no scene graph format has the suffix {suffix!r}; graph files end in "
                             f"{', '.join(GRAPH_SUFFIXES)}", path=path)
     return f
 
