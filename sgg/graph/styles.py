@@ -20,11 +20,11 @@ from typing import Iterable
 
 NEUTRAL = (128, 128, 128)
 GEOMETRY_COLOUR = (150, 150, 150)
-LABEL_SCALE = 2500  # labels show when zoomed in beyond 1:LABEL_SCALE
+LABEL_SCALE = 1500  # labels show when zoomed in beyond 1:LABEL_SCALE
 DOCTYPE = "<!DOCTYPE qgis PUBLIC 'http://mrcc.com/qgis.dtd' 'SYSTEM'>"
 
 # score → opacity (0..255) and outline width (mm); QGIS expressions and their Python twins agree
-FILL_ALPHA = (20, 70)  # alpha = a + b * score
+FILL_ALPHA = (10, 50)  # alpha = a + b * score
 LINE_ALPHA = (80, 175)
 LINE_WIDTH = (0.2, 0.5)
 
@@ -107,11 +107,13 @@ def _symbol(name: str, kind: str, layers: str) -> str:
             f'{_data_defined({})}{layers}</symbol>')
 
 
-def _labeling(field: str, colour: tuple[int, int, int], placement: int, scale: int = LABEL_SCALE) -> str:
-    """Simple labeling on ``field``, visible only when zoomed in beyond 1:``scale``."""
+def _labeling(field: str, colour: tuple[int, int, int], placement: int, scale: int = LABEL_SCALE,
+              expression: bool = False) -> str:
+    """Simple labeling on ``field``, visible only when zoomed in beyond 1:``scale`` (QGIS stores that
+    most-zoomed-out denominator as ``scaleMax``)."""
     return (
         '<labeling type="simple"><settings calloutType="simple">'
-        f'<text-style fieldName="{xml_escape(field)}" isExpression="0" fontSize="8" fontSizeUnit="Point" '
+        f'<text-style fieldName="{xml_escape(field)}" isExpression="{int(expression)}" fontSize="8" fontSizeUnit="Point" '
         f'textColor="{_rgba(colour)}" textOpacity="1" fontWeight="75" fontFamily="Sans Serif" namedStyle="Bold" '
         'multilineHeight="1" allowHtml="0" capitalization="0" blendMode="0" previewBkgrdColor="255,255,255,255">'
         '<families/><text-buffer bufferDraw="1" bufferSize="0.8" bufferSizeUnits="MM" bufferColor="255,255,255,255" '
@@ -126,7 +128,7 @@ def _labeling(field: str, colour: tuple[int, int, int], placement: int, scale: i
         'geometryGenerator="" geometryGeneratorEnabled="0" geometryGeneratorType="PointGeometry" '
         'lineAnchorPercent="0.5" lineAnchorType="0" lineAnchorClipping="0" polygonPlacementFlags="2" '
         'allowDegraded="0" overlapHandling="PreventOverlap"/>'
-        f'<rendering scaleVisibility="1" scaleMin="{scale}" scaleMax="1" obstacle="1" obstacleType="1" '
+        f'<rendering scaleVisibility="1" scaleMax="{scale}" scaleMin="0" obstacle="1" obstacleType="1" '
         'obstacleFactor="1" displayAll="0" upsidedownLabels="0" labelPerPart="0" mergeLines="0" minFeatureSize="0" '
         'limitNumLabels="0" maxNumLabels="2000" drawLabels="1" fontMinPixelSize="3" fontMaxPixelSize="10000" '
         'fontLimitPixelSize="0" zIndex="0" unplacedVisibility="0"/>'
@@ -210,7 +212,8 @@ def relations_qml(predicates: list[str], vocabulary: list[str], geometry: bool =
                 + "".join(syms) + "</symbols></renderer-v2>")
     tip = ('[% "subject_class" %] #[% "subject" %] [% "predicate" %] [% "object_class" %] #[% "object" %] '
            '([% "source" %], score [% round("score", 2) %])')
-    return _qml(renderer + _labeling("predicate", (40, 40, 40), placement=2), 1, tip)
+    label = "CASE WHEN \"source\" <> 'geometry' THEN \"predicate\" END"  # topology: hover only
+    return _qml(renderer + _labeling(label, (40, 40, 40), placement=2, expression=True), 1, tip)
 
 
 def _sld(layer: str, rules: list[str]) -> str:
