@@ -34,7 +34,7 @@ def main(argv: list[str] | None = None) -> int:
     sg, image = generate_scene(args.seed, args.size, gsd=args.gsd, layout=args.layout, return_image=True)
     vocab = sg.vocabulary
     boxes = sg.detections.boxes
-    corners = boxes.corners().numpy() if _has_ops() else _corners(boxes.tensor.numpy())
+    corners = boxes.corners().numpy()
     labels = sg.detections.labels.numpy()
     canvas = Image.fromarray(image).convert("RGB")
     side = Image.fromarray(image).convert("RGB")
@@ -69,22 +69,6 @@ def main(argv: list[str] | None = None) -> int:
     out.quantize(colors=256, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE).save(args.out, optimize=True)
     print(f"wrote {args.out}: {len(labels)} objects, {len(pred)} relations")
     return 0
-
-
-def _has_ops() -> bool:
-    try:
-        from sgg.ops import box_to_corners  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
-def _corners(b: np.ndarray) -> np.ndarray:
-    c, s = np.cos(b[:, 4]), np.sin(b[:, 4])
-    dx = np.stack([c * b[:, 2] / 2, s * b[:, 2] / 2], 1)
-    dy = np.stack([-s * b[:, 3] / 2, c * b[:, 3] / 2], 1)
-    ctr = b[:, :2]
-    return np.stack([ctr - dx - dy, ctr + dx - dy, ctr + dx + dy, ctr - dx + dy], 1)
 
 
 if __name__ == "__main__":

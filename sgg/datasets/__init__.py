@@ -1,5 +1,11 @@
 """Scene data: the field's file formats, synthetic STAR-vocabulary scenes and Lightning DataModules.
 
+- file formats: ``native`` (sgg scene JSON), ``dota`` (labels and Task-1 results), ``star`` (STAR / Visual-Genome
+  HDF5), ``aliases`` (class-name maps between vocabularies);
+- DataModules: ``datamodules`` with ``tiling`` (scene folders, window reads) and ``transforms`` (tile targets,
+  augmentation);
+- ``synthetic/``: the synthetic-scene generator (``generate_scene``, ``generate_dataset``; ``sgg synth``).
+
 Names are imported lazily (``sgg.datasets.read_dota_labels`` loads ``sgg.datasets.dota`` on first use), so
 importing the package stays cheap.
 """
