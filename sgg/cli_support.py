@@ -199,7 +199,7 @@ def run_command(name: str, main: Callable[[list[str]], int | None], argv: list[s
     """Run ``main(argv)`` behind the shared error path and warning channel (see module docstring)."""
     debug = "--debug" in argv
     quiet = "--quiet" in argv or "-q" in argv
-    with warning_channel(quiet=quiet):
+    with warning_channel(quiet=quiet), _argparse_raises():
         try:
             return int(main(argv) or 0)
         except KeyboardInterrupt:
@@ -214,6 +214,21 @@ def run_command(name: str, main: Callable[[list[str]], int | None], argv: list[s
                 raise
             print(f"sgg {name}: error: {describe_error(exc)}", file=sys.stderr)
             return 2 if _is_input_error(exc) else 1
+
+
+@contextlib.contextmanager
+def _argparse_raises() -> Iterator[None]:
+    """Any plain ``argparse`` parser of a sub-command reports usage errors through the one error path
+    too (instead of printing its usage block and exiting)."""
+    def error(self, message):
+        raise UsageError(f"{message} (see `{self.prog} --help`)")
+
+    saved = argparse.ArgumentParser.error
+    argparse.ArgumentParser.error = error
+    try:
+        yield
+    finally:
+        argparse.ArgumentParser.error = saved
 
 
 # ---------------------------------------------------------------------------------------- warnings
