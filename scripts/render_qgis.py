@@ -126,9 +126,10 @@ def main(argv=None) -> int:
             fh.write(text)
     else:
         print(text)
-    app.exitQgis()
     return 0 if report["png"]["saved"] else 1
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    rc = main()
+    sys.stdout.flush()
+    os._exit(rc)  # skip Qt/QGIS teardown: PyQGIS 3.22 may crash on exit after layers were made in Python
