@@ -278,3 +278,140 @@ def test_exit_status_of_success_is_zero(files, tmp_path, capsys):
     rc, lines, stdout = run(["export", files["gpkg"], "--out", out], capsys)
     assert rc == 0 and lines == [] and out.is_file() and "2 relation rows" in stdout
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+
+
+# ------------------------------------------------------------------ issue #11 "Seen today", one by one
+def test_seen_tracebacks_are_one_line(files, tmp_path, capsys):
+    A = files["annotation"]
+    # eval detection --pred X.gpkg now reads it; a raster as --pred is one line
+    rc, lines, out = run(["eval", "detection", "--pred", files["gpkg"], "--gt", A], capsys)
+    assert rc == 0 and "mAP" in out
+    assert_one_error(*run(["eval", "detection", "--pred", files["raster"], "--gt", A], capsys)[:2], "scene.tif")
+    assert_one_error(*run(["export", files["gpkg"], "--to", "gpkg", "--out", tmp_path / "o.gpkg", "--crs",
+                           "EPSG:999999"], capsys)[:2], "--crs EPSG:999999")
+    assert_one_error(*run(["export", files["gpkg"], "--to", "json", "--out", tmp_path], capsys)[:2], "--out")
+    assert_one_error(*run(["synth", "--out", A], capsys)[:2], "--out")
+    assert_one_error(*run(["detect", files["raster"], "--from-dota", files["dir"], "--dota-out", A], capsys)[:2],
+                     "--dota-out")
+    demo = Path(__file__).resolve().parents[1] / "configs" / "detector" / "demo.yaml"
+    assert_one_error(*run(["train", "detector", "--config", demo, "--data.data_dir", tmp_path / "missing"],
+                          capsys)[:2], "--data.data_dir", "missing")
+    assert not [p for p in tmp_path.iterdir()]
+
+
+def test_seen_output_checked_before_the_work_in_command_line_terms(files, tmp_path, capsys, monkeypatch):
+    import sgg.detectors.checkpoint as ckpt
+
+    monkeypatch.setattr(ckpt, "load_detector", lambda *a, **k: pytest.fail("weights loaded before --out checked"))
+    line = assert_one_error(*run(["detect", files["raster"], "--weights", files["weights_text"], "--out",
+                                  tmp_path / "o.xyz"], capsys)[:2], "--out", ".scene.json")
+    assert "fmt=" not in line
+    for out in (tmp_path, tmp_path / "o.tif"):
+        line = assert_one_error(*run(["export", files["gpkg"], "--out", out], capsys)[:2], "--out")
+        assert "fmt=" not in line
+
+
+def test_seen_summary_counts_the_rows_written(files, tmp_path, capsys):
+    import networkx as nx
+    import pyogrio
+
+    rc, _, out = run(["export", files["gpkg"], "--to", "gpkg", "--out", tmp_path / "t.gpkg", "--topology",
+                      "--distance", "50"], capsys)
+    rows = pyogrio.read_info(tmp_path / "t.gpkg", layer="relations")["features"]
+    assert rc == 0 and rows > 2 and f"{rows} relation rows" in out
+    rc, _, out = run(["export", files["gpkg"], "--out", tmp_path / "t.graphml", "--topology"], capsys)
+    edges = nx.read_graphml(tmp_path / "t.graphml").number_of_edges()
+    assert rc == 0 and f"{edges} relation rows" in out
+
+
+def test_seen_warnings_and_alias_messages(files, tmp_path, capsys):
+    from sgg.datasets.dota import write_dota_results
+
+    det = scene_graph().detections
+    write_dota_results({"pixels": det}, tmp_path / "res", Vocabulary.star())
+    argv = ["detect", files["raster_nocrs"], "--from-dota", tmp_path / "res", "--out", tmp_path / "p.gpkg"]
+    rc, lines, _ = run(argv, capsys)
+    assert rc == 0 and len(lines) == 1 and lines[0].startswith("warning: ") and "no georeferencing" in lines[0]
+    assert "Warning" not in lines[0] and ".py:" not in lines[0]
+    rc, lines, _ = run([*argv, "--quiet"], capsys)
+    assert rc == 0 and lines == []
+    plane = tmp_path / "dres" / "Task1_plane.txt"
+    plane.parent.mkdir()
+    plane.write_text("scene 0.9 1 1 10 1 10 10 1 10\n")
+    line = assert_one_error(*run(["eval", "detection", "--pred", plane.parent, "--gt", files["annotation"]],
+                                 capsys)[:2], "Task1_plane.txt: file name: unknown class 'plane'",
+                            "--aliases dota_to_star")
+    assert ": f:" not in line
+
+
+def test_seen_geojson_without_crs_is_refused(files, tmp_path, capsys):
+    rc, lines, _ = run(["export", files["nocrs_graph"], "--to", "geojson", "--out", tmp_path / "x.geojson"], capsys)
+    assert_one_error(rc, lines, "no CRS", ".gpkg", ".graphml")
+    assert not list(tmp_path.iterdir())
+    rc, _, _ = run(["export", files["gpkg"], "--out", tmp_path / "ok.geojson"], capsys)  # with a CRS: EPSG:4326
+    import json
+
+    lon, lat = json.loads((tmp_path / "ok.geojson").read_text())["features"][0]["geometry"]["coordinates"][0][0]
+    assert rc == 0 and -180 <= lon <= 180 and -90 <= lat <= 90
+
+
+def test_seen_nonsense_is_refused(files, tmp_path, capsys):
+    G, A = files["gpkg"], files["annotation"]
+    cases = [(["eval", "detection", "--pred", G, "--gt", A, "--iou-threshold", "7"], "--iou-threshold"),
+             (["detect", files["raster"], "--weights", files["weights_text"], "--tile-size", "0"], "--tile-size"),
+             (["synth", "--out", tmp_path / "ds", "--split", "0.5", "0.5", "0.5"], "--split"),
+             (["export", G, "--to", "gpkg", "--out", tmp_path / "o.gpkg", "--top-k", "-1"], "--top-k"),
+             (["export", G, "--to", "gpkg", "--out", tmp_path / "o.gpkg", "--distance", "9"], "--distance"),
+             (["export", G, "--to", "geojson", "--out", tmp_path / "x.gpkg"], "--out"),
+             (["synth", "--out", files["dir"].parent], "--overwrite")]
+    for argv, name in cases:
+        assert_one_error(*run(argv, capsys)[:2], name)
+    assert not list(tmp_path.iterdir())
+
+
+def test_seen_checkpoint_errors_say_what_is_wrong(files, tmp_path, capsys):
+    R, out = files["raster"], ["--out", str(tmp_path / "o.gpkg")]
+    line = assert_one_error(*run(["detect", R, "--weights", files["weights_text"], *out], capsys)[:2], "weights.pt")
+    assert "text file" in line and "IndexError" not in line
+    line = assert_one_error(*run(["detect", R, "--weights", files["weights_empty"], *out], capsys)[:2], "empty.pt")
+    assert "empty" in line and "EOFError" not in line
+    if not torch.cuda.is_available():
+        line = assert_one_error(*run(["detect", R, "--weights", files["weights_text"], "--device", "cuda", *out],
+                                     capsys)[:2], "--device cuda", "CUDA is not available")
+        assert "checkpoint" not in line
+
+
+@pytest.mark.parametrize("fmt", ["gpkg", "geojson", "parquet", "graphml", "json", "scene"])
+def test_seen_eval_reads_every_format_sgg_writes(files, fmt, capsys):
+    rc, lines, out = run(["eval", "detection", "--pred", files[fmt], "--gt", files["annotation"]], capsys)
+    assert rc == 0 and lines == [] and "mAP@0.50" in out and out.rstrip().endswith("1.0000")
+
+
+def test_seen_stale_parts_of_a_killed_export_are_removed(files, tmp_path, capsys):
+    import subprocess
+    import sys
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    pid = int(dead.stdout)
+    stale = tmp_path / f".o.{pid}.0123abcd.part.gpkg"
+    stale.write_bytes(b"x" * 100)
+    (tmp_path / (stale.name + "-journal")).write_bytes(b"j")
+    live = tmp_path / f".o.{os.getpid()}.89abcdef.part.gpkg"  # a writer still running: left alone
+    live.write_bytes(b"y")
+    assert run(["export", files["gpkg"], "--out", tmp_path / "o.gpkg"], capsys)[0] == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["o.gpkg", live.name])
+
+
+def test_seen_help_texts(capsys):
+    import subprocess
+    import sys
+
+    assert main(["detect", "--help"]) == 0
+    text = capsys.readouterr().out
+    assert "(default: 0.05)" in text and "(default: guided)" in text
+    code = ("import sys; from sgg.cli import main; main(['train', 'detector', '--help']); "
+            "print('LIGHTNING' if 'pytorch_lightning' in sys.modules else 'no lightning')")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    lines = res.stdout.strip().splitlines()
+    assert res.returncode == 0 and lines[-1] == "no lightning" and len(lines) < 80
+    assert "--data.data_dir" in res.stdout and "--model.backbone" in res.stdout
