@@ -35,7 +35,7 @@ RBOX_START, RBOX_END = "<rbox>", "</rbox>"
 REF_START, REF_END = "<ref>", "</ref>"
 REL_START, REL_END = "<rel>", "</rel>"
 
-BOX_RE = re.compile(r"\{(<[^{}]*?>)\}")
+BOX_RE = re.compile(r"\{\s*(<[^{}]*?>)\s*\}")
 FIELD_RE = re.compile(r"<([^<>]*)>")
 RBOX_RE = re.compile(r"<rbox>\s*\(?(.*?)\)?\s*</rbox>", re.S)
 REF_RE = re.compile(r"<ref>\s*(.*?)\s*</ref>", re.S)
@@ -193,3 +193,17 @@ def split_sentences(text: str) -> list[Sentence]:
             continue
         out.append(Sentence(s, REF_RE.findall(s), REL_RE.findall(s), RBOX_RE.findall(s)))
     return out
+
+
+_REL_DET_HEAD = re.compile(r"There (?:is|are) (\d+) relationships? between (.+?) and (.+?):", re.I)
+_REL_DET_ITEM = re.compile(r"([A-Za-z_][\w-]*)\s*<(?!/?(?:rbox|ref|rel)>)([^<>]+)>\s*([A-Za-z_][\w-]*)")
+
+
+def parse_relation_detection(text: str) -> dict[str, Any]:
+    """A task-2 answer (``There are 2 relationships between tank and tank: tank <not co-storage with> tank,
+    tank <co-storage with> tank``): the stated count and classes, and the (subject, predicate, object) list."""
+    head = _REL_DET_HEAD.search(text or "")
+    rels = [(s, " ".join(p.split()), o) for s, p, o in _REL_DET_ITEM.findall(text or "")]
+    rels += [("", " ".join(p.split()), "") for p in REL_RE.findall(text or "")]
+    return {"count": int(head.group(1)) if head else None, "subject": head.group(2) if head else None,
+            "object": head.group(3) if head else None, "relations": rels}

@@ -23,7 +23,8 @@ images, and mean recall over predicates.
 * ground truths containing ``due to the context length`` or ``...`` are skipped (every task).
 
 ``mode="clean"``: boxes kept whatever their size (unreadable ones reported, not zeroed); classes resolved
-against the vocabulary (plurals, spaces); task2 reads only predicate brackets, case- and space-normalised;
+against the vocabulary (plurals, spaces); task2 reads the predicates of ``subj <pred> obj`` and
+``<rel>pred</rel>``, case- and space-normalised;
 a wrong task3 answer counts its FP and FN; an empty scene-graph answer scores 0 for its image; mean recall
 over the 58 predicates. Truncated ground truths are skipped in both modes (their boxes are not all known).
 
@@ -44,7 +45,7 @@ import torch
 
 from sgg.structures import Detections, OrientedBoxes, SceneGraph, Vocabulary
 
-from .codec import REF_RE, REL_RE, RBOX_RE, _read_box, resolve_class
+from .codec import REF_RE, REL_RE, RBOX_RE, _read_box, parse_relation_detection, resolve_class
 
 IOU_THR = 0.25
 # the official script's class list (STAR's 48 in another order, and "null") and predicate order
@@ -224,11 +225,13 @@ def _image_recall(gt_t, gt_s, gt_o, pr_t, pr_s, pr_o) -> tuple[np.ndarray, np.nd
     hit = torch.zeros(len(g), dtype=torch.bool)
     if len(pr_t) and len(g):
         p = torch.tensor(pr_t, dtype=torch.long).reshape(-1, 3)
+        # a box appears in many triplets: IoU once between the distinct gt and answer boxes
+        gb, gi = torch.unique(torch.tensor(gt_s + gt_o, dtype=torch.float64).reshape(-1, 5), dim=0, return_inverse=True)
+        pb, pi = torch.unique(torch.tensor(pr_s + pr_o, dtype=torch.float64).reshape(-1, 5), dim=0, return_inverse=True)
+        ok = rotated_iou(oc_to_le90(gb), oc_to_le90(pb)) >= IOU_THR
+        n, m = len(g), len(p)
         same = (g[:, None, :] == p[None, :, :]).all(-1)
-        conv = lambda rows: oc_to_le90(torch.tensor(rows, dtype=torch.float64).reshape(-1, 5))
-        si = rotated_iou(conv(gt_s), conv(pr_s))
-        oi = rotated_iou(conv(gt_o), conv(pr_o))
-        hit = (same & (si >= IOU_THR) & (oi >= IOU_THR)).any(1)
+        hit = (same & ok[gi[:n, None], pi[None, :m]] & ok[gi[n:, None], pi[None, m:]]).any(1)
     return hit.numpy(), g[:, 1].numpy()
 
 
@@ -282,8 +285,7 @@ def score_answers(records: Iterable[dict[str, Any]], mode: str = "faithful",
             if mode == "faithful":
                 g, a = set(_FIELDS.findall(gt)), set(_FIELDS.findall(ans))
             else:
-                norm = lambda t: {" ".join(x.lower().split()) for x in re.findall(r"<([^<>/]*)>", t)
-                                  if x.strip().lower() not in ("rbox", "ref", "rel")}
+                norm = lambda t: {" ".join(p.lower().split()) for _, p, _ in parse_relation_detection(t)["relations"]}
                 g, a = norm(gt), norm(ans)
             for j, v in enumerate((len(g & a), len(a - g), len(g - a))):
                 t2[j] += v

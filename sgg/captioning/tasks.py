@@ -30,7 +30,7 @@ import torch
 
 from sgg.structures import Detections, OrientedBoxes, PairSet, SceneGraph
 
-from .codec import MAX_LISTED, fit_plural, format_rbox
+from .codec import MAX_LISTED, RBOX_END, RBOX_START, encode_boxes, fit_plural
 
 IOF_THR = 0.55
 NEG_ANSWER = "I'm sorry, I cannot answer as the given image does not contain any given objects."
@@ -135,7 +135,7 @@ def detection_answer(g: SceneGraph, cls: str, crop: int = 512) -> str:
     n = len(idx)
     listed = idx[:MAX_LISTED]
     head = f"There is 1 {cls} in the image:" if n == 1 else f"There are {n} {fit_plural(cls, n)} in the image:"
-    return head + " " + format_rbox(g.detections.boxes[torch.tensor(listed)], crop) + (TRUNCATION if n > MAX_LISTED else "")
+    return head + " " + _box_text(g, listed, crop) + (TRUNCATION if n > MAX_LISTED else "")
 
 
 def relation_detection_answer(g: SceneGraph, subj_cls: str, obj_cls: str) -> str:
@@ -158,8 +158,20 @@ def relation_reasoning_answer(g: SceneGraph, subject: int, obj: int) -> str:
     return f"subject: {names[subject]}, object: {names[obj]}, relationship: {rel}."
 
 
+_ENCODED: "OrderedDict[tuple[int, int], tuple[torch.Tensor, list[str]]]" = OrderedDict()
+
+
 def _box_text(g: SceneGraph, idx: list[int], crop: int) -> str:
-    return format_rbox(g.detections.boxes[torch.tensor(idx, dtype=torch.long)], crop)
+    """``<rbox>(…)</rbox>`` of objects ``idx``; each graph's boxes are encoded once (a few cached)."""
+    t = g.detections.boxes.tensor
+    key = (id(t), crop)
+    hit = _ENCODED.get(key)
+    if hit is None or hit[0] is not t:
+        hit = (t, encode_boxes(g.detections.boxes, crop))
+        _ENCODED[key] = hit
+        while len(_ENCODED) > 8:
+            _ENCODED.popitem(last=False)
+    return RBOX_START + "(" + ", ".join(hit[1][i] for i in idx) + ")" + RBOX_END
 
 
 def region_sgg_answer(g: SceneGraph, target: int, crop: int = 512) -> str:
