@@ -118,6 +118,22 @@ def test_empty_inputs():
         assert out.shape == (0, 2) and out.dtype == torch.long
 
 
+def test_non_finite_rows_take_no_part():
+    g = torch.Generator().manual_seed(11)
+    a, b = random_env(30, g), random_env(30, g)
+    bad_a, bad_b = torch.tensor([3, 17]), torch.tensor([0, 9, 29])
+    a2, b2 = a.clone(), b.clone()
+    a2[bad_a, 0], b2[bad_b[:2], 3], b2[bad_b[2]] = float("nan"), float("nan"), float("inf")
+    ka, kb = torch.ones(30, dtype=torch.bool), torch.ones(30, dtype=torch.bool)
+    ka[bad_a], kb[bad_b] = False, False
+    ia, ib = ka.nonzero().flatten(), kb.nonzero().flatten()
+    for k in (0, 2):
+        ref = spatial_pairs(a[ka], b[kb], margin=4.0, k=k)
+        assert torch.equal(spatial_pairs(a2, b2, margin=4.0, k=k), torch.stack([ia[ref[:, 0]], ib[ref[:, 1]]], 1))
+        ref = spatial_pairs(a[ka], margin=4.0, k=k)
+        assert torch.equal(spatial_pairs(a2, margin=4.0, k=k), ia[ref])
+
+
 def test_bad_input():
     with pytest.raises(ValueError, match="x2 < x1"):
         spatial_pairs(torch.tensor([[1.0, 0.0, 0.0, 1.0]]))

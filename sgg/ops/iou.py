@@ -1,4 +1,4 @@
-"""Exact rotated IoU / IoF in pure PyTorch: envelope prefilter + chunked convex polygon clipping.
+"""Exact rotated IoU / IoF in pure PyTorch: envelope prefilter (``spatial_pairs``) + chunked convex polygon clipping.
 
 Only pairs whose axis-aligned envelopes overlap are clipped (everything else is 0), in chunks of
 ``chunk_size`` pairs so memory stays bounded for any N × M. Clipping is Sutherland–Hodgman of box a,
@@ -16,8 +16,9 @@ from typing import Any
 import torch
 
 from .conversions import _as_boxes, box_to_envelope
+from .pairs import spatial_pairs
 
-__all__ = ["rotated_iou", "rotated_iou_aligned", "rotated_iof", "pairwise_intersection", "envelope_pairs"]
+__all__ = ["rotated_iou", "rotated_iou_aligned", "rotated_iof", "pairwise_intersection"]
 
 DEFAULT_CHUNK = 1 << 15
 REL_TOL = 1e-12
@@ -113,31 +114,13 @@ def pairwise_intersection(a: Any, b: Any, chunk_size: int = DEFAULT_CHUNK) -> to
     return torch.cat(parts)
 
 
-def envelope_pairs(env_a: torch.Tensor, env_b: torch.Tensor, max_elems: int = 1 << 22) -> tuple[torch.Tensor, torch.Tensor]:
-    """Index pairs (i, j) whose xyxy envelopes overlap (closed test), by row chunks of ≤ max_elems tests."""
-    n, m = env_a.shape[0], env_b.shape[0]
-    if n == 0 or m == 0:
-        e = torch.zeros(0, dtype=torch.long, device=env_a.device)
-        return e, e
-    rows = max(1, max_elems // m)
-    ii, jj = [], []
-    for r0 in range(0, n, rows):
-        ea = env_a[r0 : r0 + rows, None, :]
-        ov = (ea[..., 0] <= env_b[None, :, 2]) & (env_b[None, :, 0] <= ea[..., 2])
-        ov &= (ea[..., 1] <= env_b[None, :, 3]) & (env_b[None, :, 1] <= ea[..., 3])
-        i, j = ov.nonzero(as_tuple=True)
-        ii.append(i + r0)
-        jj.append(j)
-    return torch.cat(ii), torch.cat(jj)
-
-
 def _overlaps(a: Any, b: Any, mode: str, chunk_size: int) -> torch.Tensor:
     a, b = _as_boxes(a), _as_boxes(b)
     dtype = torch.promote_types(a.dtype, b.dtype)
     out = torch.zeros(a.shape[0], b.shape[0], dtype=dtype, device=a.device)
     if out.numel() == 0:
         return out
-    i, j = envelope_pairs(box_to_envelope(a.double()), box_to_envelope(b.double()))
+    i, j = spatial_pairs(box_to_envelope(a.double()), box_to_envelope(b.double())).unbind(1)
     if i.numel() == 0:
         return out
     inter = pairwise_intersection(a[i], b[j], chunk_size)

@@ -7,9 +7,9 @@ unless an already kept box overlaps it with IoU > threshold. Only IoUs between a
 1. boxes are processed in blocks of ``block`` alive ranks, which are resolved among
    themselves (envelope-filtered pairs, exact IoU, then the greedy fixed point of the small block
    adjacency matrix, iterated with tensor ops until stable);
-2. every box kept in the block suppresses the alive later boxes it overlaps: candidates come from a
-   grid index of envelopes sorted by (row, x1) (``searchsorted`` ranges, a few rows per query), an
-   envelope test and equal labels when ``labels`` are given; a cheap upper bound on the IoU
+2. every box kept in the block suppresses the alive later boxes it overlaps: candidates come from the
+   envelope index built once over all boxes (``sgg.ops.pairs.EnvelopeIndex``, the sweep behind
+   ``spatial_pairs``) and equal labels when ``labels`` are given; a cheap upper bound on the IoU
    (intersection ≤ envelope overlap and ≤ the smaller area) drops hopeless pairs; exact IoU
    (``sgg.ops.iou``) runs on the rest only.
 
@@ -25,6 +25,7 @@ import torch
 
 from .conversions import _as_boxes, box_to_envelope
 from .iou import DEFAULT_CHUNK, pairwise_intersection
+from .pairs import EnvelopeIndex
 
 __all__ = ["rotated_nms", "batched_rotated_nms"]
 
@@ -77,60 +78,6 @@ def _resolve_block(sel: torch.Tensor, boxes, area, env, lab, thr: float, chunk_s
     return keep
 
 
-class _GridIndex:
-    """Envelopes sorted by (row of y1, x1): the boxes whose envelope may meet a query envelope lie in a
-    few contiguous key ranges (one per row), found with ``searchsorted``."""
-
-    def __init__(self, env: torch.Tensor):
-        e = env.double()
-        self.wmax = float((e[:, 2] - e[:, 0]).max())
-        self.hmax = float((e[:, 3] - e[:, 1]).max())
-        self.xmin, self.ymin = float(e[:, 0].min()), float(e[:, 1].min())
-        span_y = float(e[:, 3].max()) - self.ymin
-        self.cell = max(self.hmax, span_y / 4096, 1e-9)
-        self.stride = float(e[:, 2].max()) - self.xmin + 2 * self.wmax + 1
-        row = torch.floor((e[:, 1] - self.ymin) / self.cell)
-        key = row * self.stride + (e[:, 0] - self.xmin)
-        self.order = torch.argsort(key)
-        self.key = key[self.order].contiguous()
-        self.x1, self.y1, self.x2, self.y2 = (e[:, k][self.order].contiguous() for k in range(4))
-        self.env = env
-
-    def candidates(self, q: torch.Tensor, alive: torch.Tensor, max_candidates: int):
-        """Yield (query, box) index chunks: alive boxes whose envelope overlaps envelope ``q`` (ranks)."""
-        if q.numel() == 0:
-            return
-        dev = q.device
-        eq = self.env[q].double()
-        r_lo = torch.floor((eq[:, 1] - self.hmax - self.ymin) / self.cell).clamp_min(0)
-        r_hi = torch.floor((eq[:, 3] - self.ymin) / self.cell)
-        nrow = (r_hi - r_lo + 1).clamp_min(0).long()
-        qq = torch.repeat_interleave(torch.arange(q.numel(), device=dev), nrow)
-        row = r_lo[qq] + (torch.arange(qq.numel(), device=dev) - torch.repeat_interleave(torch.cumsum(nrow, 0) - nrow, nrow))
-        lo = torch.searchsorted(self.key, row * self.stride + (eq[qq, 0] - self.wmax - self.xmin))
-        hi = torch.searchsorted(self.key, row * self.stride + (eq[qq, 2] - self.xmin), right=True)
-        cnt = (hi - lo).clamp_min(0)
-        cum = torch.cumsum(cnt, 0)
-        qx1, qy1, qy2 = eq[:, 0], eq[:, 1], eq[:, 3]
-        a0 = 0
-        while a0 < cnt.numel():  # chunks of query rows so at most ~max_candidates are expanded at once
-            base = int(cum[a0 - 1]) if a0 else 0
-            a1 = max(a0 + 1, int(torch.searchsorted(cum, base + max_candidates, right=True)))
-            c = cnt[a0:a1]
-            tot = int(c.sum())
-            if tot:
-                src = torch.repeat_interleave(qq[a0:a1], c)
-                pos = torch.repeat_interleave(lo[a0:a1] - (torch.cumsum(c, 0) - c), c) + torch.arange(tot, device=dev)
-                m = (self.x2.index_select(0, pos) >= qx1.index_select(0, src))
-                m &= self.y1.index_select(0, pos) <= qy2.index_select(0, src)
-                m &= self.y2.index_select(0, pos) >= qy1.index_select(0, src)
-                pos, src = pos[m], src[m]
-                j = self.order.index_select(0, pos)
-                ok = alive.index_select(0, j)
-                yield q.index_select(0, src[ok]), j[ok]
-            a0 = a1
-
-
 def rotated_nms(
     boxes: Any,
     scores: Any,
@@ -163,7 +110,7 @@ def rotated_nms(
         lab = lab[order]
     env = box_to_envelope(bs.double())  # float64: exact candidate tests even at 30,000-px coordinates
     area = bs[:, 2].double() * bs[:, 3].double()
-    grid = _GridIndex(env)
+    index = EnvelopeIndex(env)
     alive = torch.ones(n, dtype=torch.bool, device=b.device)
     keep = torch.zeros(n, dtype=torch.bool, device=b.device)
     r0 = 0
@@ -179,10 +126,11 @@ def rotated_nms(
         r0 = r1
         if r1 == n:
             break
-        for qi, j in grid.candidates(kept, alive, max_candidates):
+        for qi, j in index.query(env[kept], max_candidates):
+            ok = alive[j]
             if lab is not None:
-                same = lab[qi] == lab[j]
-                qi, j = qi[same], j[same]
+                ok &= lab[kept[qi]] == lab[j]
+            qi, j = kept[qi[ok]], j[ok]
             if j.numel():
                 alive[j[_above(bs, area, env, qi, j, iou_threshold, chunk_size)]] = False
     return order[keep]

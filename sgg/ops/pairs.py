@@ -6,13 +6,14 @@ topological relations, pair proposal) calls :func:`spatial_pairs` or, for many q
 only touch (``x2_a == x1_b``) intersect.
 
 Algorithm (sort and sweep in horizontal strips, no N × M matrix): the indexed set is cut into strips of
-about the median envelope height; every envelope is listed in each strip it spans, sorted by (strip, x1).
-A query envelope meets an indexed one iff, in a strip they share, either the indexed x1 lies in
-``[x1_q, x2_q]`` or the query's x1 lies in ``(x1_b, x2_b]`` — two ``searchsorted`` ranges, one each way, so
-candidates are exactly the pairs that overlap in x within one strip (nothing depends on the widest box).
-A pair is reported only in the first strip both span, then tested on y. x is compared through integer
-ranks in the sorted indexed coordinates, so the tests are exact for any float input. Time
-O((N + M) log(N + M) + P) for P pairs on ordinary layouts, memory O(N + M + P) plus ``max_candidates``.
+about the median envelope height, and into width classes (widths within a factor 2, by binary exponent);
+every envelope is listed in each strip it spans, sorted by (class, strip, x1). A query envelope meets an
+indexed one of class c only if, in a strip they share, the indexed x1 lies in ``[x1_q - wmax_c, x2_q]``: one
+``searchsorted`` range per (query strip, class), so the candidates are about the true pairs plus neighbours
+within one box width — a few huge boxes do not slow down the many small ones. A pair is reported only in
+the first strip both span, after exact x and y tests; x is compared through integer ranks in the sorted
+indexed coordinates, so the tests are exact for any float input. Time O((N + M) log(N + M) + P) for P
+pairs on ordinary layouts, memory O(N + M + P) plus ``max_candidates``.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ DEFAULT_MAX_CANDIDATES = 1 << 22
 
 
 def _check_env(env: Tensor, name: str) -> Tensor:
-    """float64 (K, 4) envelopes; ValueError for a wrong shape, non-finite values or x2 < x1 / y2 < y1."""
+    """float64 (K, 4) envelopes; ValueError for a wrong shape or x2 < x1 / y2 < y1 (NaN rows pass)."""
     if not isinstance(env, Tensor):
         env = torch.as_tensor(np.asarray(env, dtype=np.float64))
     if env.numel() == 0:
@@ -37,10 +38,10 @@ def _check_env(env: Tensor, name: str) -> Tensor:
     if env.dim() != 2 or env.shape[1] != 4:
         raise ValueError(f"{name}: envelopes must have shape (K, 4) x1, y1, x2, y2; got {tuple(env.shape)}")
     e = env.detach().double()
-    bad = ~torch.isfinite(e).all(1) | (e[:, 2] < e[:, 0]) | (e[:, 3] < e[:, 1])
+    bad = (e[:, 2] < e[:, 0]) | (e[:, 3] < e[:, 1])
     if bool(bad.any()):
         k = int(bad.nonzero()[0])
-        raise ValueError(f"{name}: envelope {k} {e[k].tolist()} is not finite or has x2 < x1 or y2 < y1")
+        raise ValueError(f"{name}: envelope {k} {e[k].tolist()} has x2 < x1 or y2 < y1")
     return e
 
 
@@ -85,32 +86,51 @@ def _ranks(u: Tensor, v: Tensor) -> Tensor:
     return torch.searchsorted(u, v) + torch.searchsorted(u, v, right=True)
 
 
+def _finite(e: Tensor) -> Tensor:
+    return torch.isfinite(e).all(1)
+
+
 class EnvelopeIndex:
-    """Envelopes (M, 4) indexed once for many :meth:`query` calls (e.g. NMS asks it once per block)."""
+    """Envelopes (M, 4) indexed once for many :meth:`query` calls (e.g. NMS asks it once per block).
+
+    Rows with a NaN or infinite coordinate (a diverging detector's boxes) take part in no pair.
+    """
 
     def __init__(self, env: Tensor):
         e = _check_env(env, "env")
-        self.env, m = e, e.shape[0]
+        self.env = e
         dev = e.device
+        ids = _finite(e).nonzero().flatten()
+        m = ids.numel()
         if m == 0:
+            self.empty = True
             return
+        self.empty = False
+        e = e[ids]
         self.y0 = float(e[:, 1].min())
         span = float(e[:, 3].max()) - self.y0
         step = max(float((e[:, 3] - e[:, 1]).median()), span / m)
         self.step = step if step > 0 else 1.0
-        self.lo_strip = self._strip(e[:, 1])
-        hi = self._strip(e[:, 3])
+        lo, hi = self._strip(e[:, 1]), self._strip(e[:, 3])
         self.nstrip = int(hi.max()) + 1
-        self.u = torch.unique(torch.cat([e[:, 0], e[:, 2]]))
-        self.width = 2 * self.u.numel() + 2  # codes of one strip lie in [0, width)
-        cnt = hi - self.lo_strip + 1
+        self.u, inv = torch.unique(torch.cat([e[:, 0], e[:, 2]]), return_inverse=True)
+        self.width = 2 * self.u.numel() + 2  # x codes lie in [0, width)
+        # width classes by binary exponent (zero widths apart): within one, widths differ by < 2x
+        w = e[:, 2] - e[:, 0]
+        expo = torch.where(w > 0, torch.frexp(w).exponent.long(), torch.full_like(lo, -(1 << 20)))
+        _, cls = torch.unique(expo, return_inverse=True)
+        self.ncls = int(cls.max()) + 1
+        self.wmax = torch.zeros(self.ncls, dtype=e.dtype, device=dev).scatter_reduce(0, cls, w, "amax")
+        cnt = hi - lo + 1
         box = torch.repeat_interleave(torch.arange(m, device=dev), cnt)
-        strip = torch.repeat_interleave(self.lo_strip - (torch.cumsum(cnt, 0) - cnt), cnt) + torch.arange(box.numel(), device=dev)
-        base = strip * self.width
-        key = base + _ranks(self.u, e[box, 0])
+        strip = torch.repeat_interleave(lo - (torch.cumsum(cnt, 0) - cnt), cnt) + torch.arange(box.numel(), device=dev)
+        key = (cls[box] * self.nstrip + strip) * self.width + (2 * inv[:m] + 1)[box]  # = _ranks(u, x1)
         order = torch.argsort(key)
-        self.key, self.box = key[order].contiguous(), box[order].contiguous()
-        self.key2 = (base + _ranks(self.u, e[box, 2]))[order].contiguous()
+        box = box[order]
+        self.key, self.box = key[order].contiguous(), ids[box].contiguous()
+        # per sorted entry: is this the box's first strip; the box's x2, y1, y2 (contiguous for index_select)
+        self.first = (strip[order] == lo[box]).contiguous()
+        self.x2, self.y1, self.y2 = (e[box, c].contiguous() for c in (2, 1, 3))
 
     def __len__(self) -> int:
         return self.env.shape[0]
@@ -122,50 +142,50 @@ class EnvelopeIndex:
         """Yield ``(i, j)`` chunks: every pair of query envelope i and indexed envelope j that intersect
         (closed test), each pair exactly once, in no particular order."""
         q = _check_env(env, "query")
-        if q.shape[0] == 0 or len(self) == 0:
+        if q.shape[0] == 0 or self.empty:
             return
         dev = q.device
+        ok = _finite(q)
         y = torch.floor((q[:, 1::2] - self.y0) / self.step).clamp(-1, self.nstrip)  # before .long(): no overflow
+        y = torch.where(ok[:, None], y, -1.0)
         lo, hi = y[:, 0].long().clamp_min(0), y[:, 1].long().clamp_max(self.nstrip - 1)
         cnt = (hi - lo + 1).clamp_min(0)
         qi = torch.repeat_interleave(torch.arange(q.shape[0], device=dev), cnt)
         strip = torch.repeat_interleave(lo - (torch.cumsum(cnt, 0) - cnt), cnt) + torch.arange(qi.numel(), device=dev)
-        base = strip * self.width
-        k1 = base + _ranks(self.u, q[qi, 0])
-        k2 = base + _ranks(self.u, q[qi, 2])
-        # (A) the indexed x1 lies in [x1_q, x2_q]: ranges of the sorted index keys, per query entry
-        a_lo = torch.searchsorted(self.key, k1)
-        a_cnt = torch.searchsorted(self.key, k2, right=True) - a_lo
-        for e, pos in _expand(a_lo, a_cnt, max_candidates):
-            yield self._accept(q, qi[e], self.box[pos], strip[e], lo)
-        # (B) the query's x1 lies in (x1_b, x2_b]: ranges of the sorted query keys, per index entry
-        order = torch.argsort(k1)
-        k1s = k1[order]
-        b_lo = torch.searchsorted(k1s, self.key, right=True)
-        b_cnt = torch.searchsorted(k1s, self.key2, right=True) - b_lo
-        for t, pos in _expand(b_lo, b_cnt, max_candidates):
-            e = order[pos]
-            yield self._accept(q, qi[e], self.box[t], strip[e], lo)
-
-    def _accept(self, q: Tensor, i: Tensor, j: Tensor, strip: Tensor, q_lo: Tensor) -> tuple[Tensor, Tensor]:
-        """Keep x-overlapping candidates found in the first strip both span whose y ranges meet."""
-        b = self.env
-        ok = strip == torch.maximum(q_lo[i], self.lo_strip[j])
-        ok &= (q[i, 1] <= b[j, 3]) & (b[j, 1] <= q[i, 3])
-        return i[ok], j[ok]
+        # per (entry, width class c): indexed x1 in [x1_q - wmax_c, x2_q] (widened by a rounding slack)
+        c = torch.arange(self.ncls, device=dev)
+        base = ((c[None, :] * self.nstrip + strip[:, None]) * self.width).reshape(-1)
+        x1, x2 = q[qi, 0][:, None], q[qi, 2][:, None]
+        lower = x1 - self.wmax[None, :] - (x1.abs() + self.wmax[None, :]) * 1e-12
+        r_lo = torch.searchsorted(self.key, base + _ranks(self.u, lower.reshape(-1)))
+        cnt = torch.searchsorted(self.key, base + _ranks(self.u, x2.expand(-1, self.ncls).reshape(-1)), right=True) - r_lo
+        # a pair is reported in the first strip both span: the first strip of one of the two
+        q_first = strip == lo[qi]
+        qx1, qy1, qy2 = (q[:, c].index_select(0, qi) for c in (0, 1, 3))
+        for e, pos in _expand(r_lo, cnt, max_candidates):
+            e = torch.div(e, self.ncls, rounding_mode="floor")
+            ok = q_first.index_select(0, e) | self.first.index_select(0, pos)
+            ok &= self.x2.index_select(0, pos) >= qx1.index_select(0, e)
+            ok &= self.y2.index_select(0, pos) >= qy1.index_select(0, e)
+            ok &= self.y1.index_select(0, pos) <= qy2.index_select(0, e)
+            e, pos = e[ok], pos[ok]
+            yield qi.index_select(0, e), self.box.index_select(0, pos)
 
 
 def _knn(a: Tensor, b: Tensor, k: int, self_mode: bool) -> tuple[Tensor, Tensor]:
     """Each row of ``a``'s k nearest rows of ``b`` by envelope-centre distance (cKDTree); exact ties are
-    broken by the lower index of ``b``. In self mode a row is not its own neighbour."""
+    broken by the lower index of ``b``. In self mode a row is not its own neighbour; rows with a NaN or
+    infinite coordinate take no part."""
     from scipy.spatial import cKDTree
 
-    ca = ((a[:, :2] + a[:, 2:]) / 2).cpu().numpy()
-    cb = ((b[:, :2] + b[:, 2:]) / 2).cpu().numpy()
+    ia = _finite(a).nonzero().flatten().cpu()
+    ib = ia if self_mode else _finite(b).nonzero().flatten().cpu()
+    ca = ((a[:, :2] + a[:, 2:]) / 2).cpu()[ia].numpy()
+    cb = ((b[:, :2] + b[:, 2:]) / 2).cpu()[ib].numpy()
     n, m = len(ca), len(cb)
     kk = min(k + 1 + int(self_mode), m)
+    e = torch.zeros(0, dtype=torch.long)
     if n == 0 or kk == 0 or (self_mode and m < 2):
-        e = torch.zeros(0, dtype=torch.long)
         return e, e
     tree = cKDTree(cb)
     idx = tree.query(ca, k=kk)[1].reshape(n, kk)
@@ -175,21 +195,18 @@ def _knn(a: Tensor, b: Tensor, k: int, self_mode: bool) -> tuple[Tensor, Tensor]
     o = np.lexsort((idx, d2), axis=-1)
     idx, d2 = np.take_along_axis(idx, o, 1), np.take_along_axis(d2, o, 1)
     take = min(k, m - int(self_mode))
-    rows = np.repeat(np.arange(n), take)
-    cols = idx[:, :take].reshape(-1)
+    cols = idx[:, :take].copy()
     if take == k and kk > k:  # is the k-th neighbour tied with one not taken (cKDTree breaks ties arbitrarily)?
         tied = np.isfinite(d2[:, k]) & (d2[:, k] == d2[:, k - 1])
         if self_mode:  # a row whose own index was not returned has ≥ kk points at distance 0
             tied |= ~np.isinf(d2).any(1)
-        if tied.any():
-            cols = cols.reshape(n, take)
-            for r in np.flatnonzero(tied):
-                cand = np.asarray(tree.query_ball_point(ca[r], np.sqrt(d2[r, k - 1]) * (1 + 1e-9) + 1e-300), dtype=np.int64)
-                cand = cand[cand != r] if self_mode else cand
-                dc = ((cb[cand] - ca[r]) ** 2).sum(-1)
-                cols[r] = cand[np.lexsort((cand, dc))[:k]]
-            cols = cols.reshape(-1)
-    return torch.from_numpy(rows).long(), torch.from_numpy(np.ascontiguousarray(cols)).long()
+        for r in np.flatnonzero(tied):
+            cand = np.asarray(tree.query_ball_point(ca[r], np.sqrt(d2[r, k - 1]) * (1 + 1e-9) + 1e-300), dtype=np.int64)
+            cand = cand[cand != r] if self_mode else cand
+            dc = ((cb[cand] - ca[r]) ** 2).sum(-1)
+            cols[r] = cand[np.lexsort((cand, dc))[:k]]
+    rows = torch.from_numpy(np.repeat(np.arange(n), take))
+    return ia[rows], ib[torch.from_numpy(cols.reshape(-1))]
 
 
 def spatial_pairs(
@@ -207,7 +224,8 @@ def spatial_pairs(
     touching counts), plus, when ``k > 0``, each i's ``k`` nearest j by envelope-centre distance (ties to the
     lower j). Self mode (``env_b`` None): pairs within ``env_a``, ``i < j``, each unordered pair once; a pair
     is kept when either box grown by its own margin meets the other (margin max(m_i, m_j)), or when one is
-    among the other's k nearest. The result lives on ``env_a``'s device; ``max_candidates`` bounds the
+    among the other's k nearest. Rows with a NaN or infinite coordinate take part in no pair; x2 < x1 or
+    y2 < y1 raises ValueError. The result lives on ``env_a``'s device; ``max_candidates`` bounds the
     candidate pairs expanded at once.
     """
     dev = env_a.device if isinstance(env_a, Tensor) else torch.device("cpu")
