@@ -126,18 +126,3 @@ def test_containment_matches_bruteforce():
 def test_empty():
     out = _merge(Detections.empty(), [], [WIN_A], [0])
     assert len(out) == 0
-
-
-def test_envelope_pairs_match_bruteforce():
-    from sgg.detectors.merge import _envelope_pairs
-
-    g = torch.Generator().manual_seed(0)
-    xy = torch.rand(300, 2, generator=g) * 500
-    env = torch.cat([xy, xy + torch.rand(300, 2, generator=g) * 60], dim=1)
-    got = set()
-    for i, j in _envelope_pairs(env, max_pairs=50):  # tiny chunks exercise the chunking
-        got |= {(min(a, b), max(a, b)) for a, b in zip(i.tolist(), j.tolist())}
-    ov = ((env[:, None, 0] <= env[None, :, 2]) & (env[None, :, 0] <= env[:, None, 2])
-          & (env[:, None, 1] <= env[None, :, 3]) & (env[None, :, 1] <= env[:, None, 3]))
-    ref = {(a, b) for a, b in ov.nonzero().tolist() if a < b}
-    assert got == ref and len(ref) > 100

@@ -25,6 +25,7 @@ from typing import Sequence
 
 import torch
 
+from sgg.ops import pairwise_intersection, rotated_nms, spatial_pairs
 from sgg.structures import Detections
 
 _CHUNK = 2048  # rows per block for N×N / N×T boolean matrices
@@ -127,40 +128,8 @@ def coarse_small(
     return out
 
 
-def _envelope_pairs(env: torch.Tensor, max_pairs: int = 1 << 21):
-    """Yield (i, j) index chunks, each unordered pair once, whose envelopes (N,4 xyxy) overlap.
-
-    Sweep in x: after sorting by x1, the partners of position p are p+1 .. end[p]-1 (their x1 lies within
-    [x1_p, x2_p]); pairs are expanded in chunks of about ``max_pairs`` and filtered on y.
-    """
-    n = env.shape[0]
-    if n < 2:
-        return
-    order = torch.argsort(env[:, 0], stable=True)
-    x1s = env[order, 0].contiguous()
-    end = torch.searchsorted(x1s, env[order, 2].contiguous(), right=True)
-    counts = (end - torch.arange(1, n + 1)).clamp_min(0)
-    cum = torch.cumsum(counts, 0)
-    p0 = 0
-    while p0 < n:
-        base = int(cum[p0 - 1]) if p0 else 0
-        p1 = max(p0 + 1, int(torch.searchsorted(cum, torch.tensor(base + max_pairs), right=True)))
-        p1 = min(p1, n)
-        c = counts[p0:p1]
-        m = int(c.sum())
-        if m:
-            pos = torch.repeat_interleave(torch.arange(p0, p1), c)
-            first = torch.repeat_interleave(torch.cumsum(c, 0) - c, c)
-            i, j = order[pos], order[pos + 1 + torch.arange(m) - first]
-            ok = (env[i, 1] <= env[j, 3]) & (env[j, 1] <= env[i, 3])
-            yield i[ok], j[ok]
-        p0 = p1
-
-
 def _aligned_iof(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """Intersection / area(a) for aligned pairs (exact convex clipping, ``sgg.ops.pairwise_intersection``)."""
-    from sgg.ops import pairwise_intersection
-
     if a.shape[0] == 0:
         return a.new_zeros(0)
     inter = pairwise_intersection(a, b).to(a.dtype)
@@ -174,7 +143,7 @@ def containment_suppress(
 
     j outranks i when it scores higher (if ``by_score``), or when i is ``fragile`` (a flagged tile-border
     fragment) and j is not.
-    Candidate pairs come from overlapping envelopes (a sorted sweep, memory-bounded), then the aligned
+    Candidate pairs come from overlapping envelopes (``sgg.ops.spatial_pairs``), then the aligned
     rotated IoF is computed only for those pairs.
     """
     n = len(det)
@@ -183,16 +152,11 @@ def containment_suppress(
         return keep
     fragile = torch.zeros(n, dtype=torch.bool) if fragile is None else fragile
     lab, sc, area = det.labels, det.scores, det.boxes.area()
-    rows, cols = [], []
-    for i, j in _envelope_pairs(det.boxes.envelope()):
-        i, j = torch.cat([i, j]), torch.cat([j, i])  # both directions: does j contain i?
-        ok = (lab[i] == lab[j]) & (area[i] <= area[j])
-        ok &= ((sc[j] > sc[i]) & by_score) | (fragile[i] & ~fragile[j])
-        rows.append(i[ok])
-        cols.append(j[ok])
-    if not rows:
-        return keep
-    r, c = torch.cat(rows), torch.cat(cols)
+    i, j = spatial_pairs(det.boxes.envelope()).unbind(1)
+    i, j = torch.cat([i, j]), torch.cat([j, i])  # both directions: does j contain i?
+    ok = (lab[i] == lab[j]) & (area[i] <= area[j])
+    ok &= ((sc[j] > sc[i]) & by_score) | (fragile[i] & ~fragile[j])
+    r, c = i[ok], j[ok]
     if len(r):
         t = det.boxes.tensor
         iof = _aligned_iof(t[r], t[c])
@@ -202,8 +166,6 @@ def containment_suppress(
 
 
 def _nms(det: Detections, iou_threshold: float, group: torch.Tensor) -> torch.Tensor:
-    from sgg.ops import rotated_nms
-
     if len(det) == 0:
         return torch.zeros(0, dtype=torch.long)
     return rotated_nms(det.boxes.tensor, det.scores, iou_threshold, labels=group)
