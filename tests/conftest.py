@@ -1,4 +1,5 @@
-"""Shared fixtures: paths to the real test files in ../shared/real and a deterministic torch."""
+"""Shared fixtures: paths to the real test files (``$SGG_REAL_DATA``, default ../shared/real) and a
+deterministic torch; a summary line counts the tests skipped for want of the real files."""
 
 from __future__ import annotations
 
@@ -12,11 +13,24 @@ ROOT = Path(__file__).resolve().parents[1]
 REAL = Path(os.environ.get("SGG_REAL_DATA", ROOT.parent / "shared" / "real"))
 
 
+REAL_SKIP = "real test files not found at"
+
+
 @pytest.fixture(scope="session")
 def real_dir() -> Path:
     if not REAL.is_dir():
-        pytest.skip(f"real test files not found at {REAL}")
+        pytest.skip(f"{REAL_SKIP} {REAL}")
     return REAL
+
+
+def pytest_terminal_summary(terminalreporter) -> None:
+    """One line saying how many tests skipped for want of the real data, and how to point them at it."""
+    skipped = [r for r in terminalreporter.stats.get("skipped", [])
+               if isinstance(r.longrepr, tuple) and REAL_SKIP in str(r.longrepr[-1])]
+    if skipped:
+        terminalreporter.write_line(
+            f"real data: {len(skipped)} tests skipped because {REAL} does not exist; "
+            "set SGG_REAL_DATA=/path/to/shared/real to run them")
 
 
 @pytest.fixture(autouse=True)
