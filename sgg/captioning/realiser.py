@@ -4,7 +4,7 @@
 with correct plurals), the layout of the main classes by image part (3 × 3 grid), the most salient
 relations (the (subject class, predicate, object class) groups with most distinct subjects, at most two per
 predicate), and for graphs without relations, how close the most frequent class lies to the largest
-structures. Predicted graphs are cut to their ``top_k`` best triplets first. Same graph, same text.
+structures; with a known resolution, the length range of the commonest class. Predicted graphs are cut to their ``top_k`` best triplets first. Same graph, same text.
 
 :func:`caption` picks the backend: ``"template"`` (this realiser) or ``"openai"`` (any OpenAI-compatible
 chat server, :mod:`sgg.captioning.llm`, given the graph as structured context).
@@ -80,14 +80,26 @@ def _layout(graph: SceneGraph, names: list[str]) -> str:
         if n == 1:
             out.append(f"the {noun(cls, 1)} is in the {top} part")
         elif k == n:
-            out.append(f"{'both' if n == 2 else 'all'} {noun(cls, n)} are in the {top} part")
+            out.append(f"{'both' if n == 2 else 'all ' + number(n)} {noun(cls, n)} are in the {top} part")
         elif k >= 0.6 * n:
             out.append(f"most of the {noun(cls, n)} are in the {top} part")
         elif len(where) >= 6 and k < 0.35 * n:
             out.append(f"the {noun(cls, n)} are spread across the whole image")
         else:
             out.append(f"the {noun(cls, n)} are mainly in the {where[0][0]} and {where[1][0]} parts")
-    return sentence_case(_join(out)) + "."
+    text = sentence_case(_join(out)) + "."
+    gsd = _gsd(graph)
+    cls, n = Counter(names).most_common(1)[0]
+    if gsd and n >= 3:  # sizes of the main class, in metres
+        lab = np.array(names)
+        wh = graph.detections.boxes.tensor[:, 2:4].numpy()[lab == cls]
+        length = wh.max(axis=1) * gsd
+        lo, med, hi = (float(np.percentile(length, q)) for q in (5, 50, 95))
+        if round(lo) == round(hi):
+            text += f" The {noun(cls, n)} are about {med:.0f} m long."
+        else:
+            text += f" The {noun(cls, n)} measure {lo:.0f} to {hi:.0f} m in length (median {med:.0f} m)."
+    return text
 
 
 def _relations(graph: SceneGraph, names: list[str]) -> str:
@@ -122,8 +134,8 @@ def _relations(graph: SceneGraph, names: list[str]) -> str:
         if len(sentences) >= MAX_RELATIONS:
             break
     n_rel = sum(1 for k in lab if k > 0)
-    head = f"The graph holds {number(n_rel)} relation{'s' if n_rel != 1 else ''}"
-    return head + (": " if sentences else ".") + " ".join(sentences)
+    head = f"The graph holds {number(n_rel)} relation{'s' if n_rel != 1 else ''}."
+    return " ".join([head, *sentences])
 
 
 def _proximity(graph: SceneGraph, names: list[str]) -> str:
