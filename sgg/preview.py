@@ -27,9 +27,14 @@ def _colour(index: int) -> tuple[int, int, int]:
 
 def overview(image_path: Any, max_side: int = 1600) -> tuple[np.ndarray, float]:
     """(H×W×3 uint8 overview, level-0 px per overview px) of a raster."""
+    import warnings
+
     from sgg.io import RasterScene
 
-    with RasterScene.open(image_path) as scene:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the pipeline has already said what it had to about this raster
+        scene = RasterScene.open(image_path)
+    with scene:
         level = 0
         while max(scene.width, scene.height) / 2**level > max_side:
             level += 1
