@@ -231,6 +231,37 @@ def _argparse_raises() -> Iterator[None]:
         argparse.ArgumentParser.error = saved
 
 
+# ---------------------------------------------------------------------------------------- progress
+class LineProgress:
+    """Progress for logs (stderr not a terminal): ``fn(level, done, total)`` printing one line
+    ``sgg CMD: level L: done/total tiles (P%), T s`` at most every ``interval`` seconds and when a level
+    ends, instead of a bar that a log file cannot redraw."""
+
+    def __init__(self, command: str, interval: float = 10.0, unit: str = "tiles", stream=None):
+        import time
+
+        self.command, self.interval, self.unit = command, float(interval), unit
+        self.stream = stream if stream is not None else sys.stderr
+        self._clock = time.monotonic
+        self._start = self._last = self._clock()
+
+    def __call__(self, level: int, done: int, total: int) -> None:
+        now = self._clock()
+        if done < total and now - self._last < self.interval:
+            return
+        self._last = now
+        pct = 100.0 * done / total if total else 100.0
+        print(f"sgg {self.command}: level {level}: {done}/{total} {self.unit} ({pct:.0f}%), "
+              f"{now - self._start:.0f} s", file=self.stream, flush=True)
+
+
+def progress_for(command: str, quiet: bool):
+    """``True`` (a bar) on a terminal, a :class:`LineProgress` in logs, ``False`` when quiet."""
+    if quiet:
+        return False
+    return True if sys.stderr.isatty() else LineProgress(command)
+
+
 # ---------------------------------------------------------------------------------------- warnings
 _seen: set[str] = set()
 

@@ -415,3 +415,19 @@ def test_seen_help_texts(capsys):
     lines = res.stdout.strip().splitlines()
     assert res.returncode == 0 and lines[-1] == "no lightning" and len(lines) < 80
     assert "--data.data_dir" in res.stdout and "--model.backbone" in res.stdout
+
+
+def test_progress_lines_for_logs():
+    import io
+
+    from sgg.cli_support import LineProgress
+
+    out = io.StringIO()
+    p = LineProgress("detect", interval=60.0, stream=out)
+    clock = iter([0.0, 1.0, 70.0, 71.0, 72.0])
+    p._clock = lambda: next(clock)
+    p._start = p._last = 0.0
+    for level, done, total in [(2, 1, 4), (2, 2, 4), (2, 3, 4), (2, 4, 4), (1, 1, 9)]:
+        p(level, done, total)
+    lines = out.getvalue().splitlines()  # 0 s, 1 s: too soon; 70 s: due; 71 s: level done; 72 s: too soon
+    assert lines == ["sgg detect: level 2: 3/4 tiles (75%), 70 s", "sgg detect: level 2: 4/4 tiles (100%), 71 s"]

@@ -14,7 +14,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from sgg.cli_support import ArgumentParser, float_range, int_range
+from sgg.cli_support import ArgumentParser, float_range, int_range, progress_for
 
 
 def _levels(text: str):
@@ -55,7 +55,12 @@ def build_parser() -> ArgumentParser:
                    help="guided: finer tiles only where coarser levels found objects; full: everywhere")
     p.add_argument("--batch-size", type=int_range(1), default=2, help="tiles per forward pass")
     p.add_argument("--prefetch", type=int_range(0), default=2, help="tiles read ahead on a thread pool")
-    p.add_argument("--score-threshold", type=float_range(0, 1), default=0.05, help="keep detections scoring at least")
+    p.add_argument("--score-threshold", type=float_range(0, 1), default=0.05,
+                   help="evaluation threshold: the detector keeps detections scoring at least this (low, for mAP)")
+    from sgg.graph.thresholds import DEFAULT_OUTPUT_THRESHOLD, add_output_arguments
+
+    add_output_arguments(p, f"output threshold of the layers written to --out (default {DEFAULT_OUTPUT_THRESHOLD}; "
+                         ".scene.json and --dota-out keep every detection above --score-threshold unless given)")
     p.add_argument("--iou-threshold", type=float_range(0, 1, lo_open=True), default=0.4,
                    help="class-wise rotated NMS IoU (STAR: 0.4)")
     p.add_argument("--guide-threshold", type=float_range(0, 1), default=0.3,
@@ -125,6 +130,10 @@ def check_options(args: argparse.Namespace):
     out = Path(args.out) if args.out else Path(f"{raster.stem}.scene.json")
     output_file(out, "--out", suffixes=GRAPH_SUFFIXES, inputs=[raster])
     dota_out = output_dir(args.dota_out, "--dota-out") if args.dota_out else None
+    from sgg.graph.formats import suffix_format
+    from sgg.graph.thresholds import check_project_option
+
+    check_project_option(args, suffix_format(out), inputs=(raster,))
     return raster, out, dota_out
 
 
@@ -178,17 +187,29 @@ def main(argv: list[str] | None = None) -> int:
         sg = detect_scene(model, raster, tile_size=args.tile_size, overlap=args.overlap, levels=args.levels,
                           zoom=args.zoom, batch_size=args.batch_size, prefetch=args.prefetch,
                           score_threshold=args.score_threshold, iou_threshold=args.iou_threshold,
-                          progress=not args.quiet and sys.stderr.isatty(), guide_threshold=args.guide_threshold)
+                          progress=progress_for("detect", args.quiet), guide_threshold=args.guide_threshold)
         sg.metadata["weights"] = str(weights)
     sg, dropped = _drop_outside(sg)
-    from sgg.graph.formats import export
+    from sgg.graph.formats import export, suffix_format
+    from sgg.graph.thresholds import DEFAULT_OUTPUT_THRESHOLD, select_objects
 
+    # two thresholds: detections down to --score-threshold (evaluation) are kept for .scene.json/--dota-out;
+    # layers for people hold the objects scoring at least --min-score (output threshold)
+    fmt = suffix_format(out)
+    min_score = args.min_score if args.min_score is not None or fmt == "scene" else DEFAULT_OUTPUT_THRESHOLD
+    sg = sg.replace(metadata={**sg.metadata, "thresholds": {"evaluation": args.score_threshold, "output": None}})
+    every = sg
+    sg = select_objects(sg, min_score)
     written: dict = {}
     export(sg, out, summary=written)
+    if args.qgis_project:
+        from sgg.graph.qgis import write_scene_project
+
+        write_scene_project(args.qgis_project, out, sg, raster_path=raster)
     if dota_out is not None:
         from sgg.datasets.dota import write_dota_results
 
-        write_dota_results({args.image_id or raster.stem: sg.detections}, dota_out, sg.vocabulary)
+        write_dota_results({args.image_id or raster.stem: every.detections}, dota_out, every.vocabulary)
     if not args.quiet:
         det = sg.detections
         counts = torch.bincount(det.labels, minlength=sg.vocabulary.num_classes) if len(det) else None
@@ -198,7 +219,10 @@ def main(argv: list[str] | None = None) -> int:
         timing = sg.metadata.get("timing", {})
         extra = f" in {timing['total_s']:.1f} s" if "total_s" in timing else ""
         gone = f"; dropped {dropped} centred outside the raster" if dropped else ""
-        print(f"{raster}: {len(det)} objects ({summary}){extra}{gone} -> {out}")
+        kept = (f" scoring >= {min_score} (of {len(every.detections)} >= {args.score_threshold})"
+                if min_score is not None else "")
+        project = f" + {args.qgis_project}" if args.qgis_project else ""
+        print(f"{raster}: {len(det)} objects{kept} ({summary}){extra}{gone} -> {out}{project}")
     return 0
 
 
