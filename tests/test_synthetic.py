@@ -68,6 +68,16 @@ def test_annotation_is_well_formed(scene1024):
     assert sg.georef is not None and "UTM zone 33N" in sg.georef.crs_wkt
 
 
+def test_square_boxes_take_the_canonical_quarter_turn():
+    # energy sites hold round tanks and towers (square boxes) on frames turned by quarter turns: a square is the
+    # same box at angle a and a +- pi/2, and le90's canonical form keeps the one in [-pi/4, pi/4)
+    b = generate_scene(1, 900, layout="energy").detections.boxes.tensor
+    square = b[:, 2] == b[:, 3]
+    assert int(square.sum()) >= 5
+    assert bool((b[square, 4] >= -math.pi / 4).all() and (b[square, 4] < math.pi / 4).all())
+    assert bool((b[~square, 2] > b[~square, 3]).all())
+
+
 def test_boxes_are_minimum_rectangles_of_drawn_shapes():
     shapely = pytest.importorskip("shapely")
     rng = np.random.default_rng(0)
