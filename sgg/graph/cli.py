@@ -30,11 +30,16 @@ def build_parser():
                    help="with --topology: also relate disjoint footprints closer than this many pixels (default 0)")
     p.add_argument("--top-k", type=int_range(0), default=None, help="predictions: keep the K best triplets")
     p.add_argument("--per-pair", type=int_range(1), default=1, help="predictions: predicates kept per pair")
-    p.add_argument("--min-score", type=float_range(0, 1), default=None,
+    p.add_argument("--min-relation-score", type=float_range(0, 1), default=None,
                    help="predictions: drop triplets scoring below")
+    from sgg.graph.thresholds import DEFAULT_OUTPUT_THRESHOLD, add_output_arguments
+
+    add_output_arguments(p, f"drop objects scoring below this, with their relations (default "
+                         f"{DEFAULT_OUTPUT_THRESHOLD}; 0 keeps all)")
     p.add_argument("--full-scores", action="store_true",
                    help="predictions: store each pair's predicate score vector (exact round trip)")
-    p.add_argument("--no-style", action="store_true", help="GeoPackage: do not store the QGIS layer style")
+    p.add_argument("--no-style", action="store_true",
+                   help="do not store QGIS layer styles (GeoPackage layer_styles, .qml beside GeoJSON/GeoParquet)")
     return p
 
 
@@ -72,6 +77,9 @@ def check_options(args):
     else:
         raise UsageError("say what to write: --to FORMAT or --out FILE")
     output_file(out, "--out", inputs=[src])
+    from sgg.graph.thresholds import check_project_option
+
+    check_project_option(args, fmt, inputs=(src, out))
     if args.crs not in (None, "native"):
         import pyproj
 
@@ -100,12 +108,23 @@ def main(argv: list[str] | None = None) -> int:
     if fmt == "scene" and sg.predicate_scores is not None and len(sg.pairs) and args.top_k is None:
         raise SggInputError(f"{src} is a prediction with {len(sg.pairs)} candidate pairs: native scene JSON "
                             "keeps its best triplets only, pass --top-k K", path=out, option="--out")
+    from sgg.graph.thresholds import DEFAULT_OUTPUT_THRESHOLD
+
     written: dict = {}
+    min_score = DEFAULT_OUTPUT_THRESHOLD if args.min_score is None else args.min_score
     path = export(sg, out, fmt, crs=args.crs, topology=args.topology, distance=args.distance or 0.0,
-                  top_k=args.top_k, per_pair=args.per_pair, min_score=args.min_score, full_scores=args.full_scores,
-                  style=not args.no_style, summary=written)
+                  top_k=args.top_k, per_pair=args.per_pair, min_score=args.min_relation_score,
+                  full_scores=args.full_scores, style=not args.no_style, summary=written,
+                  output_threshold=min_score)
+    if args.qgis_project:
+        from sgg.graph.qgis import write_scene_project
+
+        write_scene_project(args.qgis_project, path, sg)
     if not args.quiet:
-        print(f"wrote {path} ({written['objects']} objects, {written['relations']} relation rows)")
+        dropped = sg.num_objects - written["objects"]
+        note = f"; {dropped} below --min-score {min_score} left out" if dropped else ""
+        print(f"wrote {path} ({written['objects']} objects, {written['relations']} relation rows{note})"
+              + (f" + {args.qgis_project}" if args.qgis_project else ""))
     return 0
 
 
