@@ -21,6 +21,9 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+import torch
+
+from sgg.ops import box_to_corners
 
 SOURCES = ("annotation", "model", "geometry")
 NODE_COLUMNS = ("id", "class", "class_index", "score", "cx", "cy", "w", "h", "angle", "level", "difficult")
@@ -33,14 +36,9 @@ PIXEL_FRAME = np.array([1.0, -1.0])
 
 
 def box_corners(boxes: np.ndarray) -> np.ndarray:
-    """(N,5) ``cx, cy, w, h, angle`` → (N,4,2) float64 corners (w along the angle, order around the box)."""
-    b = np.asarray(boxes, dtype=np.float64).reshape(-1, 5)
-    c, s = np.cos(b[:, 4]), np.sin(b[:, 4])
-    ux = np.stack([c, s], axis=1) * (b[:, 2:3] / 2)  # half-width along the box axis
-    uy = np.stack([-s, c], axis=1) * (b[:, 3:4] / 2)  # half-height across it
-    ctr = b[:, None, :2]
-    signs = np.array([[-1, -1], [1, -1], [1, 1], [-1, 1]], dtype=np.float64)
-    return ctr + signs[None, :, 0:1] * ux[:, None, :] + signs[None, :, 1:2] * uy[:, None, :]
+    """(N,5) ``cx, cy, w, h, angle`` → (N,4,2) float64 corners: :func:`sgg.ops.box_to_corners` on numpy."""
+    b = torch.as_tensor(np.asarray(boxes, dtype=np.float64).reshape(-1, 5))
+    return box_to_corners(b).numpy()
 
 
 def _georef_is_map(sg: Any) -> bool:

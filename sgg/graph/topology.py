@@ -1,8 +1,8 @@
 """Deterministic topological relations between object footprints (DE-9IM → RCC8 names).
 
-Candidate pairs come from an STRtree query (``intersects``, or ``dwithin`` when ``distance > 0``), never an
-N² scan; each candidate pair's DE-9IM matrix is computed in one vectorised :func:`shapely.relate` call and
-classified with numpy:
+Candidate pairs are the boxes whose envelopes come within ``distance`` (:func:`sgg.ops.spatial_pairs`), never
+an N² scan; each candidate pair's DE-9IM matrix is computed in one vectorised :func:`shapely.relate` call and
+classified with numpy; disjoint pairs whose footprints lie farther apart than ``distance`` are dropped:
 
 =============  ======  =========================================================
 name           RCC8    DE-9IM condition (a = subject, b = object)
@@ -25,39 +25,20 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+import torch
+
+from sgg.ops import box_to_envelope, box_to_shapely, spatial_pairs
 
 NAMES = ("equals", "within", "contains", "overlaps", "touches", "disjoint")
 
 
-def _footprints(sg_or_boxes: Any) -> np.ndarray:
-    import shapely
-
-    from sgg.graph.tables import box_corners
-
+def _boxes(sg_or_boxes: Any) -> torch.Tensor:
+    """(N,5) float64 CPU boxes of a SceneGraph, Detections, OrientedBoxes, tensor or array."""
     boxes = getattr(sg_or_boxes, "detections", sg_or_boxes)
     boxes = getattr(boxes, "boxes", boxes)
     boxes = getattr(boxes, "tensor", boxes)
-    if hasattr(boxes, "detach"):
-        boxes = boxes.detach().cpu().double().numpy()
-    corners = box_corners(np.asarray(boxes, dtype=np.float64))
-    ring = np.concatenate([corners, corners[:, :1]], axis=1)
-    return shapely.polygons(ring)
-
-
-def candidate_pairs(polys: np.ndarray, distance: float = 0.0) -> np.ndarray:
-    """(K,2) unordered pairs ``i < j`` whose footprints intersect or lie within ``distance``, sorted."""
-    import shapely
-
-    if len(polys) < 2:
-        return np.zeros((0, 2), dtype=np.int64)
-    tree = shapely.STRtree(polys)
-    if distance > 0:
-        i, j = tree.query(polys, predicate="dwithin", distance=float(distance))
-    else:
-        i, j = tree.query(polys, predicate="intersects")
-    keep = i < j
-    pairs = np.stack([i[keep], j[keep]], axis=1).astype(np.int64)
-    return pairs[np.lexsort((pairs[:, 1], pairs[:, 0]))]
+    t = boxes.detach().cpu() if isinstance(boxes, torch.Tensor) else torch.as_tensor(np.asarray(boxes, dtype=np.float64))
+    return t.double().reshape(-1, 5)
 
 
 def classify_de9im(matrices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -90,9 +71,10 @@ def topological_relations(sg_or_boxes: Any, pairs: Any | None = None, distance: 
     """
     import shapely
 
-    polys = _footprints(sg_or_boxes)
-    if pairs is None:
-        p = candidate_pairs(polys, distance)
+    boxes = _boxes(sg_or_boxes)
+    polys = box_to_shapely(boxes)
+    if pairs is None:  # envelopes within the distance; the exact footprint distance filters them below
+        p = spatial_pairs(box_to_envelope(boxes), margin=max(float(distance), 0.0)).numpy()
     else:
         p = np.asarray(pairs.detach().cpu() if hasattr(pairs, "detach") else pairs, dtype=np.int64).reshape(-1, 2)
         if len(p) and (p.min() < 0 or p.max() >= len(polys)):
