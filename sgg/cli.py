@@ -32,6 +32,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
 TRAIN_STAGES: dict[str, tuple[str, str]] = {
     "detector": ("sgg.detectors.module:DetectorModule", "sgg.datasets.datamodules:DetectorDataModule"),
     "ppg": ("sgg.pairs.module:PPGModule", "sgg.pairs.module:PPGDataModule"),
+    "relation": ("sgg.relation_heads.module:RelationModule", "sgg.datasets.datamodules:RelationDataModule"),
 }
 
 LIGHTNING_SUBCOMMANDS = ("fit", "validate", "test", "predict")

@@ -1,0 +1,30 @@
+"""Relation heads (DESIGN.md §5.4): RPCM, the pair-MLP and frequency-prior baselines, their training module.
+
+``load_relation_head(path)`` → a head with ``.vocabulary`` and ``.predict(graph) -> SceneGraph`` (predicate
+probabilities for the graph's pairs, proposed with the head's spatial rule when it has none);
+``FrequencyPrior.from_star()`` is a head too.
+"""
+
+from .base import RelationHead, scatter_mean
+from .candidates import candidate_pairs, pair_targets, training_pairs
+from .checkpoint import build_head, load_relation_head, save_relation_head
+from .features import footprint_raster, object_geometry, pair_geometry
+from .frequency import FrequencyPrior
+from .models import RPCM, PairMLP
+
+__all__ = [
+    "RelationHead",
+    "RPCM",
+    "PairMLP",
+    "FrequencyPrior",
+    "build_head",
+    "load_relation_head",
+    "save_relation_head",
+    "candidate_pairs",
+    "pair_targets",
+    "training_pairs",
+    "object_geometry",
+    "pair_geometry",
+    "footprint_raster",
+    "scatter_mean",
+]

@@ -1,0 +1,117 @@
+"""What every relation head shares: vocabulary checks, pair proposal and :meth:`RelationHead.predict`.
+
+A head maps ``(boxes (N,5), labels (N,) or None, pairs (M,2), features (N,D) or None)`` to
+``{"rel_logits": (M, P) (column 0 background), "obj_logits": (N, C) or None}``. ``predict`` wraps that
+for a :class:`~sgg.structures.SceneGraph`: it maps class names to the head's vocabulary, proposes pairs
+when the graph has none, and returns ``graph.replace(predicate_scores=softmax(rel_logits), …)``; an
+SGCls head (``mode='sgcls'``) also replaces the object classes with its own.
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import Any
+
+import torch
+from torch import nn
+
+from sgg.errors import SggInputError
+from sgg.structures import Detections, PairSet, SceneGraph, Vocabulary
+
+from .candidates import DEFAULTS, candidate_pairs
+
+MODES = ("predcls", "sgcls")
+
+
+def scatter_mean(src: torch.Tensor, index: torch.Tensor, size: int) -> torch.Tensor:
+    """Mean of the rows of ``src`` sharing an ``index`` value → (size, D); empty groups give 0."""
+    out = src.new_zeros(size, src.shape[1]).index_add_(0, index, src)
+    cnt = torch.bincount(index, minlength=size).clamp_min(1).to(src.dtype)
+    return out / cnt[:, None]
+
+
+class RelationHead(nn.Module):
+    """Base class; subclasses set ``kind`` and implement ``forward``."""
+
+    kind = "base"
+
+    def __init__(self, vocabulary: Vocabulary | dict | None = None, mode: str = "predcls",
+                 pair_rule: dict[str, float] | None = None):
+        super().__init__()
+        if mode not in MODES:
+            raise SggInputError(f"relation head: mode must be one of {MODES}, got {mode!r}")
+        if isinstance(vocabulary, dict):
+            vocabulary = Vocabulary.from_dict(vocabulary)
+        self.vocabulary = vocabulary or Vocabulary.star()
+        self.mode = mode
+        self.pair_rule = {**DEFAULTS, **(pair_rule or {})}
+        self.config: dict[str, Any] = {"mode": mode, "pair_rule": dict(self.pair_rule)}
+
+    @property
+    def num_classes(self) -> int:
+        return self.vocabulary.num_classes
+
+    @property
+    def num_predicates(self) -> int:
+        return self.vocabulary.num_predicates
+
+    def loss(self, out: dict[str, torch.Tensor], targets: torch.Tensor, obj_labels: torch.Tensor | None = None,
+             class_weight: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        """Soft cross-entropy against multi-hot targets (a pair's predicates share the mass), plus the object
+        classification loss in SGCls."""
+        t = targets / targets.sum(1, keepdim=True).clamp_min(1e-6)
+        logp = torch.log_softmax(out["rel_logits"].float(), 1)
+        per = -(t * logp)
+        if class_weight is not None:
+            per = per * class_weight[None, :]
+        losses = {"rel": per.sum(1).mean() if len(t) else logp.sum() * 0}
+        if self.mode == "sgcls" and out.get("obj_logits") is not None and obj_labels is not None:
+            losses["obj"] = nn.functional.cross_entropy(out["obj_logits"].float(), obj_labels)
+        return losses
+
+    # ------------------------------------------------------------------------------------------------
+    def _labels_in_vocabulary(self, graph: SceneGraph) -> torch.Tensor:
+        labels = graph.detections.labels
+        if graph.vocabulary.objects == self.vocabulary.objects:
+            return labels
+        src = graph.vocabulary.objects
+        unknown = sorted({src[i] for i in labels.unique().tolist() if src[i] not in self.vocabulary.objects})
+        if unknown:
+            raise SggInputError(f"classes unknown to the relation head's checkpoint: {unknown} "
+                                f"(it knows {len(self.vocabulary.objects)} classes: {', '.join(self.vocabulary.objects[:8])}, …)",
+                                path=graph.image_path)
+        table = torch.tensor([self.vocabulary.objects.index(n) if n in self.vocabulary.objects else -1 for n in src])
+        return table.to(labels.device)[labels]
+
+    def propose_pairs(self, graph: SceneGraph) -> PairSet:
+        """Candidate pairs for a graph without any: the head's spatial rule (see ``candidates``)."""
+        return PairSet(candidate_pairs(graph.detections.boxes.tensor, **self.pair_rule))
+
+    @torch.no_grad()
+    def predict(self, graph: SceneGraph, pairs: PairSet | None = None) -> SceneGraph:
+        """Predicate probabilities (M, P) for the graph's pairs (proposed if it has none)."""
+        labels = self._labels_in_vocabulary(graph)
+        pairs = pairs if pairs is not None else graph.pairs
+        if len(pairs) == 0:
+            pairs = self.propose_pairs(graph)
+        det = graph.detections
+        if len(pairs) == 0:
+            warnings.warn(f"{graph.image_path or 'scene'}: {len(det)} object(s), no pair to classify; "
+                          "the scene graph has no relations", stacklevel=2)
+        was = self.training
+        self.eval()
+        dev = next((p.device for p in self.parameters()), torch.device("cpu"))
+        boxes = det.boxes.tensor.to(dev)
+        feats = det.features.to(dev).float() if det.features is not None else None
+        out = self(boxes, None if self.mode == "sgcls" else labels.to(dev), pairs.pairs.to(dev), feats)
+        self.train(was)
+        scores = torch.softmax(out["rel_logits"].float(), 1).to(det.boxes.device)
+        if self.mode == "sgcls" and out.get("obj_logits") is not None:
+            prob = torch.softmax(out["obj_logits"].float(), 1).to(det.boxes.device)
+            sc, lab = prob.max(1)
+            det = Detections(det.boxes, lab, sc, det.features, det.levels,
+                             class_scores=torch.cat([prob.new_zeros(len(prob), 1), prob], 1))
+        elif graph.vocabulary.objects != self.vocabulary.objects:
+            det = Detections(det.boxes, labels, det.scores, det.features, det.levels)
+        return graph.replace(detections=det, pairs=pairs.to(det.boxes.device), predicate_scores=scores,
+                             predicate_labels=None, vocabulary=self.vocabulary)

@@ -1,0 +1,88 @@
+"""Relation-head checkpoints: ``{"format", "version", "kind", "config", "vocabulary", "state_dict"}``.
+
+Plain containers and tensors only, so ``torch.load(..., weights_only=True)`` reads them; parameters may be
+stored in fp16 (``half=True``, what ``weights/`` ships) and are cast back to fp32 on load. Buffers (the
+frequency prior's counts) stay fp32: counts exceed fp16's range.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from sgg.errors import SggInputError
+from sgg.structures import Vocabulary
+
+FORMAT = "sgg-relation-head"
+VERSION = 1
+
+
+def head_classes() -> dict[str, type]:
+    from .frequency import FrequencyPrior
+    from .models import HEADS
+
+    return {**HEADS, "freq": FrequencyPrior}
+
+
+def build_head(kind: str, vocabulary: Vocabulary | dict | None = None, **config: Any):
+    """A fresh head of ``kind`` (``rpcm``, ``mlp`` or ``freq``)."""
+    classes = head_classes()
+    if kind not in classes:
+        raise SggInputError(f"unknown relation head {kind!r}; choose from {', '.join(classes)}")
+    return classes[kind](vocabulary, **config)
+
+
+def head_to_dict(head, half: bool = False) -> dict[str, Any]:
+    buffers = {name for name, _ in head.named_buffers()}
+    state = {}
+    for k, v in head.state_dict().items():
+        v = v.detach().cpu()
+        state[k] = v.half() if half and v.is_floating_point() and k not in buffers else v.clone()
+    return {"format": FORMAT, "version": VERSION, "kind": head.kind, "config": dict(head.config),
+            "vocabulary": head.vocabulary.to_dict(), "state_dict": state}
+
+
+def save_relation_head(head, path: str | os.PathLike, half: bool = False) -> Path:
+    """Write ``head`` atomically (temporary file in the same directory, then rename)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    try:
+        torch.save(head_to_dict(head, half), tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
+def head_from_dict(data: Any, path: Any = "<memory>"):
+    if not isinstance(data, dict) or data.get("format") != FORMAT:
+        raise SggInputError("not a relation-head checkpoint (format key missing)", path=path)
+    if int(data.get("version", 0)) > VERSION:
+        raise SggInputError(f"checkpoint version {data.get('version')} is newer than this sgg reads ({VERSION})", path=path)
+    try:
+        vocab = Vocabulary.from_dict(data["vocabulary"])
+        config = dict(data["config"])
+        head = build_head(data["kind"], vocab, **config)
+        state = {k: v.float() if v.is_floating_point() else v for k, v in data["state_dict"].items()}
+        head.load_state_dict(state)
+    except (KeyError, ValueError, RuntimeError, TypeError) as exc:
+        raise SggInputError(f"cannot rebuild the relation head ({exc})", path=path) from None
+    return head.eval()
+
+
+def load_relation_head(path: str | os.PathLike):
+    """The head stored at ``path`` (eval mode), with ``.vocabulary`` and ``.predict(graph)``."""
+    path = Path(path)
+    if not path.is_file():
+        raise SggInputError("relation-head checkpoint not found", path=path)
+    try:
+        data = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # pickle/zip errors come in many types
+        raise SggInputError(f"cannot read checkpoint ({type(exc).__name__}: {exc})", path=path) from None
+    if isinstance(data, dict) and "state_dict" in data and "format" not in data and "relation_head" in data:
+        data = data["relation_head"]
+    return head_from_dict(data, path)

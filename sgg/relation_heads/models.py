@@ -1,0 +1,158 @@
+"""Learned relation heads: the pair-MLP baseline and RPCM (sparse context-aware messaging + prototypes).
+
+Both read the same inputs (``features``): per object the box geometry, a class embedding (PredCls/SGDet;
+none in SGCls) and, when given, visual features (N, D); per pair the relative geometry and the footprint
+raster of subject and object over their union.
+
+RPCM (DESIGN §5.4) runs ``steps`` rounds of message passing over a sparse graph, mean aggregation and
+residual updates (LayerNorm):
+
+* objects ← neighbouring objects (the candidate pairs, both ways), relations where they are subject, and
+  relations where they are object;
+* relations ← their subject and object, and the relations sharing their subject / their object. The
+  relation–relation mean is taken without any relation–relation edge list: with ``S[v]`` the sum of the
+  messages of all relations touching object ``v`` and ``deg[v]`` their number, relation ``r = (s, o)``
+  receives ``(S[s] − m_r) / (deg[s] − 1)`` and ``(S[o] − m_r) / (deg[o] − 1)`` — two ``index_add`` per step,
+  memory O(N + M) (STAR's dense version is O(M²); ``benchmarks/bench_relation.py`` compares them).
+
+The predicate classifier is PE-Net's prototype classifier: cosine similarity between the projected relation
+state and one learned prototype per predicate (background included), times a learned temperature; training
+adds a separation term (prototypes pushed apart) and a compactness triplet term (a relation closer to its
+own prototype than to any other by a margin). In SGCls the final object states are also classified.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from .base import RelationHead, scatter_mean
+from .features import OBJECT_DIM, PAIR_DIM, footprint_raster, object_geometry, pair_geometry
+
+
+def mlp(i: int, h: int, o: int) -> nn.Sequential:
+    return nn.Sequential(nn.Linear(i, h), nn.ReLU(inplace=True), nn.Linear(h, o))
+
+
+class _Encoders(RelationHead):
+    """Object and pair encoders shared by the learned heads."""
+
+    def __init__(self, vocabulary=None, mode: str = "predcls", hidden: int = 128, class_dim: int = 64,
+                 raster: int = 8, visual_dim: int = 0, pair_rule: dict | None = None):
+        super().__init__(vocabulary, mode, pair_rule)
+        self.hidden, self.raster, self.visual_dim = int(hidden), int(raster), int(visual_dim)
+        self.config.update(hidden=self.hidden, class_dim=int(class_dim), raster=self.raster, visual_dim=self.visual_dim)
+        obj_in = OBJECT_DIM
+        if mode == "predcls":
+            self.class_embed = nn.Embedding(self.num_classes, class_dim)
+            obj_in += class_dim
+        if visual_dim:
+            self.visual = nn.Sequential(nn.Linear(visual_dim, hidden), nn.ReLU(inplace=True))
+            obj_in += hidden
+        self.obj_enc = nn.Sequential(mlp(obj_in, hidden, hidden), nn.LayerNorm(hidden))
+        self.pair_enc = nn.Sequential(mlp(PAIR_DIM + 2 * raster * raster, hidden, hidden), nn.ReLU(inplace=True))
+        self.rel_init = nn.Sequential(mlp(3 * hidden, hidden, hidden), nn.LayerNorm(hidden))
+        self.obj_cls = nn.Linear(hidden, self.num_classes) if mode == "sgcls" else None
+
+    def encode(self, boxes: torch.Tensor, labels: torch.Tensor | None, pairs: torch.Tensor,
+               features: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+        parts = [object_geometry(boxes)]
+        if self.mode == "predcls":
+            if labels is None:
+                raise ValueError("a PredCls relation head needs object classes")
+            parts.append(self.class_embed(labels))
+        if self.visual_dim:
+            if features is None or features.shape[1] != self.visual_dim:
+                raise ValueError(f"this relation head needs ({len(boxes)}, {self.visual_dim}) visual features")
+            parts.append(self.visual(features.float()))
+        obj = self.obj_enc(torch.cat(parts, 1))
+        geo = torch.cat([pair_geometry(boxes, pairs), footprint_raster(boxes, pairs, self.raster).flatten(1)], 1)
+        rel = self.rel_init(torch.cat([obj[pairs[:, 0]], obj[pairs[:, 1]], self.pair_enc(geo)], 1))
+        return obj, rel
+
+
+class PairMLP(_Encoders):
+    """Baseline: each pair classified from its own subject, object and pair encodings (no context)."""
+
+    kind = "mlp"
+
+    def __init__(self, vocabulary=None, mode: str = "predcls", hidden: int = 128, class_dim: int = 64,
+                 raster: int = 8, visual_dim: int = 0, pair_rule: dict | None = None, **_: object):
+        super().__init__(vocabulary, mode, hidden, class_dim, raster, visual_dim, pair_rule)
+        self.classifier = mlp(hidden, hidden, self.num_predicates)
+
+    def forward(self, boxes, labels, pairs, features=None):
+        obj, rel = self.encode(boxes, labels, pairs, features)
+        return {"rel_logits": self.classifier(rel), "obj_logits": self.obj_cls(obj) if self.obj_cls is not None else None}
+
+
+class _Step(nn.Module):
+    def __init__(self, h: int):
+        super().__init__()
+        self.nb, self.rs, self.ro, self.rr = (nn.Linear(h, h) for _ in range(4))
+        self.obj_up = mlp(4 * h, h, h)
+        self.rel_up = mlp(5 * h, h, h)
+        self.obj_norm, self.rel_norm = nn.LayerNorm(h), nn.LayerNorm(h)
+
+    def forward(self, obj: torch.Tensor, rel: torch.Tensor, pairs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        n = obj.shape[0]
+        s, o = pairs[:, 0], pairs[:, 1]
+        src, dst = torch.cat([s, o]), torch.cat([o, s])
+        nb = scatter_mean(self.nb(obj)[src], dst, n)
+        from_sub, from_obj = scatter_mean(self.rs(rel), s, n), scatter_mean(self.ro(rel), o, n)
+        obj = self.obj_norm(obj + self.obj_up(torch.cat([obj, nb, from_sub, from_obj], 1)))
+        m = self.rr(rel)
+        total = m.new_zeros(n, m.shape[1]).index_add_(0, s, m).index_add_(0, o, m)
+        deg = (torch.bincount(s, minlength=n) + torch.bincount(o, minlength=n)).to(m.dtype)
+        rr_s = (total[s] - m) / (deg[s] - 1).clamp_min(1)[:, None]
+        rr_o = (total[o] - m) / (deg[o] - 1).clamp_min(1)[:, None]
+        rel = self.rel_norm(rel + self.rel_up(torch.cat([rel, obj[s], obj[o], rr_s, rr_o], 1)))
+        return obj, rel
+
+
+class RPCM(_Encoders):
+    """Relation prediction with context-aware messaging (module docstring)."""
+
+    kind = "rpcm"
+
+    def __init__(self, vocabulary=None, mode: str = "predcls", hidden: int = 128, class_dim: int = 64,
+                 raster: int = 8, visual_dim: int = 0, steps: int = 3, proto_dim: int = 128,
+                 sep_weight: float = 0.1, compact_weight: float = 0.5, margin: float = 0.2,
+                 pair_rule: dict | None = None, **_: object):
+        super().__init__(vocabulary, mode, hidden, class_dim, raster, visual_dim, pair_rule)
+        self.config.update(steps=int(steps), proto_dim=int(proto_dim), sep_weight=float(sep_weight),
+                           compact_weight=float(compact_weight), margin=float(margin))
+        self.steps = nn.ModuleList(_Step(hidden) for _ in range(int(steps)))
+        self.project = nn.Sequential(mlp(hidden, hidden, proto_dim))
+        self.prototypes = nn.Parameter(torch.randn(self.num_predicates, proto_dim) / math.sqrt(proto_dim))
+        self.log_scale = nn.Parameter(torch.tensor(math.log(10.0)))
+
+    def forward(self, boxes, labels, pairs, features=None):
+        obj, rel = self.encode(boxes, labels, pairs, features)
+        for step in self.steps:
+            obj, rel = step(obj, rel, pairs)
+        emb = F.normalize(self.project(rel), dim=1)
+        cos = emb @ F.normalize(self.prototypes, dim=1).t()
+        scale = self.log_scale.exp().clamp(1.0, 100.0)
+        return {"rel_logits": scale * cos, "cos": cos,
+                "obj_logits": self.obj_cls(obj) if self.obj_cls is not None else None}
+
+    def loss(self, out, targets, obj_labels=None, class_weight=None):
+        losses = super().loss(out, targets, obj_labels, class_weight)
+        proto = F.normalize(self.prototypes, dim=1)
+        sim = proto @ proto.t()
+        off = ~torch.eye(len(proto), dtype=torch.bool, device=sim.device)
+        losses["proto_sep"] = self.config["sep_weight"] * F.relu(sim[off]).pow(2).mean()
+        cos = out["cos"]
+        if len(cos):
+            pos = targets > 0
+            own = torch.where(pos, cos, cos.new_full((), -2.0)).max(1).values  # best of the pair's own
+            other = torch.where(pos, cos.new_full((), -2.0), cos).max(1).values
+            losses["proto_compact"] = self.config["compact_weight"] * F.relu(other - own + self.config["margin"]).mean()
+        return losses
+
+
+HEADS = {"rpcm": RPCM, "mlp": PairMLP}

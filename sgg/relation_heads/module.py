@@ -1,0 +1,142 @@
+"""``RelationModule``: one LightningModule for every relation head (``rpcm``, ``mlp``, ``freq``).
+
+Trained by ``sgg train relation --config configs/relation/<name>.yaml`` on ``RelationDataModule`` batches
+(``candidates`` and multi-hot ``candidate_targets``, optionally cropped). PredCls feeds ground-truth boxes
+and classes; SGCls only boxes, and the head also learns to classify objects. ``freq`` has no weights: its
+single epoch counts the training scenes (and their background candidates). ``export`` writes the head in
+the relation-head checkpoint format at the end of fitting (fp16 with ``export_half``).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+
+from sgg.errors import SggInputError
+from sgg.structures import Vocabulary
+
+from .checkpoint import build_head, save_relation_head
+
+
+def _vocabulary(spec: str | None) -> Vocabulary:
+    if spec in (None, "star"):
+        return Vocabulary.star()
+    try:
+        return Vocabulary.from_dict(json.loads(Path(spec).read_text()))
+    except (OSError, ValueError) as exc:
+        raise SggInputError(f"cannot read vocabulary ({exc})", path=spec) from None
+
+
+class RelationModule(pl.LightningModule):
+    """Args: ``head`` kind, ``mode`` (predcls/sgcls), the head's hyper-parameters, ``reweight`` β (CE weight
+    (n_p / median n)^-β per predicate, 0 = plain CE), ``obj_weight`` (SGCls object loss), optimiser
+    settings, ``export`` path, ``num_threads`` (torch threads while fitting; 0 keeps torch's default)."""
+
+    def __init__(
+        self,
+        head: str = "rpcm",
+        mode: str = "predcls",
+        vocabulary: str | None = None,
+        hidden: int = 128,
+        class_dim: int = 64,
+        raster: int = 8,
+        visual_dim: int = 0,
+        steps: int = 3,
+        proto_dim: int = 128,
+        sep_weight: float = 0.1,
+        compact_weight: float = 0.5,
+        margin: float = 0.2,
+        alpha: float = 0.5,
+        reweight: float = 0.0,
+        obj_weight: float = 1.0,
+        lr: float = 1e-3,
+        weight_decay: float = 1e-4,
+        seed: int = 0,
+        export: str | None = None,
+        export_half: bool = True,
+        num_threads: int = 0,
+    ):
+        super().__init__()
+        self.save_hyperparameters()
+        pl.seed_everything(seed, workers=True, verbose=False)
+        cfg = dict(mode=mode, hidden=hidden, class_dim=class_dim, raster=raster, visual_dim=visual_dim, steps=steps,
+                   proto_dim=proto_dim, sep_weight=sep_weight, compact_weight=compact_weight, margin=margin, alpha=alpha)
+        self.head = build_head(head, _vocabulary(vocabulary), **cfg)
+        self.register_buffer("class_weight", torch.ones(self.head.num_predicates))
+        if head == "freq":
+            self.automatic_optimization = False
+            self._dummy = torch.nn.Parameter(torch.zeros(1))  # Lightning wants an optimiser
+
+    def setup(self, stage: str) -> None:
+        if self.hparams.num_threads > 0:  # small sparse ops: one thread beats several on a busy machine
+            torch.set_num_threads(self.hparams.num_threads)
+        dm = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
+        if dm is None or stage != "fit":
+            return
+        train = dm._dataset("train")
+        if dm.vocabulary is not None and dm.vocabulary != self.head.vocabulary:
+            raise SggInputError(f"the data's vocabulary ({dm.vocabulary!r}) differs from the head's "
+                                f"({self.head.vocabulary!r}); set model.vocabulary", path=dm.data_dir)
+        if self.hparams.reweight > 0:
+            p = self.head.num_predicates
+            n = torch.zeros(p)
+            for sc in train.scenes:
+                lab = sc.graph.predicate_labels
+                if lab is not None:
+                    n += torch.bincount(lab, minlength=p).float()
+            fg = n[1:]
+            med = fg[fg > 0].median() if bool((fg > 0).any()) else torch.tensor(1.0)
+            w = torch.ones(p)
+            w[1:] = ((fg.clamp_min(1) / med) ** -self.hparams.reweight).clamp(0.1, 10.0)
+            self.class_weight.copy_(w)
+
+    def _step(self, batch: list[dict], split: str) -> torch.Tensor:
+        total, parts = 0.0, {}
+        for s in batch:
+            keep = s["crop_objects"]
+            boxes, labels = s["boxes"][keep], s["labels"][keep]
+            out = self.head(boxes, labels if self.head.mode == "predcls" else None, s["candidates"])
+            losses = self.head.loss(out, s["candidate_targets"], labels, self.class_weight)
+            if "obj" in losses:
+                losses["obj"] = losses["obj"] * self.hparams.obj_weight
+            total = total + sum(losses.values())
+            for k, v in losses.items():
+                parts[k] = parts.get(k, 0.0) + float(v.detach())
+        loss = total / max(len(batch), 1)
+        self.log(f"{split}/loss", loss, prog_bar=True, batch_size=len(batch))
+        for k, v in parts.items():
+            self.log(f"{split}/{k}", v / max(len(batch), 1), batch_size=len(batch))
+        return loss
+
+    def training_step(self, batch: list[dict], batch_idx: int) -> Any:
+        if self.head.kind == "freq":
+            self.head.fit([s["graph"] for s in batch])
+            return None
+        return self._step(batch, "train")
+
+    def validation_step(self, batch: list[dict], batch_idx: int) -> None:
+        if self.head.kind != "freq":
+            self._step(batch, "val")
+
+    def configure_optimizers(self):
+        opt = torch.optim.AdamW(self.parameters(), lr=self.hparams.lr, weight_decay=self.hparams.weight_decay)
+        if self.head.kind == "freq":
+            return opt
+        steps = max(1, int(self.trainer.estimated_stepping_batches))
+        warm = max(1, min(50, steps // 10))
+
+        def factor(i: int) -> float:  # linear warm-up, then cosine to 0
+            return (i + 1) / warm if i < warm else 0.5 * (1 + math.cos(math.pi * min(1.0, (i - warm) / max(1, steps - warm))))
+
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, factor)
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+    def on_fit_end(self) -> None:
+        if self.hparams.export and self.trainer.is_global_zero:
+            path = save_relation_head(self.head.cpu(), self.hparams.export, half=self.hparams.export_half)
+            print(f"relation head written to {path}")
