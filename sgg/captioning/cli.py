@@ -33,18 +33,21 @@ def read_graph(path: str, aliases: str = "dota_to_star"):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="sgg fitrs", description="SkySenseGPT / FIT-RS text from scene graphs, and scores.")
-    sub = p.add_subparsers(dest="cmd", required=True)
+    from sgg.cli_support import ArgumentParser, float_range, int_range
+
+    p = ArgumentParser(prog="sgg fitrs", description="SkySenseGPT / FIT-RS text from scene graphs, and scores.")
+    sub = p.add_subparsers(dest="cmd", required=True, parser_class=ArgumentParser)
+    pos, count = int_range(1), int_range(0)
 
     e = sub.add_parser("export", help="512-px crops and LLaVA-style instruction records")
     e.add_argument("graphs", nargs="+", metavar="GRAPH")
     e.add_argument("--out", "-o", required=True, help="output directory")
     e.add_argument("--image", action="append", help="image of each GRAPH, in order (default: the graph's image path)")
-    e.add_argument("--crop", type=int, default=512)
-    e.add_argument("--gap", type=int, default=100, help="overlap between crops in px")
-    e.add_argument("--seed", type=int, default=0)
-    e.add_argument("--top-k", type=int, default=None, help="predictions: keep the K best triplets")
-    e.add_argument("--min-score", type=float, default=None, help="predictions: drop triplets scoring below")
+    e.add_argument("--crop", type=int_range(16), default=512)
+    e.add_argument("--gap", type=count, default=100, help="overlap between crops in px")
+    e.add_argument("--seed", type=count, default=0)
+    e.add_argument("--top-k", type=pos, default=None, help="predictions: keep the K best triplets")
+    e.add_argument("--min-score", type=float_range(0.0), default=None, help="predictions: drop triplets scoring below")
     e.add_argument("--no-images", action="store_true", help="write the records only, not the crops")
     e.add_argument("--questions", action="store_true", help="also write questions.jsonl (FIT-RSFG evaluation set)")
     e.add_argument("--rsrc", action="store_true", help="also write rsrc_questions.jsonl (FIT-RSRC, CircularEval)")
@@ -61,27 +64,35 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--backend", choices=("template", "openai"), default="template")
     c.add_argument("--url", help="OpenAI-compatible base URL (default: $SGG_LLM_URL)")
     c.add_argument("--model", help="model name (default: $SGG_LLM_MODEL)")
-    c.add_argument("--timeout", type=float, default=60.0)
-    c.add_argument("--top-k", type=int, default=100, help="predictions: relations considered")
+    c.add_argument("--timeout", type=float_range(0.0, lo_open=True), default=60.0)
+    c.add_argument("--top-k", type=pos, default=100, help="predictions: relations considered")
     c.add_argument("--check", action="store_true", help="also print the caption's faithfulness report")
     c.add_argument("--aliases", default="dota_to_star")
 
     k = sub.add_parser("check", help="faithfulness of a text to a scene graph")
     k.add_argument("graph", metavar="GRAPH")
     k.add_argument("--text", required=True, help="file with the text ('-' for standard input)")
-    k.add_argument("--top-k", type=int, default=None)
+    k.add_argument("--top-k", type=pos, default=None)
     k.add_argument("--json", dest="json_out", action="store_true", help="print the full report as JSON")
     k.add_argument("--aliases", default="dota_to_star")
     return p
 
 
 def _export(args) -> int:
+    from sgg.cli_support import UsageError, input_path, output_dir
+
     from .export import export_instructions
 
     images = args.image or []
     if images and len(images) != len(args.graphs):
-        print(f"sgg fitrs export: {len(images)} --image for {len(args.graphs)} graphs", file=sys.stderr)
-        return 2
+        raise UsageError(f"--image: {len(images)} given for {len(args.graphs)} graphs")
+    if args.gap >= args.crop:
+        raise UsageError(f"--gap {args.gap} must be smaller than --crop {args.crop}")
+    for g in args.graphs:
+        input_path(g, "GRAPH")
+    for im in images:
+        input_path(im, "--image")
+    output_dir(args.out, "--out")
     scenes = [(read_graph(g, args.aliases), images[i] if images else None) for i, g in enumerate(args.graphs)]
     res = export_instructions(scenes, args.out, crop=args.crop, gap=args.gap, seed=args.seed, top_k=args.top_k,
                               min_score=args.min_score, write_images=not args.no_images, questions=args.questions)
@@ -108,7 +119,13 @@ def _export(args) -> int:
 
 
 def _score(args) -> int:
+    from sgg.cli_support import input_path, output_file
+
     from .export import read_jsonl
+
+    input_path(args.answers, "ANSWERS")
+    if args.json_out:
+        output_file(args.json_out, "--json", suffixes=(".json",), inputs=[args.answers])
     from .rsrc import CATEGORIES, score_rsrc
     from .scorers import format_scores, score_answers
 
@@ -138,8 +155,13 @@ def main(argv: list[str] | None = None) -> int:
         return _export(args)
     if args.cmd == "score":
         return _score(args)
+    from sgg.cli_support import input_path
+
     from .faithfulness import check_faithfulness, format_report
 
+    input_path(args.graph, "GRAPH")
+    if args.cmd == "check" and args.text != "-":
+        input_path(args.text, "--text")
     graph = read_graph(args.graph, args.aliases)
     if args.cmd == "caption":
         from .realiser import caption
