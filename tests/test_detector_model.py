@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from sgg.detectors.backbones import efficientnet_lite0_weights_path
-from sgg.detectors.box_coder import DeltaXYWHACoder, MidpointOffsetCoder, canonical_le90
+from sgg.detectors.box_coder import DeltaXYWHACoder, MidpointOffsetCoder
 from sgg.ops import box_to_envelope as obb_to_xyxy
 from sgg.detectors.checkpoint import load_detector, save_detector
 from sgg.detectors.hodnet import HODNet, total_loss
@@ -107,7 +107,7 @@ def test_delta_xywha_round_trip_and_identity():
     # (N, K, 5) decoding, K classes at once
     dk = d[:, None].repeat(1, 3, 1)
     _same_box(coder.decode(props, dk)[:, 2], gt)
-    assert torch.equal(canonical_le90(gt)[:, 2] >= canonical_le90(gt)[:, 3], torch.ones(64, dtype=torch.bool))
+    assert torch.equal(normalize_le90(gt)[:, 2] >= normalize_le90(gt)[:, 3], torch.ones(64, dtype=torch.bool))
 
 
 # model --------------------------------------------------------------------------------------------

@@ -16,19 +16,10 @@ import math
 
 import torch
 
-from sgg.ops import box_to_corners, box_to_envelope, wrap_le90
+from sgg.ops import box_to_corners, box_to_envelope, normalize_le90, wrap_le90
 
 _HALF_PI = math.pi / 2
 _CLAMP = math.log(1000.0 / 16)
-
-
-def canonical_le90(boxes: torch.Tensor) -> torch.Tensor:
-    """le90 canonical form: angle in [-π/2, π/2) and w ≥ h (swap and turn by π/2 otherwise)."""
-    cx, cy, w, h, a = boxes.unbind(-1)
-    swap = w < h
-    w2, h2 = torch.where(swap, h, w), torch.where(swap, w, h)
-    a2 = wrap_le90(torch.where(swap, a + _HALF_PI, a))
-    return torch.stack([cx, cy, w2, h2, a2], -1)
 
 
 def rect_poly_to_obb(poly: torch.Tensor) -> torch.Tensor:
@@ -39,7 +30,7 @@ def rect_poly_to_obb(poly: torch.Tensor) -> torch.Tensor:
     w = torch.linalg.norm(e1, dim=-1)
     h = torch.linalg.norm(e2, dim=-1)
     a = torch.atan2(e1[:, 1], e1[:, 0])
-    return canonical_le90(torch.stack([ctr[:, 0], ctr[:, 1], w, h, a], -1))
+    return normalize_le90(torch.stack([ctr[:, 0], ctr[:, 1], w, h, a], -1))
 
 
 class MidpointOffsetCoder:
@@ -136,4 +127,4 @@ class DeltaXYWHACoder:
         gw = pw * dw.clamp(-_CLAMP, _CLAMP).exp()
         gh = ph * dh.clamp(-_CLAMP, _CLAMP).exp()
         out = torch.stack([gx, gy, gw, gh, pa + da], -1)
-        return canonical_le90(out.reshape(-1, 5)).reshape(out.shape)
+        return normalize_le90(out.reshape(-1, 5)).reshape(out.shape)
