@@ -101,7 +101,9 @@ class OrientedRPN(nn.Module):
     def candidate_pairs(self, shapes: list[tuple[int, int]], gt_env: torch.Tensor, use: torch.Tensor
                         ) -> tuple[torch.Tensor, torch.Tensor]:
         """(anchor index, gt index) pairs for the (box, level) entries of ``use`` (K, L), restricted to the
-        grid cells whose anchors can touch the box's envelope — no dense anchors × boxes matrix."""
+        grid cells whose anchors can touch the box's envelope — no dense anchors × boxes matrix. Not
+        ``sgg.ops.spatial_pairs``: anchors lie on each level's regular grid, so the cells are computed
+        directly (no sort of the ~10^5 anchors per step)."""
         dev = gt_env.device
         ratios = torch.tensor(self.ratios, device=dev)
         a = len(self.ratios)
