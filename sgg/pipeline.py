@@ -363,7 +363,14 @@ class Pipeline:
             order = torch.argsort(pairs.scores, descending=True, stable=True)[: int(budget)] if pairs.scores is not None \
                 else torch.arange(int(budget))
             pairs = pairs[order]
-        return _replace(sg, pairs=pairs, predicate_scores=None, predicate_labels=None)
+        meta = sg.metadata
+        s = pairs.scores
+        if s is not None and len(s) and (float(s.min()) < 0 or float(s.max()) > 1):
+            # SceneGraph.triplets ranks by predicate score × pair score, so pair scores must be in (0, 1]:
+            # PPG's are negated reconstruction errors. exp(s - max) keeps their order and puts the best at 1.
+            pairs = type(pairs)(pairs.pairs, torch.exp(s - s.max()))
+            meta = dict(meta, pair_scores="exp(s - max s) of the proposer's scores (higher = keep)")
+        return _replace(sg, pairs=pairs, predicate_scores=None, predicate_labels=None, metadata=meta)
 
     def predict_relations(self, sg: Any):
         head = self.relation_head
