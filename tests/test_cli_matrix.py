@@ -385,6 +385,8 @@ def test_seen_checkpoint_errors_say_what_is_wrong(files, tmp_path, capsys):
 def test_seen_eval_reads_every_format_sgg_writes(files, fmt, capsys):
     rc, lines, out = run(["eval", "detection", "--pred", files[fmt], "--gt", files["annotation"]], capsys)
     assert rc == 0 and lines == [] and "mAP@0.50" in out and out.rstrip().endswith("1.0000")
+    rc, lines, out = run(["eval", "detection", "--pred", files["annotation"], "--gt", files[fmt]], capsys)
+    assert rc == 0 and lines == [] and out.rstrip().endswith("1.0000")  # as ground truth too
 
 
 def test_seen_stale_parts_of_a_killed_export_are_removed(files, tmp_path, capsys):

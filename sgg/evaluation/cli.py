@@ -62,26 +62,50 @@ def _files(path: Path, suffix: str) -> list[Path]:
 
 
 def load_ground_truth(path: str | Path, vocabulary=None, aliases=None) -> dict:
-    """{image_id: SceneGraph} from native JSON annotations or DOTA label files (a directory or a file)."""
+    """{image_id: SceneGraph} from annotations: native scene JSON, DOTA label files (``.txt``) or any graph
+    format sgg writes (a directory or a file). Class names resolve against ``vocabulary`` when given."""
     from sgg.datasets.dota import read_dota_labels
-    from sgg.datasets.native import read_scene_json
     from sgg.errors import SggInputError
 
     path = Path(path)
     if not path.exists():
         raise SggInputError("ground truth not found", path=path)
-    json_files, txt_files = _files(path, ".json"), _files(path, ".txt")
+    txt = [path] if path.is_file() and path.suffix.lower() == ".txt" else _files(path, ".txt") if path.is_dir() else []
+    graphs = [] if txt and path.is_file() else _graph_files(path)
+    if not txt and not graphs:
+        raise SggInputError("no annotations here (native .json, DOTA .txt or a scene graph file)", path=path)
     out = {}
-    if path.is_dir() and not json_files and not txt_files:
-        raise SggInputError("no .json annotations or .txt DOTA label files here", path=path)
-    if json_files and (path.is_dir() or path.suffix.lower() == ".json"):
-        for f in json_files:
-            sg = read_scene_json(f, vocabulary)
-            out[_image_id(sg, f)] = sg
-    else:
-        for f in txt_files:
-            out[f.stem] = read_dota_labels(f, vocabulary, aliases)
+    for f in txt:
+        out[f.stem] = read_dota_labels(f, vocabulary, aliases)
+    for f in graphs:
+        sg = _read_annotation(f, vocabulary)
+        out[_image_id(sg, f)] = sg
     return out
+
+
+def _read_annotation(f: Path, vocabulary):
+    """A native scene JSON read against ``vocabulary``; any other graph file read by ``sgg.graph.read``
+    and its classes re-indexed by name (a class the vocabulary lacks is an error, never dropped)."""
+    from sgg.datasets.native import read_scene_json
+    from sgg.errors import SggInputError
+    from sgg.graph import read
+    from sgg.graph.formats import suffix_format
+
+    if suffix_format(f) in ("json", "scene"):
+        try:
+            return read_scene_json(f, vocabulary)
+        except SggInputError as exc:
+            if exc.where != "format_version":  # a native file with a real problem
+                raise
+    sg = read(f)
+    if vocabulary is None or tuple(sg.vocabulary.objects) == tuple(vocabulary.objects):
+        return sg
+    missing = sorted(set(sg.vocabulary.objects[i] for i in sg.detections.labels.tolist()) - set(vocabulary.objects))
+    if missing:
+        raise SggInputError(f"classes {missing[:5]} are not in the vocabulary", path=f)
+    det = _remap(sg.detections, sg.vocabulary, vocabulary)
+    return sg.replace(detections=det, vocabulary=vocabulary, pairs=sg.pairs[:0], predicate_labels=None,
+                      predicate_scores=None)
 
 
 def load_predictions(path: str | Path, vocabulary, aliases=None) -> dict:
