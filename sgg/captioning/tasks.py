@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from sgg.structures import Detections, OrientedBoxes, PairSet, SceneGraph
+from sgg.structures import Detections, PairSet, SceneGraph
 
 from .codec import MAX_LISTED, RBOX_END, RBOX_START, encode_boxes, fit_plural
 
@@ -269,7 +269,3 @@ def task_items(g: SceneGraph, crop: int = 512, seed: int = 0, max_per_task: int 
                       "answer": image_sgg_answer(g, crop)})
     return items
 
-
-def empty_like(g: SceneGraph) -> SceneGraph:
-    """A graph with the same vocabulary and no objects."""
-    return SceneGraph(Detections(OrientedBoxes.empty(), torch.zeros(0, dtype=torch.long)), vocabulary=g.vocabulary)
