@@ -5,7 +5,7 @@ probabilities for the graph's pairs, proposed with the head's spatial rule when 
 ``FrequencyPrior.from_star()`` is a head too.
 """
 
-from .base import RelationHead, scatter_mean
+from .base import RelationHead, scatter_mean, shared_object_mean
 from .candidates import candidate_pairs, pair_targets, training_pairs
 from .checkpoint import build_head, load_relation_head, save_relation_head
 from .features import footprint_raster, object_geometry, pair_geometry
@@ -27,4 +27,5 @@ __all__ = [
     "pair_geometry",
     "footprint_raster",
     "scatter_mean",
+    "shared_object_mean",
 ]

@@ -30,6 +30,16 @@ def scatter_mean(src: torch.Tensor, index: torch.Tensor, size: int) -> torch.Ten
     return out / cnt[:, None]
 
 
+def shared_object_mean(m: torch.Tensor, pairs: torch.Tensor, num_objects: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """For each relation r = (s, o): the mean of ``m`` over the *other* relations touching s, and over those
+    touching o (0 when there are none). Two ``index_add`` per call, memory O(N + M): no relation–relation
+    edge list or matrix (a relation touching both s and o, e.g. (o, s), is counted in both means)."""
+    s, o = pairs[:, 0], pairs[:, 1]
+    total = m.new_zeros(num_objects, m.shape[1]).index_add_(0, s, m).index_add_(0, o, m)
+    deg = (torch.bincount(s, minlength=num_objects) + torch.bincount(o, minlength=num_objects)).to(m.dtype)
+    return ((total[s] - m) / (deg[s] - 1).clamp_min(1)[:, None], (total[o] - m) / (deg[o] - 1).clamp_min(1)[:, None])
+
+
 class RelationHead(nn.Module):
     """Base class; subclasses set ``kind`` and implement ``forward``."""
 

@@ -29,7 +29,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .base import RelationHead, scatter_mean
+from .base import RelationHead, scatter_mean, shared_object_mean
 from .features import OBJECT_DIM, PAIR_DIM, footprint_raster, object_geometry, pair_geometry
 
 
@@ -90,6 +90,11 @@ class PairMLP(_Encoders):
 
 
 class _Step(nn.Module):
+    """One round of messages; ``context`` is the relation–relation aggregation (sparse by default; the
+    benchmark swaps in a dense one)."""
+
+    context = staticmethod(shared_object_mean)
+
     def __init__(self, h: int):
         super().__init__()
         self.nb, self.rs, self.ro, self.rr = (nn.Linear(h, h) for _ in range(4))
@@ -104,11 +109,7 @@ class _Step(nn.Module):
         nb = scatter_mean(self.nb(obj)[src], dst, n)
         from_sub, from_obj = scatter_mean(self.rs(rel), s, n), scatter_mean(self.ro(rel), o, n)
         obj = self.obj_norm(obj + self.obj_up(torch.cat([obj, nb, from_sub, from_obj], 1)))
-        m = self.rr(rel)
-        total = m.new_zeros(n, m.shape[1]).index_add_(0, s, m).index_add_(0, o, m)
-        deg = (torch.bincount(s, minlength=n) + torch.bincount(o, minlength=n)).to(m.dtype)
-        rr_s = (total[s] - m) / (deg[s] - 1).clamp_min(1)[:, None]
-        rr_o = (total[o] - m) / (deg[o] - 1).clamp_min(1)[:, None]
+        rr_s, rr_o = self.context(self.rr(rel), pairs, n)
         rel = self.rel_norm(rel + self.rel_up(torch.cat([rel, obj[s], obj[o], rr_s, rr_o], 1)))
         return obj, rel
 
