@@ -164,9 +164,11 @@ def test_run_chains_stages_and_records_metadata(tmp_path):
 def test_pair_budget_keeps_the_best_scored_pairs(tmp_path):
     pipe = fake_pipeline(pairs={"proposer": "injected", "budget": 3})
     sg = pipe.run(make_scene(tmp_path))
-    ref = all_pairs(sg.detections)
-    best = torch.sort(ref.scores, descending=True).values[:3]
-    assert len(sg.pairs) == 3 and torch.allclose(sg.pairs.scores, best)
+    ref = all_pairs(sg.detections)  # scores: minus centre distance
+    order = torch.argsort(ref.scores, descending=True, stable=True)[:3]
+    assert torch.equal(sg.pairs.pairs, ref.pairs[order])
+    # out-of-range pair scores are mapped into (0, 1] in order: exp(s - max s)
+    assert torch.allclose(sg.pairs.scores, torch.exp(ref.scores[order] - ref.scores.max()))
 
 
 def test_predcls_and_dota_results_feed_the_pipeline(tmp_path):
