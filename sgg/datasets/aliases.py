@@ -77,7 +77,8 @@ def resolve_aliases(aliases: Mapping[str, str | None] | str | None) -> Mapping[s
         key = _loose(aliases)
         if key in ("dota_to_star", "dota", "star"):
             return DOTA_TO_STAR
-        raise SggInputError(f"unknown alias table {aliases!r}; use a mapping or 'dota_to_star'")
+        raise SggInputError(f"unknown alias table {aliases!r}; the named table is 'dota_to_star' (Python also "
+                           "takes a mapping {name: vocabulary name or None})")
     return aliases
 
 
