@@ -99,3 +99,19 @@ def test_cli_export_caption_check_and_score(tmp_path, capsys):
     assert main(["check", str(scene), "--text", str(text), "--json"]) == 0
     rep = json.loads(capsys.readouterr().out)
     assert rep["objects"]["unsupported"] == ["stadium"] and rep["counts"]["contradicted"][0]["stated"] == 3
+
+
+def test_predicted_graph_exports_its_best_triplets():
+    from sgg.captioning.export import scene_records
+
+    v = Vocabulary.star()
+    boxes = torch.tensor([[100, 100, 60, 20, 0], [100, 160, 300, 30, 0], [300, 300, 60, 20, 0]], dtype=torch.float32)
+    det = Detections(OrientedBoxes(boxes), [v.object_index("ship"), v.object_index("dock"), v.object_index("ship")])
+    scores = torch.zeros(2, v.num_predicates)
+    scores[0, v.predicate_index("parallelly docked at")] = 0.9
+    scores[1, v.predicate_index("randomly docked at")] = 0.1
+    pred = SceneGraph(det, PairSet([[0, 1], [2, 1]]), predicate_scores=scores, image_size=(512, 512))
+    (crop,) = scene_records(pred, "p", top_k=1)
+    answers = {it["category"]: it["answer"] for it in crop["items"]}
+    assert answers["task2"] == "There is 1 relationship between ship and dock: ship <parallelly docked at> dock"
+    assert "randomly" not in answers["task6"] and crop["name"] == "p__512__0___0"

@@ -56,9 +56,9 @@ def labelled(graph: SceneGraph, top_k: int | None = None, min_score: float | Non
     t = graph.triplets(top_k=top_k)
     keep = torch.ones(len(t["score"]), dtype=torch.bool) if min_score is None else t["score"] >= min_score
     pairs = torch.stack([t["subject"][keep], t["object"][keep]], dim=1)
-    return SceneGraph(graph.detections, PairSet(pairs, t["score"][keep]), None, t["predicate"][keep],
-                      graph.vocabulary, graph.georef, dict(graph.metadata), graph.image_path, graph.image_size,
-                      graph.difficult)
+    return SceneGraph(graph.detections, PairSet(pairs, t["score"][keep]), predicate_labels=t["predicate"][keep],
+                      vocabulary=graph.vocabulary, georef=graph.georef, metadata=dict(graph.metadata),
+                      image_path=graph.image_path, image_size=graph.image_size, difficult=graph.difficult)
 
 
 def crop_windows(width: int, height: int, crop: int = 512, gap: int = 100) -> list[tuple[int, int]]:
@@ -93,7 +93,8 @@ def crop_graph(graph: SceneGraph, x: int, y: int, crop: int = 512, iof_thr: floa
     meta = {**g.metadata, "crop": [int(x), int(y), int(crop)], "visible": iof[keep].tolist(),
             "source_index": keep.tolist()}
     diff = None if g.difficult is None else g.difficult[keep]
-    return SceneGraph(sub, pairs, None, lab[ok], g.vocabulary, None, meta, g.image_path, (crop, crop), diff)
+    return SceneGraph(sub, pairs, predicate_labels=lab[ok], vocabulary=g.vocabulary, metadata=meta,
+                      image_path=g.image_path, image_size=(crop, crop), difficult=diff)
 
 
 # --------------------------------------------------------------------------------------------------
