@@ -146,3 +146,18 @@ def test_caption_of_a_real_airbus_airport():
     rep = check_faithfulness(text, g)
     assert rep["counts"]["supported"] == [{"class": "airplane", "stated": n, "graph": n}]
     assert rep["hallucination_rate"] == 0.0
+
+
+def test_free_text_synonyms_and_absence():
+    g = _harbour()
+    text = ("Three vessels are moored at a pier. There are no aircraft and no stadiums. "
+            "One crane stands over the quay. Two planes are parked on the apron.")
+    rep = check_faithfulness(text, g)
+    assert {"ship", "dock", "crane"} <= set(rep["objects"]["supported"])
+    assert rep["objects"]["unsupported"] == ["airplane", "apron"]  # the planes and the apron, not the "no" ones
+    stated = {(d["class"], d["stated"]) for d in rep["counts"]["supported"]}
+    assert {("ship", 3), ("airplane", 0), ("stadium", 0)} <= stated
+    # "over" makes the crane sentence a relation: its number is the relation's subject count
+    assert rep["relations"]["supported"] == [{"subject": "crane", "predicate": "over", "object": "dock",
+                                               "stated_subjects": 1}]
+    assert rep["counts"]["contradicted"] == [{"class": "airplane", "stated": 2, "graph": 0}]

@@ -3,8 +3,8 @@
 Reads free English (sgg's captions, an LLM's, a person's) or FIT-RS tagged text. Tags are unwrapped first
 (``<ref>ships</ref>`` → ``ships``, ``<rel>p</rel>`` and task-2 ``<p>`` → ``p``, boxes dropped). Then, per
 sentence: predicate phrases are found first (every surface form sgg writes, longest first; so "parking in
-the same apron with" is not read as an apron), class names in the rest (display and raw names, singular
-and plural, longest first: "car park" before "car"). A relation is (last class before the predicate,
+the same apron with" is not read as an apron), class names in the rest (display and raw names, common
+synonyms such as "plane" or "pier", singular and plural, longest first: "car park" before "car"). A relation is (last class before the predicate,
 predicate, first class after it), with the counts written before each; "it" stands for the text's topic
 (the object a region-level answer starts with). Relations written with boxes are about those
 objects (instance-level): their numbers are not checked as group counts. Numbers before a class outside relation sentences are
@@ -86,7 +86,7 @@ def extract_claims(text: str, vocabulary: Vocabulary | None = None) -> dict[str,
             before = masked[: m.start()]
             n = re.search(_NUM + r"\s+(?:other\s+)?$", before, re.I)
             mentions.append((m.start(), m.end(), cls_map[m.group(1).lower()], _number(n.group(1)) if n else None))
-        objects += [c for _, _, c, _ in mentions]
+        objects += [c for _, _, c, n in mentions if n != 0]  # "no stadiums" asserts absence, not presence
         if k == 0 and mentions and re.search(r"part of the image", sent):
             topic = mentions[0][2]
         if not preds:

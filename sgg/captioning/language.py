@@ -20,6 +20,17 @@ DISPLAY = {
     "ground_track_field": "athletics track",
     "soccer_ball_field": "soccer field",
 }
+# other words people and language models use for a class (read, never written)
+SYNONYMS = {
+    "airplane": ("plane", "aircraft", "aeroplane", "airliner"),
+    "ship": ("vessel",),
+    "dock": ("pier", "quay", "jetty", "wharf", "harbor", "harbour"),
+    "tank": ("storage tank", "oil tank"),
+    "car_parking": ("parking lot", "car parking", "parking area"),
+    "truck": ("lorry",),
+    "wind_mill": ("windmill",),
+    "vapor": ("vapour plume", "steam plume"),
+}
 NUMBER_WORDS = ("no", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten", "eleven", "twelve")
 WORD_NUMBERS = {w: i for i, w in enumerate(NUMBER_WORDS)} | {"a": 1, "an": 1, "single": 1}
 
@@ -119,7 +130,7 @@ def predicate_surfaces(pred: str) -> list[str]:
 
 def class_surfaces(cls: str) -> list[str]:
     """Spellings of a class in free text: display name and raw name, singular and plural."""
-    forms = {cls, cls.replace("_", " "), display_name(cls)}
+    forms = {cls, cls.replace("_", " "), display_name(cls), *SYNONYMS.get(cls, ())}
     forms |= {plural(f) for f in list(forms)} | {cls + "s"}
     return sorted(forms, key=len, reverse=True)
 
