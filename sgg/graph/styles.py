@@ -179,13 +179,13 @@ def objects_qml(classes: list[str], vocabulary: list[str]) -> str:
 
 
 def _arrow_symbol(name: str, rgb: tuple[int, int, int]) -> str:
-    line = _layer("SimpleLine", {"line_color": _rgba(rgb), "line_style": "solid", "line_width": "0.5",
+    line = _layer("SimpleLine", {"line_color": _rgba(rgb), "line_style": "solid", "line_width": "0.35",
                                  "line_width_unit": "MM", "capstyle": "round", "joinstyle": "round"},
                   {"strokeColor": f'color_rgba({rgb[0]},{rgb[1]},{rgb[2]},'
                                   f'{LINE_ALPHA[0]}+{LINE_ALPHA[1]}*min(max(coalesce("score", 1), 0), 1))'})
     head = _symbol(f"@{name}@1", "marker", _layer(
         "SimpleMarker", {"name": "filled_arrowhead", "color": _rgba(rgb), "outline_color": _rgba(rgb),
-                         "outline_style": "no", "size": "3", "size_unit": "MM", "angle": "0",
+                         "outline_style": "no", "size": "2.2", "size_unit": "MM", "angle": "0",
                          "horizontal_anchor_point": "2", "vertical_anchor_point": "1", "scale_method": "diameter"}))
     marker = _layer("MarkerLine", {"placement": "lastvertex", "placements": "LastVertex", "rotate": "1",
                                    "interval": "3", "offset": "0", "offset_along_line": "0"}, sub=head)
