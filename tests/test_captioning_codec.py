@@ -105,3 +105,15 @@ def test_sentences_keep_their_tags():
                         "<ref>dock</ref><rbox>({<1.00><2.00><30.00><4.00>|<90>})</rbox>.")
     assert len(s) == 2 and s[1].rels == ["parallelly docked at"] and s[1].refs == ["dock"]
     assert s[1].rboxes == ["{<1.00><2.00><30.00><4.00>|<90>}"]
+
+
+def test_detection_answers_singular_plural_truncated_negative():
+    from sgg.captioning import parse_detection
+
+    one = parse_detection("There is 1 car_parking in the image: <rbox>({<50.00><50.00><20.00><10.00>|<90>})</rbox>")
+    assert one["class"] == "car_parking" and one["count"] == 1 and len(one["boxes"]) == 1
+    many = parse_detection("There are 23 cars in the image: <rbox>({<1.00><1.00><2.00><1.00>|<45>})</rbox>, "
+                           "and due to the context length, the remaining objects are not listed.")
+    assert many["class"] == "car" and many["count"] == 23 and many["truncated"] and len(many["boxes"]) == 1
+    neg = parse_detection("I'm sorry, I cannot answer as the given image does not contain any given objects.")
+    assert neg["negative"] and neg["class"] is None and len(neg["boxes"]) == 0

@@ -15,7 +15,8 @@ from __future__ import annotations
 
 from importlib import import_module
 
-from .codec import FitTextWarning, encode_boxes, format_rbox, parse_boxes, parse_boxes_detail, parse_relation_detection
+from .codec import (FitTextWarning, encode_boxes, format_rbox, parse_boxes, parse_boxes_detail, parse_detection,
+                    parse_relation_detection)
 
 _LAZY = {
     "caption": "sgg.captioning.realiser",
@@ -38,8 +39,8 @@ _LAZY = {
     "check_faithfulness": "sgg.captioning.faithfulness",
 }
 
-__all__ = ["encode_boxes", "parse_boxes", "parse_boxes_detail", "parse_relation_detection", "format_rbox", "FitTextWarning",
-           *_LAZY]
+__all__ = ["encode_boxes", "parse_boxes", "parse_boxes_detail", "parse_detection", "parse_relation_detection",
+           "format_rbox", "FitTextWarning", *_LAZY]
 
 
 def __getattr__(name: str):

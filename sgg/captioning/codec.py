@@ -207,3 +207,21 @@ def parse_relation_detection(text: str) -> dict[str, Any]:
     rels += [("", " ".join(p.split()), "") for p in REL_RE.findall(text or "")]
     return {"count": int(head.group(1)) if head else None, "subject": head.group(2) if head else None,
             "object": head.group(3) if head else None, "relations": rels}
+
+
+_DET_HEAD = re.compile(r"There (?:is|are) (\d+) (.+?) in the image", re.I)
+
+
+def parse_detection(text: str, crop_size: int = 512, classes: Sequence[str] | None = None) -> dict[str, Any]:
+    """A detection answer: ``class`` (resolved against ``classes``, STAR by default: "ships", "car_parkings",
+    "There is 1 ship" all work), stated ``count``, ``boxes`` (le90 crop px), ``truncated`` (FIT-RS's
+    context-length sentence), ``negative`` (FIT-RS's refusal) and ``errors`` (unreadable boxes)."""
+    from sgg.structures import Vocabulary
+
+    head = _DET_HEAD.search(text or "")
+    word = head.group(2) if head else None
+    cls = resolve_class(re.sub(r"</?ref>", "", word), classes or Vocabulary.star().objects) if word else None
+    det = parse_boxes_detail(text, crop_size)
+    return {"class": cls, "written_class": word, "count": int(head.group(1)) if head else None,
+            "boxes": det.boxes, "errors": det.errors, "truncated": "due to the context length" in (text or ""),
+            "negative": head is None and "sorry" in (text or "").lower()}
