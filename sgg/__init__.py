@@ -19,6 +19,7 @@ _LAZY = {
     "Vocabulary": "sgg.structures",
     "GeoReference": "sgg.structures",
     "RasterScene": "sgg.io",
+    "Pipeline": "sgg.pipeline",
 }
 
 __all__ = ["SggInputError", "__version__", *_LAZY]
