@@ -98,9 +98,10 @@ class _Names:
         self.predicates = vocabulary.predicates[1:]
         self.p_index = {p: i for i, p in enumerate(self.predicates)}
 
-    def cls(self, word: str, strip_all: bool = False) -> int:
+    def cls(self, word: str, strip: str = "one") -> int:
+        """Faithful: the official spelling rule of each task (``strip`` every / one / no trailing ``s``)."""
         if self.mode == "faithful":
-            w = word.rstrip("s") if strip_all else (word[:-1] if word.endswith("s") else word)
+            w = word.rstrip("s") if strip == "all" else word[:-1] if strip == "one" and word.endswith("s") else word
             return self.c_index.get(w, len(self.classes) - 1)  # -1 indexes "null" in the official code
         name = resolve_class(word, self.classes)
         return -1 if name is None else self.c_index[name]
@@ -174,9 +175,9 @@ def _triplets_task5(text: str, names: _Names, errors: list[str]) -> tuple[list[t
         grp = (RBOX_RE.findall(s_l) or ["({<0.><0.><0.><0.>|<0>})"])[0]
         boxes = _boxes(grp, mode, errors)
         low = s.lower()
-        if mode == "faithful" and len(boxes) > 1 and ref.endswith("s"):
+        if mode == "faithful" and len(_BOX_ANY.findall(grp)) > 1 and ref.endswith("s"):  # counted before filtering
             ref = ref[:-1]
-        obj_cls = names.cls(ref)
+        obj_cls = names.cls(ref, strip="none")  # the official task5 strips only plurals of several boxes
         p = names.pred(rel)
         if "it is" in low:
             for b in boxes:
@@ -277,7 +278,7 @@ def score_answers(records: Iterable[dict[str, Any]], mode: str = "faithful",
             if m is None:
                 skipped[cat] += 1  # negative sample
                 continue
-            c = names.cls(m.group(1), strip_all=True)
+            c = names.cls(m.group(1), strip="all")
             gt_rows = [(b, c) for b in _boxes(gt, mode, [])]
             pr_rows = [(b, c) for b in _boxes(ans, mode, errors)]
             det1.append((gt_rows, pr_rows))
