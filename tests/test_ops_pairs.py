@@ -41,7 +41,7 @@ def dense_pairs(a: torch.Tensor, b: torch.Tensor | None, margin=0.0, k: int = 0)
 
 def random_env(n: int, g: torch.Generator, size: float = 100.0, grid: bool = False) -> torch.Tensor:
     """Random envelopes; ``grid``: integer corners, so touching edges and tied distances are common."""
-    xy = torch.rand(n, 2, generator=g) * size
+    xy = (torch.rand(n, 2, generator=g) - 0.3) * size  # negative coordinates too
     wh = torch.rand(n, 2, generator=g) ** 3 * size / 3  # a few large boxes among many small ones
     if grid:
         xy, wh = xy.round(), wh.round()
@@ -82,6 +82,10 @@ def test_touching_edges_and_corners_count():
                       [0.5, 0.5, 0.5, 0.5]], dtype=torch.float64)  # a point inside
     assert spatial_pairs(a, b).tolist() == [[0, 0], [0, 1], [0, 3]]
     assert spatial_pairs(a, b, margin=1e-9).tolist() == [[0, 0], [0, 1], [0, 2], [0, 3]]
+    # -0.0 and 0.0 are the same coordinate; negative coordinates keep their order
+    left = torch.tensor([[-3.0, -2.0, -0.0, -1.0], [-2.5, -2.5, -2.0, 0.0]], dtype=torch.float64)
+    right = torch.tensor([[0.0, -1.0, 1.0, 1.0], [-2.0, -3.0, -1.5, -2.0]], dtype=torch.float64)
+    assert spatial_pairs(left, right).tolist() == [[0, 0], [0, 1], [1, 1]]
 
 
 def test_self_mode_per_box_margin_is_the_larger_one():

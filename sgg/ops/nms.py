@@ -5,7 +5,7 @@ unless an already kept box overlaps it with IoU > threshold. Only IoUs between a
 *still alive* box can change the result, so (like a lazy STRtree reference) we never compute the others:
 
 1. boxes are processed in blocks of ``block`` alive ranks, which are resolved among
-   themselves (envelope-filtered pairs, exact IoU, then the greedy fixed point of the small block
+   themselves (``spatial_pairs`` candidates, exact IoU, then the greedy fixed point of the small block
    adjacency matrix, iterated with tensor ops until stable);
 2. every box kept in the block suppresses the alive later boxes it overlaps: candidates come from the
    envelope index built once over all boxes (``sgg.ops.pairs.EnvelopeIndex``, the sweep behind
@@ -25,7 +25,7 @@ import torch
 
 from .conversions import _as_boxes, box_to_envelope
 from .iou import DEFAULT_CHUNK, pairwise_intersection
-from .pairs import EnvelopeIndex
+from .pairs import EnvelopeIndex, spatial_pairs
 
 __all__ = ["rotated_nms", "batched_rotated_nms"]
 
@@ -50,19 +50,13 @@ def _above(boxes: torch.Tensor, area: torch.Tensor, env: torch.Tensor, i: torch.
     return out
 
 
-def _env_overlap(env: torch.Tensor, i: torch.Tensor, j: torch.Tensor) -> torch.Tensor:
-    ei, ej = env[i], env[j]
-    return (ei[..., 0] <= ej[..., 2]) & (ej[..., 0] <= ei[..., 2]) & (ei[..., 1] <= ej[..., 3]) & (ej[..., 1] <= ei[..., 3])
-
-
 def _resolve_block(sel: torch.Tensor, boxes, area, env, lab, thr: float, chunk_size: int) -> torch.Tensor:
     """Greedy NMS among the (rank-sorted) boxes ``sel`` alone: boolean keep mask over ``sel``."""
     s = sel.numel()
-    ii, jj = torch.triu_indices(s, s, offset=1, device=sel.device)
-    m = _env_overlap(env, sel[ii], sel[jj])
+    ii, jj = spatial_pairs(env[sel]).unbind(1)
     if lab is not None:
-        m &= lab[sel[ii]] == lab[sel[jj]]
-    ii, jj = ii[m], jj[m]
+        m = lab[sel[ii]] == lab[sel[jj]]
+        ii, jj = ii[m], jj[m]
     keep = torch.ones(s, dtype=torch.bool, device=sel.device)
     if ii.numel() == 0:
         return keep
