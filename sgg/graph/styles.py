@@ -29,10 +29,14 @@ LINE_ALPHA = (80, 175)
 LINE_WIDTH = (0.2, 0.5)
 
 
+# (saturation, value) cycled by class index: neighbouring hues of the golden walk differ in tone too
+_TONES = ((0.75, 0.95), (0.95, 0.7), (0.55, 0.85))
+
+
 def class_colour(index: int) -> tuple[int, int, int]:
-    """A stable colour per class index (golden-angle hue walk)."""
+    """A stable colour per class index (golden-angle hue walk, three tones)."""
     h = (index * 0.618033988749895) % 1.0
-    r, g, b = colorsys.hsv_to_rgb(h, 0.75, 0.95)
+    r, g, b = colorsys.hsv_to_rgb(h, *_TONES[index % 3])
     return int(r * 255), int(g * 255), int(b * 255)
 
 
