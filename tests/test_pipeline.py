@@ -307,3 +307,32 @@ def test_cli_refuses_bad_setup_without_partial_output(tmp_path, capsys):
         assert not (tmp_path / f"o{i}").exists()
     assert main(["infer", scene, "--out", str(tmp_path / "file" / "sub"), "--weights", "bundled"]) == 2
     assert "not writable" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------------------------------ demo
+@pytest.mark.slow  # loads every bundled model (the notebook test covers them in the default run)
+def test_demo_stages_are_all_bundled():
+    from sgg.demo import DEMO_CONFIG
+
+    pipe = Pipeline(DEMO_CONFIG).check()
+    assert set(pipe.models) == {"detector", "pairs", "relations"}
+    assert pipe.models["detector"].startswith("hodnet_effl0_synth.pt@")
+    assert pipe.models["pairs"].startswith("star_ppg_obb.pth@")
+    assert callable(pipe.captioner)
+
+
+@pytest.mark.slow
+def test_demo_runs_end_to_end(tmp_path, capsys):
+    from sgg.demo import main
+    from sgg.graph import read
+
+    out = tmp_path / "demo"
+    assert main(["--out", str(out), "--size", "512"]) == 0
+    printed = capsys.readouterr().out
+    assert "Look at:" in printed and "harbour_512.preview.png" in printed
+    assert sorted(p.name for p in out.iterdir()) == ["harbour_512.caption.txt", "harbour_512.gpkg",
+                                                      "harbour_512.graphml", "harbour_512.preview.png", "sample"]
+    g = read(out / "harbour_512.gpkg")
+    assert len(g.detections) > 10 and len(g.pairs) > 0
+    assert set(g.metadata["models"]) == {"detector", "pairs", "relations"}
+    assert "image shows" in (out / "harbour_512.caption.txt").read_text()
