@@ -205,3 +205,38 @@ def test_cli_min_score_and_project(tmp_path, capsys):
     assert main(["export", str(src), "--out", str(tmp_path / "x.gpkg"), "--min-score", "1.5"]) == 2
     assert "1.5" in capsys.readouterr().err
     assert main(["export", str(src), "--out", str(tmp_path / "x.graphml"), "--qgis-project", str(proj)]) == 2
+
+
+def test_detect_two_thresholds(tmp_path, capsys):
+    """sgg detect --from-dota (no model): layers hold objects >= --min-score (default 0.3), .scene.json and
+    --dota-out everything above --score-threshold; both thresholds recorded."""
+    rasterio = pytest.importorskip("rasterio")
+    from rasterio.transform import from_origin
+
+    from sgg.cli import main
+
+    raster = tmp_path / "scene.tif"
+    with rasterio.open(raster, "w", driver="GTiff", width=64, height=64, count=1, dtype="uint8", crs="EPSG:32633",
+                       transform=from_origin(400000, 5000000, 0.5, 0.5)) as dst:
+        dst.write(np.zeros((1, 64, 64), np.uint8))
+    res = tmp_path / "results"
+    res.mkdir()
+    rows = [(0.9, 10), (0.4, 30), (0.2, 50), (0.04, 20)]  # the last is below the evaluation threshold 0.05
+    (res / "Task1_airplane.txt").write_text("".join(
+        f"scene {s} {x} 10 {x + 8} 10 {x + 8} 16 {x} 16\n" for s, x in rows))
+    assert main(["detect", str(raster), "--from-dota", str(res), "--out", str(tmp_path / "d.gpkg"),
+                 "--qgis-project", str(tmp_path / "d.qgz"), "--dota-out", str(tmp_path / "dota")]) == 0
+    assert "scoring >= 0.3 (of 3 >= 0.05)" in capsys.readouterr().out
+    assert read(tmp_path / "d.gpkg").num_objects == 2 and zipfile.is_zipfile(tmp_path / "d.qgz")
+    assert len((tmp_path / "dota" / "Task1_airplane.txt").read_text().splitlines()) == 3
+    with sqlite3.connect(tmp_path / "d.gpkg") as db:
+        run = dict(db.execute("SELECT key, value FROM run").fetchall())
+    assert (run["evaluation_threshold"], run["output_threshold"]) == ("0.05", "0.3")
+    assert main(["detect", str(raster), "--from-dota", str(res), "--out", str(tmp_path / "d.scene.json")]) == 0
+    sg = read(tmp_path / "d.scene.json")
+    assert sg.num_objects == 3 and sg.metadata["thresholds"] == {"evaluation": 0.05, "output": None}
+    assert main(["detect", str(raster), "--from-dota", str(res), "--out", str(tmp_path / "e.gpkg"),
+                 "--min-score", "0.3,airplane=0.5"]) == 0
+    assert read(tmp_path / "e.gpkg").num_objects == 1
+    assert main(["detect", str(raster), "--from-dota", str(res), "--min-score", "-1"]) == 2
+    assert main(["detect", str(raster), "--from-dota", str(res), "--qgis-project", str(tmp_path / "x.qgz")]) == 2
