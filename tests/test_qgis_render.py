@@ -148,3 +148,21 @@ def test_labels_show_only_at_large_scales(tmp_path):
     _, near = _render(tmp_path, "--project", str(project), "--width", "400", "--extent", near_extent, name="near")
     dark = lambda im: int((im.max(axis=2) < 60).sum())  # noqa: E731 - label text is near black
     assert dark(far) == 0 and dark(near) > 30
+
+
+def test_geojson_project_with_sidecar_styles(tmp_path):
+    """GeoJSON (EPSG:4326) in a UTM project: QGIS splits the FeatureCollection by geometry type, the .qml
+    sidecars style both parts, and the reprojected footprints still land on the objects."""
+    sg, raster, _, _ = _scene(tmp_path, georef=True)
+    gj = export(sg, tmp_path / "scene.geojson", output_threshold=0.3)
+    project = write_scene_project(tmp_path / "gj.qgz", gj, sg)
+    rep, img = _render(tmp_path, "--project", str(project), "--width", str(W))
+    assert [(lyr["name"], lyr["valid"]) for lyr in rep["layers"]] == [
+        ("scene relations", True), ("scene objects", True), (raster.stem, True)]
+    rel, obj, _ = rep["layers"]
+    assert obj["features"] == 3 and obj["crs"] == "EPSG:4326" and obj["legend"] == ["airplane", "car", "boat"]
+    assert rel["features"] == 2 and rel["renderer"] == "RuleRenderer"
+    for i in PROBES:
+        x, y = _probe_pixel(i)
+        a = fill_alpha(SCORES[i]) / 255.0
+        assert np.abs(img[y, x] - (np.array(class_colour(LABELS[i])) * a + GREY * (1 - a))).max() <= 6
