@@ -8,7 +8,10 @@ Layers (same columns in every format):
   object_class, predicate, score, rank, source`` (+ ``pair, pair_score, predicate_scores`` (JSON text) when
   exported with ``full_scores``);
 * ``run``: ``key, value, encoding`` rows (``encoding`` is ``text`` or ``json``) with the run record:
-  vocabulary, CRS WKT, transform, image, model metadata, sgg version, ``coordinates`` (``map``/``pixel``).
+  vocabulary, CRS WKT, transform, image, model metadata, sgg version, ``coordinates`` (``map``/``pixel``),
+  ``evaluation_threshold`` and ``output_threshold`` (:mod:`sgg.graph.thresholds`);
+* QGIS styles (:mod:`sgg.graph.styles`): a default row per feature layer in the GeoPackage's ``layer_styles``
+  table, ``<stem>.qml`` / ``<stem>.relations.qml`` files beside GeoJSON and GeoParquet outputs.
 
 A raster without a CRS is exported in pixel units with no CRS set (GeoPackage srs_id −1, "Undefined Cartesian
 SRS") and ``coordinates = pixel`` in the run record; geometry is ``(column, -row)`` — y negated, the frame in
