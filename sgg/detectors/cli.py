@@ -184,6 +184,16 @@ def main(argv: list[str] | None = None) -> int:
 
         weights = Path(args.weights)
         model = load_detector(weights, map_location=args.device).to(args.device)
+        if isinstance(args.min_score, dict):  # per-class output threshold: class names checked before the run
+            from sgg.detectors.protocol import detector_vocabulary
+            from sgg.graph.thresholds import class_thresholds
+
+            from sgg.errors import SggInputError
+
+            try:
+                class_thresholds(args.min_score, detector_vocabulary(model).objects)
+            except SggInputError as exc:
+                raise SggInputError(str(exc), option="--min-score") from None
         sg = detect_scene(model, raster, tile_size=args.tile_size, overlap=args.overlap, levels=args.levels,
                           zoom=args.zoom, batch_size=args.batch_size, prefetch=args.prefetch,
                           score_threshold=args.score_threshold, iou_threshold=args.iou_threshold,
