@@ -186,9 +186,8 @@ def main(argv: list[str] | None = None) -> int:
         model = load_detector(weights, map_location=args.device).to(args.device)
         if isinstance(args.min_score, dict):  # per-class output threshold: class names checked before the run
             from sgg.detectors.protocol import detector_vocabulary
-            from sgg.graph.thresholds import class_thresholds
-
             from sgg.errors import SggInputError
+            from sgg.graph.thresholds import class_thresholds
 
             try:
                 class_thresholds(args.min_score, detector_vocabulary(model).objects)
