@@ -10,7 +10,7 @@ import torch
 from shapely.geometry import Polygon
 
 from sgg.datasets.native import write_scene_json
-from sgg.evaluation.pairs import first_hit_ranks, match_boxes, mean_pair_recall, pair_recall
+from sgg.evaluation.pairs import MISSED, first_hit_ranks, match_boxes, mean_pair_recall, pair_recall
 from sgg.structures import Detections, PairSet, SceneGraph, Vocabulary
 
 VOC = Vocabulary.star()
@@ -26,11 +26,13 @@ def gt_scene():
 def test_recall_with_ground_truth_boxes_hand_worked():
     gt = gt_scene()
     ranked = torch.tensor([[0, 2], [0, 1], [3, 2], [2, 3], [1, 0]])
-    assert first_hit_ranks(ranked, torch.tensor([[0, 1], [1, 0], [2, 3]]), 4).tolist() == [1, 4, 3]
+    assert first_hit_ranks(ranked, torch.tensor([[0, 1], [1, 0], [2, 3], [3, 0]]), 4).tolist() == [1, 4, 3, MISSED]
     r = pair_recall(ranked, gt, budgets=(1, 2, 4, 5), fractions=(0.25,))  # 25 % of 12 ordered pairs = 3
     assert r["gt_pairs"] == 3 and r["ordered_pairs"] == 12
     assert (r["R@1"], r["R@2"], r["R@4"], r["R@5"]) == (0.0, pytest.approx(1 / 3), pytest.approx(2 / 3), 1.0)
     assert r["R@25%"] == pytest.approx(1 / 3)
+    short = pair_recall(ranked[:2], gt, budgets=(100,), fractions=(0.5,))  # budgets beyond the list: no free hits
+    assert short["R@100"] == short["R@50%"] == short["R@all"] == pytest.approx(1 / 3)
 
 
 def _brute_recall(ranked, gt, det, budget):

@@ -21,10 +21,11 @@ import torch
 
 from sgg.structures import Detections, PairSet, SceneGraph
 
-__all__ = ["match_boxes", "first_hit_ranks", "pair_recall", "mean_pair_recall", "format_pair_table", "main"]
+__all__ = ["match_boxes", "first_hit_ranks", "MISSED", "pair_recall", "mean_pair_recall", "format_pair_table", "main"]
 
 DEFAULT_BUDGETS = (10_000,)
 DEFAULT_FRACTIONS = (0.01, 0.02, 0.05)
+MISSED = torch.iinfo(torch.long).max  # rank of a ground-truth pair that no kept pair hits
 
 
 def match_boxes(pred: Detections, gt: Detections, iou_threshold: float = 0.5, match_labels: bool = False) -> torch.Tensor:
@@ -52,11 +53,11 @@ def _related(gt: SceneGraph) -> torch.Tensor:
 
 def first_hit_ranks(pairs: torch.Tensor, gt_pairs: torch.Tensor, num_gt: int, matches: torch.Tensor | None = None) -> torch.Tensor:
     """(G,) rank (0-based position in ``pairs``, best first) of the first pair hitting each ground-truth
-    pair, or ``len(pairs)`` when none does. ``matches`` (K,2) maps prediction to ground-truth objects
-    (None: the predictions are the ground-truth objects)."""
+    pair, or ``MISSED`` (the largest int64) when none does. ``matches`` (K,2) maps prediction to
+    ground-truth objects (None: the predictions are the ground-truth objects)."""
     g = gt_pairs.shape[0]
     m = pairs.shape[0]
-    out = torch.full((g,), m, dtype=torch.long)
+    out = torch.full((g,), MISSED, dtype=torch.long)
     if g == 0 or m == 0:
         return out
     if matches is None:
@@ -85,7 +86,7 @@ def first_hit_ranks(pairs: torch.Tensor, gt_pairs: torch.Tensor, num_gt: int, ma
     uniq, inv = torch.unique(gkey, return_inverse=True)
     pos = torch.searchsorted(uniq, key).clamp_max(uniq.numel() - 1)
     hit = uniq[pos] == key
-    best = torch.full((uniq.numel(),), m, dtype=torch.long).scatter_reduce(0, pos[hit], rank[hit], "amin")
+    best = torch.full((uniq.numel(),), MISSED, dtype=torch.long).scatter_reduce(0, pos[hit], rank[hit], "amin")
     return best[inv]
 
 
@@ -110,7 +111,7 @@ def pair_recall(ranked: PairSet | torch.Tensor, gt: SceneGraph, detections: Dete
         out[f"R@{int(b)}"] = float((ranks < int(b)).sum()) / g
     for f in fractions:
         out[f"R@{100 * f:g}%"] = float((ranks < int(f * n * (n - 1))).sum()) / g
-    out["R@all"] = float((ranks < len(pairs)).sum()) / g
+    out["R@all"] = float((ranks < MISSED).sum()) / g
     return out
 
 

@@ -181,7 +181,7 @@ def _class_index(labels: torch.Tensor, vocabulary: Vocabulary | None, prior: Pai
 
 
 def candidate_pairs(detections: Detections, prior: PairPrior | None = None, *, vocabulary: Vocabulary | None = None,
-                    k: int = 8, max_per_object: int | None = 64, radius_scale: float = 1.0) -> PairSet:
+                    k: int = 8, max_per_object: int | None = 32, radius_scale: float = 1.0) -> PairSet:
     """Ordered candidate pairs of ``detections`` (``scores`` = −distance/radius, higher = nearer).
 
     Args:
@@ -210,12 +210,17 @@ def candidate_pairs(detections: Detections, prior: PairPrior | None = None, *, v
     diag = torch.hypot(boxes[:, 2], boxes[:, 3])
     env = box_to_envelope(boxes)
     far = spatial_pairs(env, margin=rmax * diag)  # (P,2) i<j: a superset of every class pair's disc
-    near = spatial_pairs(env, k=k)  # touching envelopes and k nearest: exempt from the radius test
-    key = torch.cat([far[:, 0] * n + far[:, 1], near[:, 0] * n + near[:, 1]])
-    is_near = torch.cat([torch.zeros(len(far), dtype=torch.bool), torch.ones(len(near), dtype=torch.bool)])
+    # touching envelopes and each box's k nearest (centres as point envelopes) are exempt from the radius test
+    ea, eb = env[far[:, 0]], env[far[:, 1]]
+    touch = (ea[:, 0] <= eb[:, 2]) & (eb[:, 0] <= ea[:, 2]) & (ea[:, 1] <= eb[:, 3]) & (eb[:, 1] <= ea[:, 3])
+    key = far[:, 0] * n + far[:, 1]
+    if k > 0:
+        near = spatial_pairs(boxes[:, :2].repeat(1, 2), k=k)
+        key = torch.cat([key, near[:, 0] * n + near[:, 1]])
+        touch = torch.cat([touch, torch.ones(len(near), dtype=torch.bool)])
     key, inv = torch.unique(key, return_inverse=True)
     flag = torch.zeros(key.numel(), dtype=torch.bool)
-    flag[inv[is_near]] = True
+    flag[inv[touch]] = True
     und = torch.stack([key // n, key % n], 1)
     both, flag = torch.cat([und, und.flip(1)]), torch.cat([flag, flag])
     d = normalised_distance(boxes, both)

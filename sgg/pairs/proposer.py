@@ -60,7 +60,7 @@ class PairProposer:
 
     def __init__(self, ppg: PPG | None = None, prior: PairPrior | None = None, *, budget: int | None = 10_000,
                  fraction: float | None = None, threshold: float | None = None, k: int = 8,
-                 max_per_object: int | None = 64, radius_scale: float = 1.0, chunk_size: int = 1 << 16):
+                 max_per_object: int | None = 32, radius_scale: float = 1.0, chunk_size: int = 1 << 16):
         self.ppg = ppg.eval() if ppg is not None else None
         self.prior = prior if prior is not None else PairPrior.star()
         self.budget, self.fraction, self.threshold = budget, fraction, threshold

@@ -1,0 +1,164 @@
+"""Benchmark pair proposal: sgg's sub-quadratic PairProposer against a dense N² implementation (STAR toolkit).
+
+Run:  python benchmarks/bench_pairs.py [--sizes 5000 10000 20000] [--dense-sizes 1000 2000] [--threads 2]
+
+Layout (seeded, STAR-like density ~1 object per 1,000 px²): car parks (grids of cars), marinas (boats
+in rows along docks), lines of lattice towers, and scattered objects of other classes and sizes.
+Each measurement runs in its own child process, so peak RSS (``ru_maxrss``) is that run's alone:
+  ours  — PairProposer.default(): candidates (sgg.ops.spatial_pairs + class-pair prior), STAR's 103-d
+          features, STAR's released PPG score, top-10,000 — timed per step;
+  dense — as the STAR toolkit: all N(N−1) ordered pairs, their features in one tensor, PPG score, top-10,000.
+Goal (issue #13): ours ≤ 3 s at N = 20,000 on 2 cores; peak RSS growing linearly with N.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import resource
+import subprocess
+import sys
+import time
+
+import torch
+
+STAR_CLASSES = {"car": 16, "car_parking": 18, "boat": 1, "dock": 7, "lattice_tower": 26}
+
+
+def layout(n: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """(n,5) boxes and STAR labels: 60 % cars in parks, 20 % boats at docks, 5 % towers, 15 % scattered."""
+    g = torch.Generator().manual_seed(seed)
+    side = math.sqrt(n * 1000.0)
+    boxes, labels = [], []
+
+    def rnd(*shape):
+        return torch.rand(*shape, generator=g)
+
+    # car parks: 10 x 10 grids of cars (4.5 x 2 px at 0.5 m... here 9 x 4 px), each in a park box
+    n_cars = int(0.6 * n)
+    lots = max(1, n_cars // 100)
+    for _ in range(lots):
+        cx, cy = rnd(2) * side
+        gx, gy = torch.meshgrid(torch.arange(10.0), torch.arange(10.0), indexing="ij")
+        c = torch.stack([cx + gx.reshape(-1) * 6 - 27, cy + gy.reshape(-1) * 12 - 54], 1)
+        boxes.append(torch.cat([c, torch.tensor([[9.0, 4.0]]).expand(100, 2), torch.full((100, 1), math.pi / 2)], 1))
+        labels.append(torch.full((100,), STAR_CLASSES["car"]))
+        boxes.append(torch.tensor([[float(cx), float(cy), 70.0, 130.0, 0.0]]))
+        labels.append(torch.tensor([STAR_CLASSES["car_parking"]]))
+    # marinas: docks 200 px long with 20 boats on each side
+    for _ in range(max(1, int(0.2 * n) // 40)):
+        cx, cy = rnd(2) * side
+        a = float((rnd(1) - 0.5) * math.pi)
+        u = torch.tensor([math.cos(a), math.sin(a)])
+        v = torch.tensor([-u[1], u[0]])
+        t = torch.arange(20.0) * 10 - 95
+        for sgn in (-1, 1):
+            c = torch.tensor([cx, cy]) + t[:, None] * u + sgn * 12 * v
+            boxes.append(torch.cat([c, torch.tensor([[14.0, 5.0]]).expand(20, 2), torch.full((20, 1), a + math.pi / 2)], 1))
+            labels.append(torch.full((20,), STAR_CLASSES["boat"]))
+        boxes.append(torch.tensor([[float(cx), float(cy), 200.0, 8.0, a]]))
+        labels.append(torch.tensor([STAR_CLASSES["dock"]]))
+    # power lines: 10 towers 300 px apart
+    for _ in range(max(1, int(0.05 * n) // 10)):
+        p0, a = rnd(2) * side, float(rnd(1) * math.pi)
+        c = p0 + torch.arange(10.0)[:, None] * 300 * torch.tensor([math.cos(a), math.sin(a)])
+        boxes.append(torch.cat([c, torch.full((10, 2), 12.0), torch.zeros(10, 1)], 1))
+        labels.append(torch.full((10,), STAR_CLASSES["lattice_tower"]))
+    b, lab = torch.cat(boxes), torch.cat(labels)
+    rest = n - len(b)
+    if rest > 0:  # scattered objects of any class, 6..120 px
+        wh = 6 + rnd(rest, 2) * 114
+        b = torch.cat([b, torch.cat([rnd(rest, 2) * side, wh, (rnd(rest, 1) - 0.5) * math.pi], 1)])
+        lab = torch.cat([lab, torch.randint(0, 48, (rest,), generator=g)])
+    return b[:n].clamp_min(0) + torch.tensor([0, 0, 0, 0, 0.0]), lab[:n]
+
+
+def rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def run_ours(n: int) -> dict:
+    from sgg.pairs import PairProposer, select_pairs
+    from sgg.structures import Detections
+
+    boxes, labels = layout(n)
+    det = Detections(boxes, labels)
+    prop = PairProposer.default()
+    base = rss_mb()
+    c0, t0 = time.process_time(), time.perf_counter()
+    cand = prop.candidates(det)
+    t1 = time.perf_counter()
+    scores = prop.score(det, cand)
+    t2 = time.perf_counter()
+    kept = select_pairs(cand, scores, 10_000, lower_is_better=True)
+    t3, c3 = time.perf_counter(), time.process_time()
+    return {"n": n, "candidates": len(cand), "kept": len(kept), "t_candidates": t1 - t0, "t_features_score": t2 - t1,
+            "t_select": t3 - t2, "t_total": t3 - t0, "cpu_total": c3 - c0, "rss_before_mb": base, "rss_peak_mb": rss_mb(),
+            "top": kept.pairs[:2000].tolist()}
+
+
+def run_dense(n: int) -> dict:
+    from sgg.pairs import PPG, star_pair_features
+
+    boxes, labels = layout(n)
+    ppg = PPG.from_star()
+    base = rss_mb()
+    c0, t0 = time.process_time(), time.perf_counter()
+    i, j = torch.meshgrid(torch.arange(n), torch.arange(n), indexing="ij")
+    pairs = torch.stack([i.reshape(-1), j.reshape(-1)], 1)
+    pairs = pairs[pairs[:, 0] != pairs[:, 1]]
+    feats = star_pair_features(boxes, labels, pairs).float()  # all N(N-1) rows at once, as upstream
+    scores = ppg.score(feats, chunk_size=len(feats) or 1)
+    top = torch.topk(scores, min(10_000, len(scores)), largest=False).indices
+    t1, c1 = time.perf_counter(), time.process_time()
+    return {"n": n, "pairs": len(pairs), "t_total": t1 - t0, "cpu_total": c1 - c0, "rss_before_mb": base,
+            "rss_peak_mb": rss_mb(),
+            "top": pairs[top[:2000]].tolist()}
+
+
+def child(kind: str, n: int, threads: int) -> dict:
+    cmd = [sys.executable, __file__, "--child", kind, str(n), "--threads", str(threads)]
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--sizes", type=int, nargs="*", default=[5000, 10000, 20000])
+    ap.add_argument("--dense-sizes", type=int, nargs="*", default=[1000, 2000])
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--child", nargs=2, metavar=("KIND", "N"), help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    if args.child:
+        kind, n = args.child[0], int(args.child[1])
+        print(json.dumps(run_ours(n) if kind == "ours" else run_dense(n)))
+        return
+    print(f"torch {torch.__version__}, {args.threads} threads; each row is its own process")
+    print("| N | candidates | candidates s | features+score s | select s | total s (CPU s) | peak RSS MB (Δ) |")
+    print("|---|---|---|---|---|---|---|")
+    ours = {}
+    for n in sorted(set(args.sizes) | set(args.dense_sizes)):
+        r = ours[n] = child("ours", n, args.threads)
+        print(f"| {n} | {r['candidates']} | {r['t_candidates']:.2f} | {r['t_features_score']:.2f} | "
+              f"{r['t_select']:.3f} | {r['t_total']:.2f} ({r['cpu_total']:.2f}) | {r['rss_peak_mb']:.0f} (+{r['rss_peak_mb'] - r['rss_before_mb']:.0f}) |")
+    print("\nDense N² reference (all ordered pairs featurised at once, as the STAR toolkit):")
+    print("| N | pairs | dense s (CPU s) | dense peak RSS MB (Δ) | sgg s (CPU s) | time ratio (CPU) | RSS Δ ratio | top-2000 overlap |")
+    print("|---|---|---|---|---|---|---|---|")
+    for n in args.dense_sizes:
+        try:
+            d = child("dense", n, args.threads)
+        except subprocess.CalledProcessError as exc:
+            print(f"| {n} | — | failed ({exc.returncode}) | | | | | |")
+            continue
+        o = ours[n]
+        dd, do = d["rss_peak_mb"] - d["rss_before_mb"], max(o["rss_peak_mb"] - o["rss_before_mb"], 1.0)
+        overlap = len({tuple(p) for p in d["top"]} & {tuple(p) for p in o["top"]}) / max(len(d["top"]), 1)
+        print(f"| {n} | {d['pairs']} | {d['t_total']:.2f} ({d['cpu_total']:.2f}) | {d['rss_peak_mb']:.0f} (+{dd:.0f}) | "
+              f"{o['t_total']:.2f} ({o['cpu_total']:.2f}) | {d['t_total'] / o['t_total']:.1f}x "
+              f"({d['cpu_total'] / o['cpu_total']:.1f}x) | {dd / do:.1f}x | {overlap:.3f} |")
+
+
+if __name__ == "__main__":
+    main()
