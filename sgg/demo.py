@@ -25,13 +25,12 @@ SAMPLE = {"seed": 20261130, "size": 768, "layout": "harbour"}
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="sgg demo", description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    from sgg.cli_support import ArgumentParser
+
+    p = ArgumentParser(prog="sgg demo", description=__doc__.split("\n\n")[0])
     p.add_argument("--out", default="sgg-demo", help="output directory")
     p.add_argument("--size", type=int, default=SAMPLE["size"], help="sample scene side in pixels")
     p.add_argument("--relation-head", default=None, help="override the relation head ('none' to skip)")
-    p.add_argument("--quiet", action="store_true")
-    p.add_argument("--debug", action="store_true")
     return p
 
 
@@ -51,38 +50,34 @@ def make_sample(out: Path, size: int = SAMPLE["size"]) -> tuple[Path, Path]:
 
 def main(argv: list[str] | None = None) -> int:
     import time
-    import warnings
 
     from sgg.errors import SggInputError
-    from sgg.infer_cli import _warning_line, check_writable, run_scenes
+    from sgg.infer_cli import check_writable, run_scenes
     from sgg.pipeline import Pipeline, resolve_config
 
     args = build_parser().parse_args(argv)
     out = Path(args.out)
     t0 = time.perf_counter()
-    with warnings.catch_warnings():
-        if not args.debug:
-            warnings.showwarning = _warning_line
-        try:
-            check_writable(out)
-            cfg = resolve_config(DEMO_CONFIG)
-            if args.relation_head is not None:
-                cfg["relations"] = None if args.relation_head.lower() == "none" else {"head": args.relation_head,
-                                                                                     "weights": None}
-            pipe = Pipeline(cfg).check()
-            out.mkdir(parents=True, exist_ok=True)
-            if not args.quiet:
-                print(f"sgg demo: drawing a {args.size}² synthetic harbour scene (seed {SAMPLE['seed']}) …")
-            tif, ann = make_sample(out, args.size)
-        except SggInputError as exc:
-            if args.debug:
-                raise
-            print(f"sgg demo: error: {exc}", file=sys.stderr)
-            return 2
+    try:
+        check_writable(out)
+        cfg = resolve_config(DEMO_CONFIG)
+        if args.relation_head is not None:
+            cfg["relations"] = None if args.relation_head.lower() == "none" else {"head": args.relation_head,
+                                                                                 "weights": None}
+        pipe = Pipeline(cfg).check()
+        out.mkdir(parents=True, exist_ok=True)
         if not args.quiet:
-            print(f"sgg demo: running {pipe!r} (detector {pipe.models.get('detector')}) …")
-        status = run_scenes(pipe, [str(tif)], out, ["gpkg", "graphml", "caption", "preview"], quiet=args.quiet,
-                            debug=args.debug)
+            print(f"sgg demo: drawing a {args.size}² synthetic harbour scene (seed {SAMPLE['seed']}) …")
+        tif, ann = make_sample(out, args.size)
+    except SggInputError as exc:
+        if args.debug:
+            raise
+        print(f"sgg demo: error: {exc}", file=sys.stderr)
+        return 2
+    if not args.quiet:
+        print(f"sgg demo: running {pipe!r} (detector {pipe.models.get('detector')}) …")
+    status = run_scenes(pipe, [str(tif)], out, ["gpkg", "graphml", "caption", "preview"], quiet=args.quiet,
+                        debug=args.debug)
     if status == 0 and not args.quiet:
         stem = tif.stem
         print(f"\nsgg demo: done in {time.perf_counter() - t0:.0f} s. Look at:\n"

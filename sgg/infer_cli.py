@@ -51,9 +51,10 @@ def _none(text: str) -> str | None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="sgg infer", description="Scene graphs for rasters of any size: detection, "
-                                "pair proposal, relations, GIS/graph/caption/preview outputs.",
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    from sgg.cli_support import ArgumentParser
+
+    p = ArgumentParser(prog="sgg infer", description="Scene graphs for rasters of any size: detection, pair "
+                       "proposal, relations, GIS/graph/caption/preview outputs.")
     p.add_argument("scenes", nargs="+", metavar="SCENE", help="GeoTIFF or any GDAL raster (PNG/JPEG: pixel coordinates)")
     p.add_argument("--out", required=True, help="output directory")
     p.add_argument("--config", help="pipeline YAML (configs/pipeline/*.yaml); options below override it")
@@ -79,8 +80,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--top-k", type=int, help="relations kept in exports, captions and previews (config default 100)")
     p.add_argument("--keep-ledger", action="store_true", help="keep the per-tile ledger after a scene completes")
     p.add_argument("--threads", type=int, help="torch intra-op threads")
-    p.add_argument("--quiet", action="store_true", help="no progress bars and no summary")
-    p.add_argument("--debug", action="store_true", help="full tracebacks")
     return p
 
 
@@ -205,18 +204,14 @@ def summary(sg: Any, name: str, files: list[Path], top: int = 8) -> str:
 
 
 # ------------------------------------------------------------------------------------------ main
-def _warning_line(message, category, filename, lineno, file=None, line=None) -> None:
-    print(f"sgg infer: warning: {message}", file=sys.stderr)
-
-
 def run_scenes(pipe: Any, scenes: list[str], out: Path, formats: list[str], *, quiet: bool = False,
                keep_ledger: bool = False, debug: bool = False) -> int:
     """Run ``pipe`` on each scene and write its outputs; returns the exit status (2 if any scene failed)."""
-    from sgg.errors import SggInputError
+    from sgg.cli_support import _is_input_error, describe_error, progress_for
     from sgg.pipeline import TileLedger
 
     status, used = 0, set()
-    progress = not quiet and sys.stderr.isatty()
+    progress = progress_for("infer", quiet)  # a bar per level on a terminal, periodic lines in logs
     top_k = int((pipe.config.get("output") or {}).get("top_k") or 100)
     for scene in scenes:
         path = Path(scene)
@@ -252,9 +247,9 @@ def run_scenes(pipe: Any, scenes: list[str], out: Path, formats: list[str], *, q
         except Exception as exc:  # noqa: BLE001 - one line per failed scene, traceback only with --debug
             if debug:
                 raise
-            msg = str(exc) if isinstance(exc, SggInputError) else f"{path}: {type(exc).__name__}: {exc}"
-            print(f"sgg infer: error: {msg.splitlines()[0] if msg else type(exc).__name__}", file=sys.stderr)
-            status = 2
+            msg = describe_error(exc)
+            print(f"sgg infer: error: {msg if str(path) in msg else f'{path}: {msg}'}", file=sys.stderr)
+            status = max(status, 2 if _is_input_error(exc) else 1)
     if (out / ".sgg-ledger").is_dir() and not any((out / ".sgg-ledger").iterdir()):
         (out / ".sgg-ledger").rmdir()
     return status
@@ -267,25 +262,22 @@ def main(argv: list[str] | None = None) -> int:
     args._head_given = any(a == "--relation-head" or a.startswith("--relation-head=") for a in argv)
     from sgg.errors import SggInputError
 
-    with warnings.catch_warnings():
-        if not args.debug:
-            warnings.showwarning = _warning_line
-        try:
-            if args.threads:
-                import torch
+    try:
+        if args.threads:
+            import torch
 
-                torch.set_num_threads(args.threads)
-            out = Path(args.out)
-            check_writable(out)
-            pipe = pipeline_from_args(args).check()
-            out.mkdir(parents=True, exist_ok=True)
-        except SggInputError as exc:
-            if args.debug:
-                raise
-            print(f"sgg infer: error: {exc}", file=sys.stderr)
-            return 2
-        return run_scenes(pipe, args.scenes, out, args.formats, quiet=args.quiet, keep_ledger=args.keep_ledger,
-                          debug=args.debug)
+            torch.set_num_threads(args.threads)
+        out = Path(args.out)
+        check_writable(out)
+        pipe = pipeline_from_args(args).check()
+        out.mkdir(parents=True, exist_ok=True)
+    except SggInputError as exc:
+        if args.debug:
+            raise
+        print(f"sgg infer: error: {' '.join(str(exc).split())}", file=sys.stderr)
+        return 2
+    return run_scenes(pipe, args.scenes, out, args.formats, quiet=args.quiet, keep_ledger=args.keep_ledger,
+                      debug=args.debug)
 
 
 if __name__ == "__main__":  # pragma: no cover
