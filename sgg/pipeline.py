@@ -306,7 +306,8 @@ class Pipeline:
                                     "score_threshold", "iou_threshold")}
         params = inspect.signature(detect_scene).parameters
         if "with_features" in params:
-            kwargs["with_features"] = bool(getattr(head, "needs_features", False))
+            # heads with visual inputs (RPCM's visual_dim > 0) need the detector's per-object features
+            kwargs["with_features"] = bool(getattr(head, "needs_features", False) or getattr(head, "visual_dim", 0))
         if ledger is None:
             return detect_scene(model, scene, progress=progress, **kwargs)
         hits, misses = ledger.hits, ledger.misses
