@@ -42,7 +42,6 @@ ALLOWED_UPWARD = {
     ("sgg.detectors.module", "sgg.evaluation"): "DetectorModule's validation mAP (rotated_map)",
     ("sgg.captioning.scorers", "sgg.evaluation.detection"): "caption box scoring through rotated_map",
     ("sgg.datasets.datamodules", "sgg.relation_heads.candidates"): "RelationDataModule's negative-pair rule",
-    ("sgg.graph.thresholds", "sgg.cli_support"): "command-line option helpers kept beside the thresholds",
 }
 ALLOWED_CYCLES = {
     frozenset({"sgg.evaluation.cli", "sgg.evaluation.pairs"}): "pairs.main reads files with the command's loaders",

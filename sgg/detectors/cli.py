@@ -57,7 +57,8 @@ def build_parser() -> ArgumentParser:
     p.add_argument("--prefetch", type=int_range(0), default=2, help="tiles read ahead on a thread pool")
     p.add_argument("--score-threshold", type=float_range(0, 1), default=0.05,
                    help="evaluation threshold: the detector keeps detections scoring at least this (low, for mAP)")
-    from sgg.graph.thresholds import DEFAULT_OUTPUT_THRESHOLD, add_output_arguments
+    from sgg.graph.cli import add_output_arguments
+    from sgg.graph.thresholds import DEFAULT_OUTPUT_THRESHOLD
 
     add_output_arguments(p, f"output threshold of the layers written to --out (default {DEFAULT_OUTPUT_THRESHOLD}; "
                          ".scene.json and --dota-out keep every detection above --score-threshold unless given)")
@@ -131,7 +132,7 @@ def check_options(args: argparse.Namespace):
     output_file(out, "--out", suffixes=GRAPH_SUFFIXES, inputs=[raster])
     dota_out = output_dir(args.dota_out, "--dota-out") if args.dota_out else None
     from sgg.graph.formats import suffix_format
-    from sgg.graph.thresholds import check_project_option
+    from sgg.graph.cli import check_project_option
 
     check_project_option(args, suffix_format(out), inputs=(raster,))
     return raster, out, dota_out

@@ -32,7 +32,7 @@ def build_parser():
     p.add_argument("--per-pair", type=int_range(1), default=1, help="predictions: predicates kept per pair")
     p.add_argument("--min-relation-score", type=float_range(0, 1), default=None,
                    help="predictions: drop triplets scoring below")
-    from sgg.graph.thresholds import DEFAULT_OUTPUT_THRESHOLD, add_output_arguments
+    from sgg.graph.thresholds import DEFAULT_OUTPUT_THRESHOLD
 
     add_output_arguments(p, f"drop objects scoring below this, with their relations (default "
                          f"{DEFAULT_OUTPUT_THRESHOLD}; 0 keeps all)")
@@ -41,6 +41,42 @@ def build_parser():
     p.add_argument("--no-style", action="store_true",
                    help="do not store QGIS layer styles (GeoPackage layer_styles, .qml beside GeoJSON/GeoParquet)")
     return p
+
+
+# --------------------------------------------------------------------------------------------------
+# Command-line options shared by ``sgg detect`` and ``sgg export``
+# --------------------------------------------------------------------------------------------------
+def threshold_arg(text: str):
+    """argparse type of ``--min-score``: ``0.3`` or ``0.3,airplane=0.5`` (values in [0, 1])."""
+    import argparse
+
+    from sgg.errors import SggInputError
+    from sgg.graph.thresholds import parse_threshold
+
+    try:
+        return parse_threshold(text)
+    except SggInputError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def add_output_arguments(p, min_score_help: str) -> None:
+    """``--min-score`` (the output threshold) and ``--qgis-project`` on a command's parser."""
+    p.add_argument("--min-score", type=threshold_arg, default=None, metavar="T",
+                   help=min_score_help + "; per class: 0.3,airplane=0.5 (the output threshold, see README)")
+    p.add_argument("--qgis-project", metavar="PROJECT.qgz",
+                   help="also write a QGIS project: the raster under the styled layers of --out "
+                   "(.gpkg, .geojson or .parquet), zoomed to the scene")
+
+
+def check_project_option(args, fmt: str | None, inputs: tuple = ()):
+    """The ``--qgis-project`` path, checked before work starts (None if not asked for)."""
+    if not getattr(args, "qgis_project", None):
+        return None
+    from sgg.cli_support import UsageError, output_file
+
+    if fmt not in ("gpkg", "geojson", "parquet"):
+        raise UsageError("--qgis-project needs GIS layers: write --out as .gpkg, .geojson or .parquet")
+    return output_file(args.qgis_project, "--qgis-project", suffixes=(".qgz", ".qgs"), inputs=inputs)
 
 
 def default_out(src: Path, fmt: str) -> Path:
@@ -77,8 +113,6 @@ def check_options(args):
     else:
         raise UsageError("say what to write: --to FORMAT or --out FILE")
     output_file(out, "--out", inputs=[src])
-    from sgg.graph.thresholds import check_project_option
-
     check_project_option(args, fmt, inputs=(src, out))
     if args.crs not in (None, "native"):
         import pyproj

@@ -106,35 +106,3 @@ def threshold_record(sg: Any, threshold: Threshold | None) -> dict[str, Any]:
     evaluation = sg.metadata.get("score_threshold", prev.get("evaluation"))
     return {"evaluation": evaluation, "output": prev.get("output") if threshold is None else threshold}
 
-
-# --------------------------------------------------------------------------------------------------
-# Command-line options shared by ``sgg detect`` and ``sgg export``
-# --------------------------------------------------------------------------------------------------
-def threshold_arg(text: str) -> Threshold:
-    """argparse type of ``--min-score``: ``0.3`` or ``0.3,airplane=0.5`` (values in [0, 1])."""
-    import argparse
-
-    try:
-        return parse_threshold(text)
-    except SggInputError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-
-
-def add_output_arguments(p: Any, min_score_help: str) -> None:
-    """``--min-score`` (the output threshold) and ``--qgis-project`` on a command's parser."""
-    p.add_argument("--min-score", type=threshold_arg, default=None, metavar="T",
-                   help=min_score_help + "; per class: 0.3,airplane=0.5 (the output threshold, see README)")
-    p.add_argument("--qgis-project", metavar="PROJECT.qgz",
-                   help="also write a QGIS project: the raster under the styled layers of --out "
-                   "(.gpkg, .geojson or .parquet), zoomed to the scene")
-
-
-def check_project_option(args: Any, fmt: str | None, inputs: tuple = ()) -> Any:
-    """The ``--qgis-project`` path, checked before work starts (None if not asked for)."""
-    if not getattr(args, "qgis_project", None):
-        return None
-    from sgg.cli_support import UsageError, output_file
-
-    if fmt not in ("gpkg", "geojson", "parquet"):
-        raise UsageError("--qgis-project needs GIS layers: write --out as .gpkg, .geojson or .parquet")
-    return output_file(args.qgis_project, "--qgis-project", suffixes=(".qgz", ".qgs"), inputs=inputs)
