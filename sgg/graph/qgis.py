@@ -47,6 +47,10 @@ def _style_root(qml: str | None) -> ET.Element | None:
         raise SggInputError(f"layer style is not valid QML XML ({exc})") from None
 
 
+_WKB_NAMES = {n.upper(): n for n in ("Point", "LineString", "Polygon", "MultiPoint", "MultiLineString",
+                                      "MultiPolygon", "GeometryCollection")}
+
+
 def _gpkg_layers(path: Path) -> list[dict[str, Any]]:
     """Feature tables of a GeoPackage with geometry type, CRS WKT and default QGIS style (sqlite3 only)."""
     try:
@@ -63,7 +67,7 @@ def _gpkg_layers(path: Path) -> list[dict[str, Any]]:
         raise SggInputError(f"not a GeoPackage ({exc})", path=path) from None
     order = {"relations": 0, "objects": 1}
     rows.sort(key=lambda r: (order.get(r[0], 2), r[0]))
-    return [{"name": t, "uri": f"{path}|layername={t}", "geometry": g.title().replace("string", "String"),
+    return [{"name": t, "uri": f"{path}|layername={t}", "geometry": _WKB_NAMES.get(g.upper(), "Unknown"),
              "crs_wkt": d if srs and srs > 0 and d and d != "undefined" else None, "qml": styles.get(t)}
             for t, g, d, srs in rows]
 
@@ -195,7 +199,9 @@ def _extent_el(parent: ET.Element, tag: str, extent: Extent) -> None:
 
 def _vector_layer(parent: ET.Element, rec: dict[str, Any], lid: str, source: str) -> None:
     style = _style_root(rec.get("qml"))
-    ml = _sub(parent, "maplayer", type="vector", geometry=rec["geometry"].replace("String", ""),
+    geometry = {"Point": "Point", "Line": "Line", "Polygon": "Polygon"}.get(
+        rec["geometry"].replace("Multi", "").replace("String", ""), "Unknown")
+    ml = _sub(parent, "maplayer", type="vector", geometry=geometry,
               wkbType=rec["geometry"], autoRefreshEnabled="0", autoRefreshTime="0", refreshOnNotifyEnabled="0",
               refreshOnNotifyMessage="", hasScaleBasedVisibilityFlag="0", maxScale="0", minScale="100000000",
               readOnly="0", simplifyAlgorithm="0", simplifyDrawingHints="1", simplifyDrawingTol="1",
