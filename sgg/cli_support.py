@@ -2,8 +2,8 @@
 
 - :func:`run_command` calls a sub-command's ``main(argv)`` and turns whatever escapes into one stderr line
   ``sgg CMD: error: <file or option>: <problem>``: exit status 2 for bad input (``SggInputError``, a bad
-  option, ``OSError``, pyproj/rasterio/pyogrio/GDAL errors, undecodable or invalid files), 130 for Ctrl-C,
-  1 for an internal error (a bug: the line says so). ``--debug`` shows the traceback instead.
+  option, ``OSError``, pyproj/rasterio/pyogrio/GDAL errors, undecodable or invalid files), 130 for Ctrl-C
+  (143 for SIGTERM, unwound the same way so no temporary part is left), 1 for an internal error (a bug: the line says so). ``--debug`` shows the traceback instead.
 - Warnings (Python ``warnings`` from any library) print as ``warning: <message>`` lines on stderr, each
   message once; ``--quiet`` silences them.
 - :class:`ArgumentParser` reports usage errors the same way (one line, status 2) and option types
@@ -199,14 +199,15 @@ def run_command(name: str, main: Callable[[list[str]], int | None], argv: list[s
     """Run ``main(argv)`` behind the shared error path and warning channel (see module docstring)."""
     debug = "--debug" in argv
     quiet = "--quiet" in argv or "-q" in argv
-    with warning_channel(quiet=quiet), _argparse_raises():
+    with warning_channel(quiet=quiet), _argparse_raises(), _sigterm_interrupts():
         try:
             return int(main(argv) or 0)
-        except KeyboardInterrupt:
+        except KeyboardInterrupt as exc:
             if debug:
                 raise
-            print(f"sgg {name}: interrupted; no output was written", file=sys.stderr)
-            return 130
+            how = "terminated" if isinstance(exc, Terminated) else "interrupted"
+            print(f"sgg {name}: {how}; no output was written", file=sys.stderr)
+            return 143 if isinstance(exc, Terminated) else 130
         except SystemExit as exc:  # argparse --help / --version, or a library that exits
             return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 2)
         except Exception as exc:  # noqa: BLE001 - the one place that turns errors into a message
@@ -214,6 +215,30 @@ def run_command(name: str, main: Callable[[list[str]], int | None], argv: list[s
                 raise
             print(f"sgg {name}: error: {describe_error(exc)}", file=sys.stderr)
             return 2 if _is_input_error(exc) else 1
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (a job scheduler, ``kill``): unwinds like Ctrl-C, so temporary parts are removed."""
+
+
+@contextlib.contextmanager
+def _sigterm_interrupts() -> Iterator[None]:
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread() or \
+            signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
+        yield
+        return
+
+    def handler(signum, frame):
+        raise Terminated()
+
+    old = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, old)
 
 
 @contextlib.contextmanager

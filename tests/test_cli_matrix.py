@@ -433,3 +433,21 @@ def test_progress_lines_for_logs():
         p(level, done, total)
     lines = out.getvalue().splitlines()  # 0 s, 1 s: too soon; 70 s: due; 71 s: level done; 72 s: too soon
     assert lines == ["sgg detect: level 2: 3/4 tiles (75%), 70 s", "sgg detect: level 2: 4/4 tiles (100%), 71 s"]
+
+
+def test_sigterm_unwinds_like_ctrl_c(files, tmp_path, capsys, monkeypatch):
+    import signal
+
+    import sgg.detectors.inference as inference
+
+    if signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:  # the runner handles SIGTERM itself
+        pytest.skip("SIGTERM has a handler in this test runner; sgg leaves it alone")
+
+    def terminated(*a, **k):
+        os.kill(os.getpid(), signal.SIGTERM)
+        pytest.fail("SIGTERM did not interrupt")
+
+    monkeypatch.setattr(inference, "scenes_from_dota", terminated)
+    rc, lines, _ = run(["detect", files["raster"], "--from-dota", files["dir"], "--out", tmp_path / "o.gpkg"], capsys)
+    assert rc == 143 and lines == ["sgg detect: terminated; no output was written"]
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL and not list(tmp_path.iterdir())
