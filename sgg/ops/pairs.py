@@ -48,6 +48,15 @@ def _check_env(env: Tensor, name: str) -> Tensor:
 def grow_envelopes(env: Tensor, margin: float | Tensor) -> Tensor:
     """Envelopes (float64) grown by ``margin`` on every side (a scalar, or one value ≥ 0 per row)."""
     e = _check_env(env, "env")
+    return _grow(e, _margins(margin, e))
+
+
+def _grow(e: Tensor, mg: Tensor) -> Tensor:
+    return e + mg[:, None] * torch.tensor([-1.0, -1.0, 1.0, 1.0], dtype=e.dtype, device=e.device)
+
+
+def _margins(margin: float | Tensor, e: Tensor) -> Tensor:
+    """(K,) float64 margins, one per envelope of ``e``; ValueError unless finite and >= 0."""
     mg = torch.as_tensor(margin, dtype=torch.float64, device=e.device)
     if mg.dim() == 0:
         mg = mg.expand(e.shape[0])
@@ -56,7 +65,7 @@ def grow_envelopes(env: Tensor, margin: float | Tensor) -> Tensor:
         raise ValueError(f"margin: one value per envelope expected ({e.shape[0]}), got {mg.shape[0]}")
     if not bool((torch.isfinite(mg) & (mg >= 0)).all()):
         raise ValueError("margin: values must be finite and >= 0")
-    return e + torch.stack([-mg, -mg, mg, mg], 1)
+    return mg
 
 
 def _expand(lo: Tensor, cnt: Tensor, max_items: int) -> Iterator[tuple[Tensor, Tensor]]:
@@ -149,9 +158,11 @@ class EnvelopeIndex:
     def _strip(self, y: Tensor) -> Tensor:
         return torch.floor((y - self.y0) / self.step).long()
 
-    def query(self, env: Tensor, max_candidates: int = DEFAULT_MAX_CANDIDATES) -> Iterator[tuple[Tensor, Tensor]]:
+    def query(self, env: Tensor, max_candidates: int = DEFAULT_MAX_CANDIDATES, rank: Tensor | None = None
+              ) -> Iterator[tuple[Tensor, Tensor]]:
         """Yield ``(i, j)`` chunks: every pair of query envelope i and indexed envelope j that intersect
-        (closed test), each pair exactly once, in no particular order."""
+        (closed test), each pair exactly once, in no particular order. With ``rank`` (the query and the
+        index number the same boxes), only pairs with ``rank[i] < rank[j]`` (dropped before the tests)."""
         q = _check_env(env, "query")
         if q.shape[0] == 0 or self.empty:
             return
@@ -175,6 +186,9 @@ class EnvelopeIndex:
         qx1, qy1, qy2 = (q[:, c].index_select(0, qi) for c in (0, 1, 3))
         for e, pos in _expand(r_lo, cnt, max_candidates):
             e = torch.div(e, self.ncls, rounding_mode="floor")
+            if rank is not None:
+                up = rank.index_select(0, qi.index_select(0, e)) < rank.index_select(0, self.box.index_select(0, pos))
+                e, pos = e[up], pos[up]
             ok = q_first.index_select(0, e) | self.first.index_select(0, pos)
             ok &= self.x2.index_select(0, pos) >= qx1.index_select(0, e)
             ok &= self.y2.index_select(0, pos) >= qy1.index_select(0, e)
@@ -242,24 +256,28 @@ def spatial_pairs(
     dev = env_a.device if isinstance(env_a, Tensor) else torch.device("cpu")
     if k < 0:
         raise ValueError(f"spatial_pairs: k must be >= 0, got {k}")
-    a = grow_envelopes(env_a, margin)
+    e = _check_env(env_a, "env_a")
+    mg = _margins(margin, e).contiguous()
+    a = _grow(e, mg)
     self_mode = env_b is None
-    b = _check_env(env_a if self_mode else env_b, "env_b").to(a.device)
-    n, m = a.shape[0], b.shape[0]
-    ii, jj = [], []
-    for i, j in EnvelopeIndex(b).query(a, max_candidates):
-        ii.append(i)
-        jj.append(j)
+    b = e if self_mode else _check_env(env_b, "env_b").to(a.device)
+    m = b.shape[0]
+    rank = None
+    if self_mode:  # (i, j) is found when i's margin reaches j: keep the find of the larger margin, else i < j
+        rank = torch.empty(m, dtype=torch.long, device=a.device)
+        rank[torch.sort(-mg, stable=True).indices] = torch.arange(m, device=a.device)
+    keys = []
+    for i, j in EnvelopeIndex(b).query(a, max_candidates, rank):
+        if self_mode:
+            i, j = torch.minimum(i, j), torch.maximum(i, j)
+        keys.append(i * m + j)  # each pair found once: sorting gives the lexicographic order
     if k > 0:
-        i, j = _knn(_check_env(env_a, "env_a"), b, k, self_mode)
-        ii.append(i.to(a.device))
-        jj.append(j.to(a.device))
-    if not ii or m == 0:
+        i, j = (t.to(a.device) for t in _knn(e, b, k, self_mode))
+        if self_mode:
+            i, j = torch.minimum(i, j), torch.maximum(i, j)
+        keys.append(i * m + j)
+    if not keys:
         return torch.zeros(0, 2, dtype=torch.long, device=dev)
-    i, j = torch.cat(ii), torch.cat(jj)
-    if self_mode:
-        i, j = torch.minimum(i, j), torch.maximum(i, j)
-        keep = i != j
-        i, j = i[keep], j[keep]
-    key = torch.unique(i * m + j)  # sorted: lexicographic (i, j)
+    key = torch.cat(keys)
+    key = torch.unique(key) if k > 0 else torch.sort(key).values
     return torch.stack([key // m, key % m], 1).to(dev)
