@@ -24,6 +24,7 @@ import os
 import time
 from functools import lru_cache
 from pathlib import Path
+from collections.abc import MutableMapping
 from typing import Any, Callable
 
 import torch
@@ -310,11 +311,11 @@ class Pipeline:
             kwargs["with_features"] = bool(getattr(head, "needs_features", False) or getattr(head, "visual_dim", 0))
         if ledger is None:
             return detect_scene(model, scene, progress=progress, **kwargs)
-        hits, misses = ledger.hits, ledger.misses
-        sg = detect_scene(ledger.wrap(model, self.models.get("detector", type(model).__name__)), scene,
-                          progress=progress, **kwargs)
-        meta = dict(sg.metadata, detector=type(model).__name__,
-                    ledger={"tiles_reused": ledger.hits - hits, "tiles_run": ledger.misses - misses})
+        options = {"raster": _raster_id(scene), "device": self.config["device"],
+                   **{k: kwargs.get(k) for k in ("tile_size", "overlap", "score_threshold", "with_features")}}
+        cache = ledger.cache(self.models.get("detector", type(model).__name__), options)
+        sg = detect_scene(model, scene, progress=progress, cache=cache, **kwargs)
+        meta = dict(sg.metadata, ledger={"tiles_reused": cache.hits, "tiles_run": cache.stored})
         return _replace(sg, metadata=meta)
 
     def _from_annotation(self, scene: Any, d: dict):
@@ -413,20 +414,19 @@ class Pipeline:
 
 # ------------------------------------------------------------------------------------------ tile ledger
 class TileLedger:
-    """Per-tile detector outputs on disk, so that a run killed mid-way and started again skips the tiles
-    it finished and merges exactly the same per-tile results (so writes the same layers).
+    """Finished tiles on disk, so that a run killed mid-way and started again skips them (they are neither
+    read nor run) and merges exactly the same per-tile results, so writes the same layers.
 
-    An entry is ``root/<run key>/<tile key>.pt``: the run key hashes the model identifier (weights file
-    sha256), the model's forward options and the device; the tile key hashes the tile's input tensor
-    (its window's pixels at its level, so a changed raster or tiling never hits a stale entry). Entries are
-    written atomically and read with ``torch.load(weights_only=True)``; an unreadable entry is recomputed.
-    Only raw model outputs are stored: thresholds, NMS and merging run again, so changing them is safe.
+    ``ledger.cache(model_id, options)`` is the ``cache`` mapping ``detect_scene``/``run_tiles`` fill as tiles
+    finish: one file per tile, ``root/<run key>/<tile key hash>.pt``. The run key hashes the model identifier
+    (the weights file's sha256 prefix), the raster (resolved path, size, mtime) and every setting that changes
+    a tile's result (tile size, overlap, score threshold, features, device); the tile key is the tile's
+    level and level-0 window. Entries are written atomically and read with ``torch.load(weights_only=True)``;
+    an unreadable entry counts as missing. Merging, NMS, pairs and relations always run again.
     """
 
     def __init__(self, root: str | os.PathLike):
         self.root = Path(root)
-        self.hits = 0
-        self.misses = 0
 
     def run_dir(self, model_id: str, options: dict[str, Any]) -> Path:
         import json
@@ -434,9 +434,8 @@ class TileLedger:
         key = hashlib.sha256(json.dumps({"model": model_id, **options}, sort_keys=True, default=str).encode())
         return self.root / key.hexdigest()[:16]
 
-    def wrap(self, model: Any, model_id: str) -> Any:
-        """``model`` behind the ledger: same call signature, attributes and parameters."""
-        return LedgeredDetector(model, self, model_id)
+    def cache(self, model_id: str, options: dict[str, Any]) -> "TileCache":
+        return TileCache(self.run_dir(model_id, options))
 
     def clear(self) -> None:
         import shutil
@@ -444,71 +443,88 @@ class TileLedger:
         shutil.rmtree(self.root, ignore_errors=True)
 
 
-def _tile_key(image: Any) -> str:
-    t = image.detach().to("cpu").contiguous()
-    h = hashlib.sha256(f"{tuple(t.shape)}{t.dtype}".encode())
-    h.update(t.numpy().tobytes())
-    return h.hexdigest()[:32]
+class TileCache(MutableMapping):
+    """``{tile key: TileResult}`` stored one file per tile in ``directory``; counts reads (``hits``) and
+    writes (``stored``) for the run's metadata."""
 
+    def __init__(self, directory: Path):
+        self.dir = Path(directory)
+        self.hits = 0
+        self.stored = 0
 
-def _save_entry(path: Path, det: Any) -> None:
-    import tempfile
+    def _path(self, key: str) -> Path:
+        return self.dir / f"{hashlib.sha256(key.encode()).hexdigest()[:32]}.pt"
 
-    fields = {k: getattr(det, k, None) for k in ("labels", "scores", "features", "levels", "class_scores")}
-    payload = {"boxes": det.boxes.tensor.detach().cpu(), **{k: v.detach().cpu() for k, v in fields.items() if v is not None}}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        torch.save(payload, tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    def __getitem__(self, key: str) -> Any:
+        from sgg.detectors.inference import TileResult
+        from sgg.structures import Detections, OrientedBoxes
 
-
-def _load_entry(path: Path) -> Any:
-    from sgg.structures import Detections, OrientedBoxes
-
-    try:
-        d = torch.load(path, map_location="cpu", weights_only=True)
-        extra = {"class_scores": d["class_scores"]} if "class_scores" in d else {}
-        return Detections(OrientedBoxes(d["boxes"], validate=False), d["labels"], d["scores"], d.get("features"),
-                          d.get("levels"), **extra)
-    except Exception:  # noqa: BLE001 - a damaged entry is simply recomputed
-        return None
-
-
-class LedgeredDetector(torch.nn.Module):
-    """A detector behind a :class:`TileLedger`: same call, attributes and parameters. A batch whose tiles
-    are all stored is answered from disk; otherwise the wrapped model runs on the whole batch (composition
-    unchanged, so results are bit-identical to an uninterrupted run) and every tile is stored."""
-
-    def __init__(self, model: Any, ledger: TileLedger, model_id: str):
-        super().__init__()
-        self.model = model
-        self.ledger = ledger
-        self.model_id = model_id
-
-    def __getattr__(self, name: str) -> Any:
+        path = self._path(key)
         try:
-            return super().__getattr__(name)
-        except AttributeError:
-            return getattr(self._modules["model"], name)
+            d = torch.load(path, map_location="cpu", weights_only=True)
+            if d["key"] != key:
+                raise KeyError(key)
+            det = Detections(OrientedBoxes(d["boxes"], validate=False), d["labels"], d["scores"], d.get("features"),
+                             d.get("levels"), d.get("class_scores"))
+            result = TileResult(int(d["level"]), tuple(float(v) for v in d["window"]), float(d["scale"]), det)
+        except Exception:  # noqa: BLE001 - missing or damaged: the tile is run again
+            raise KeyError(key) from None
+        self.hits += 1
+        return result
 
-    def forward(self, images: Any, *args: Any, **kwargs: Any) -> list:
-        device = next(iter(self.model.parameters()), torch.zeros(0)).device
-        run = self.ledger.run_dir(self.model_id, {"args": repr(args), "kwargs": repr(sorted(kwargs.items())),
-                                                  "device": str(device)})
-        paths = [run / f"{_tile_key(img)}.pt" for img in images]
-        stored = [_load_entry(p) if p.is_file() else None for p in paths]
-        if all(s is not None for s in stored):
-            self.ledger.hits += len(stored)
-            return stored
-        out = self.model(images, *args, **kwargs)
-        for p, det in zip(paths, out):
-            _save_entry(p, det)
-        self.ledger.misses += len(paths)
-        return out
+    def __setitem__(self, key: str, result: Any) -> None:
+        import tempfile
 
-__all__ = ["Pipeline", "TileLedger", "DEFAULTS", "load_config", "resolve_config", "bundled_weights", "file_id"]
+        det = result.detections
+        payload = {"key": key, "level": int(result.level), "window": [float(v) for v in result.window],
+                   "scale": float(result.scale), "boxes": det.boxes.tensor.detach().cpu()}
+        for name in ("labels", "scores", "features", "levels", "class_scores"):
+            value = getattr(det, name, None)
+            if value is not None:
+                payload[name] = value.detach().cpu()
+        self.dir.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=".tile.", suffix=".tmp", dir=self.dir)
+        os.close(fd)
+        try:
+            torch.save(payload, tmp)
+            os.replace(tmp, self._path(key))
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+        self.stored += 1
+
+    def __delitem__(self, key: str) -> None:
+        path = self._path(key)
+        if not path.is_file():
+            raise KeyError(key)
+        path.unlink()
+
+    def __iter__(self):  # keys are hashed on disk; iterate the stored ones by reading them
+        for p in sorted(self.dir.glob("*.pt")):
+            try:
+                yield torch.load(p, map_location="cpu", weights_only=True)["key"]
+            except Exception:  # noqa: BLE001
+                continue
+
+    def __len__(self) -> int:
+        return len(list(self.dir.glob("*.pt"))) if self.dir.is_dir() else 0
+
+    def get(self, key: str, default: Any = None) -> Any:
+        if not self._path(key).is_file():
+            return default
+        try:
+            return self[key]
+        except KeyError:
+            return default
+
+
+def _raster_id(scene: Any) -> str:
+    """Resolved path, size and mtime of a raster (a path or an open RasterScene)."""
+    path = Path(str(getattr(scene, "path", scene)))
+    try:
+        st = path.stat()
+        return f"{path.resolve()}|{st.st_size}|{st.st_mtime_ns}"
+    except OSError:
+        return str(path)
+
+__all__ = ["Pipeline", "TileLedger", "TileCache", "DEFAULTS", "load_config", "resolve_config", "bundled_weights", "file_id"]

@@ -228,17 +228,26 @@ def test_killed_run_resumes_from_the_ledger_and_writes_the_same_layers(tmp_path)
         assert x.equals(y)
 
 
-def test_ledger_key_changes_with_the_model(tmp_path):
+def test_tile_cache_round_trips_results_and_keys_on_the_run(tmp_path):
+    from sgg.detectors.inference import TileResult
+
     led = TileLedger(tmp_path)
-    assert led.run_dir("a@1", {}) != led.run_dir("a@2", {}) != led.run_dir("a@1", {"kwargs": "x"})
-    img = torch.rand(2, 3, 64, 64)
-    model = BrightBoxes()
-    wrapped = led.wrap(model, "m@1")
-    first = wrapped(img)
-    second = wrapped(img)
-    assert model.tiles == 2 and led.hits == 2 and wrapped.vocabulary is VOC
-    for a, b in zip(first, second):
-        assert torch.equal(a.boxes.tensor, b.boxes.tensor) and torch.equal(a.labels, b.labels)
+    assert led.run_dir("a@1", {}) != led.run_dir("a@2", {}) != led.run_dir("a@1", {"tile_size": 512})
+    det = Detections(torch.tensor([[10.0, 20, 8, 4, 0.3]]), [2], [0.7], torch.rand(1, 6).half(), [1],
+                     torch.softmax(torch.rand(1, 4), 1))
+    res = TileResult(1, (0.0, 512.0, 1024.0, 1024.0), 2.0, det)
+    cache = led.cache("m@1", {"tile_size": 512})
+    assert cache.get(res.key) is None and len(cache) == 0
+    cache[res.key] = res
+    back = led.cache("m@1", {"tile_size": 512})[res.key]
+    assert (back.level, back.window, back.scale) == (1, (0.0, 512.0, 1024.0, 1024.0), 2.0)
+    for name in ("labels", "scores", "features", "levels", "class_scores"):
+        assert torch.equal(getattr(back.detections, name), getattr(det, name)), name
+    assert torch.equal(back.detections.boxes.tensor, det.boxes.tensor)
+    assert led.cache("m@2", {"tile_size": 512}).get(res.key) is None  # other weights: other run
+    assert list(cache) == [res.key]
+    del cache[res.key]
+    assert len(cache) == 0
 
 
 # ------------------------------------------------------------------------------------------ outputs
