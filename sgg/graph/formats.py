@@ -182,6 +182,23 @@ def _read_json(path: Path):
     return None
 
 
+_MAGIC = {"gpkg": (b"SQLite format 3\x00", "a GeoPackage (SQLite database)"), "parquet": (b"PAR1", "a Parquet file")}
+_FIRST = {"json": (b"{[", "a JSON file"), "scene": (b"{", "a JSON object"), "geojson": (b"{", "a GeoJSON object"),
+          "graphml": (b"<", "a GraphML (XML) file")}
+
+
+def _check_content(path: Path, f: str) -> None:
+    """Refuse a file whose first bytes cannot be format ``f``, with a plain message (not a driver's)."""
+    with open(path, "rb") as fh:
+        head = fh.read(64)
+    if f in _MAGIC and not head.startswith(_MAGIC[f][0]):
+        raise SggInputError(f"not {_MAGIC[f][1]}, although named {path.suffix}", path=path)
+    if f in _FIRST:
+        first = head.lstrip(b"\xef\xbb\xbf \t\r\n")[:1]
+        if first and first not in _FIRST[f][0]:
+            raise SggInputError(f"not {_FIRST[f][1]}, although named {''.join(path.suffixes[-2:])}", path=path)
+
+
 def _nx_error() -> type:
     from networkx import NetworkXError
 
@@ -207,6 +224,7 @@ def read(path: Any, fmt: str | None = None):
 
         return read_dota_labels(path, vocabulary=DOTA_VOCABULARY)  # keep DOTA's own class names
     f = format_of(path, fmt)
+    _check_content(path, f)
     try:
         if f == "gpkg":
             tables = gis.read_gpkg(path)
