@@ -112,6 +112,11 @@ def train_main(argv: list[str]) -> int:
     """``sgg train STAGE [LightningCLI arguments]``."""
     from sgg.cli_support import UsageError
 
+    if "--quiet" in argv or "-q" in argv:  # Lightning's info lines (seed, devices, tips) too
+        import logging
+
+        for name in ("pytorch_lightning", "lightning", "lightning.pytorch", "lightning_fabric"):
+            logging.getLogger(name).setLevel(logging.WARNING)
     argv = [a for a in argv if a not in ("--debug", "--quiet", "-q")]
     if not argv or argv[0] in ("-h", "--help"):
         print(train_help())
