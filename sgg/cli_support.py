@@ -206,7 +206,7 @@ def run_command(name: str, main: Callable[[list[str]], int | None], argv: list[s
             if debug:
                 raise
             how = "terminated" if isinstance(exc, Terminated) else "interrupted"
-            print(f"sgg {name}: {how}; no output was written", file=sys.stderr)
+            print(f"sgg {name}: {how}; no half-written file is left", file=sys.stderr)
             return 143 if isinstance(exc, Terminated) else 130
         except SystemExit as exc:  # argparse --help / --version, or a library that exits
             return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 2)

@@ -260,7 +260,7 @@ def test_ctrl_c_is_one_line_and_leaves_nothing(files, tmp_path, capsys, monkeypa
 
     monkeypatch.setattr(inference, "scenes_from_dota", interrupted)
     rc, lines, _ = run(["detect", files["raster"], "--from-dota", files["dir"], "--out", tmp_path / "o.gpkg"], capsys)
-    assert rc == 130 and lines == ["sgg detect: interrupted; no output was written"]
+    assert rc == 130 and lines == ["sgg detect: interrupted; no half-written file is left"]
     assert not list(tmp_path.iterdir())
 
 
@@ -449,5 +449,5 @@ def test_sigterm_unwinds_like_ctrl_c(files, tmp_path, capsys, monkeypatch):
 
     monkeypatch.setattr(inference, "scenes_from_dota", terminated)
     rc, lines, _ = run(["detect", files["raster"], "--from-dota", files["dir"], "--out", tmp_path / "o.gpkg"], capsys)
-    assert rc == 143 and lines == ["sgg detect: terminated; no output was written"]
+    assert rc == 143 and lines == ["sgg detect: terminated; no half-written file is left"]
     assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL and not list(tmp_path.iterdir())
