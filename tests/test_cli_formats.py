@@ -91,3 +91,21 @@ def test_atomic_parts_are_removed_on_failure_and_kept_while_alive(tmp_path):
     mine = tmp_path / f".x.{os.getpid()}.00000000.part.gpkg"
     mine.write_text("in progress")
     assert clean_stale_parts(final) == [] and mine.exists()
+
+
+def test_detect_drops_objects_centred_outside_the_raster(tmp_path, capsys):
+    import numpy as np
+
+    from sgg.datasets.dota import write_dota_results
+    from sgg.io.writer import write_geotiff
+
+    raster = write_geotiff(tmp_path / "r.tif", np.zeros((64, 80, 3), dtype=np.uint8), crs="EPSG:32633",
+                           transform=(0.5, 0, 4e5, 0, -0.5, 5e6), overviews=False)
+    star = Vocabulary.star()
+    boxes = torch.tensor([[40., 30, 10, 6, 0], [78., 62, 12, 8, 0], [90., 30, 10, 6, 0], [40., -3, 10, 6, 0]])
+    det = Detections(boxes, torch.full((4,), star.object_index("ship")), torch.tensor([0.9, 0.8, 0.7, 0.6]))
+    write_dota_results({"r": det}, tmp_path / "res", star)
+    assert main(["detect", str(raster), "--from-dota", str(tmp_path / "res"), "--out", str(tmp_path / "o.gpkg")]) == 0
+    assert "2 objects" in (out := capsys.readouterr().out) and "dropped 2 centred outside the raster" in out
+    kept = read(tmp_path / "o.gpkg").detections.boxes.tensor[:, :2].tolist()
+    assert sorted(kept) == [[40.0, 30.0], [78.0, 62.0]]  # a box across the edge stays when its centre is inside
