@@ -69,6 +69,15 @@ def worker_pipeline(path: str, detector: str, formats: list[str]) -> dict:
     from sgg.pipeline import Pipeline
 
     base = peak_rss_mb()
+    stage_peaks: dict[str, float] = {}
+
+    def reset_peak() -> None:  # Linux: writing 5 to clear_refs resets VmHWM to the current RSS
+        try:
+            with open("/proc/self/clear_refs", "w") as fh:
+                fh.write("5")
+        except OSError:
+            pass
+
     if detector == "stub":
         pipe = Pipeline({"detector": {"weights": None, "zoom": "full"}, "pairs": {"budget": 10000}},
                         detector=stub_detector())
@@ -76,18 +85,34 @@ def worker_pipeline(path: str, detector: str, formats: list[str]) -> dict:
         pipe = Pipeline({"detector": {"weights": "bundled", "zoom": "guided"}})
     pipe.check()
     torch.set_num_threads(2)
+    stages_s: dict[str, float] = {}
     t0 = time.perf_counter()
-    sg = pipe.run(path)
+
+    def stage(name: str, fn, *args):
+        reset_peak()
+        ts = time.perf_counter()
+        out = fn(*args)
+        stages_s[name] = round(time.perf_counter() - ts, 2)
+        stage_peaks[name] = round(peak_rss_mb())
+        return out
+
+    sg = stage("detect+merge", pipe.detect, path)
+    sg = stage("pairs", pipe.propose_pairs, sg)
+    sg = stage("relations", pipe.predict_relations, sg)
     t1 = time.perf_counter()
-    caption = pipe.caption(sg)
-    with tempfile.TemporaryDirectory() as out:
-        write_outputs(sg, Path(out), "bench", formats, caption, 100)
+
+    def caption_and_write():
+        with tempfile.TemporaryDirectory() as out:
+            write_outputs(sg, Path(out), "bench", formats, pipe.caption(sg), 100)
+
+    stage("caption+write", caption_and_write)
+    overall = max([base, *stage_peaks.values()])
     total = time.perf_counter() - t0
     det_t = sg.metadata.get("timing", {})
     return {"path": path, "objects": len(sg.detections), "pairs": len(sg.pairs), "total_s": total,
-            "pipeline_s": t1 - t0, "forward_s": det_t.get("forward_s"), "detect_s": sg.metadata["timing_s"]["detect"],
-            "merge_s": det_t.get("merge_s"), "stages_s": sg.metadata["timing_s"], "tiles": sg.metadata.get("tiles"),
-            "base_rss_mb": base, "peak_rss_mb": peak_rss_mb()}
+            "pipeline_s": t1 - t0, "forward_s": det_t.get("forward_s"), "detect_s": det_t.get("total_s"),
+            "merge_s": det_t.get("merge_s"), "stages_s": stages_s, "tiles": sg.metadata.get("tiles"),
+            "base_rss_mb": base, "peak_rss_mb": overall, "stage_peak_rss_mb": stage_peaks}
 
 
 def child(*args: str) -> dict:
@@ -103,7 +128,8 @@ def bench_rss(cache: Path, detector: str) -> None:
         t0 = time.perf_counter()
         r[p] = child("--worker", "pipeline", "--path", str(p), "--detector", detector)
         print(f"  {p.name}: {r[p]['objects']:,} objects, {r[p]['pairs']:,} pairs, {time.perf_counter() - t0:.0f} s, "
-              f"peak RSS {r[p]['peak_rss_mb']:.0f} MB (base {r[p]['base_rss_mb']:.0f})", flush=True)
+              f"peak RSS {r[p]['peak_rss_mb']:.0f} MB (base {r[p]['base_rss_mb']:.0f}; per stage "
+              + ", ".join(f"{k} {v:.0f}" for k, v in r[p]["stage_peak_rss_mb"].items()) + ")", flush=True)
     ratio = r[big]["peak_rss_mb"] / r[small]["peak_rss_mb"]
     print(f"peak RSS 20,000² / 4,000² ({detector} detector): {ratio:.2f}  (goal ≤ 1.3; "
           f"{r[big]['peak_rss_mb'] / 1024:.2f} GB, goal < 2.5 GB)")
