@@ -230,7 +230,7 @@ def test_checkpoint_round_trip_and_refusals(tmp_path):
         save_detector(m, tmp_path / "bad.pt", ["a", "b"])
     bad = tmp_path / "garbage.pt"
     bad.write_bytes(b"not a checkpoint")
-    with pytest.raises(SggInputError, match="cannot read"):
+    with pytest.raises(SggInputError, match="not a PyTorch checkpoint"):
         load_detector(bad)
     with pytest.raises(SggInputError, match="not found"):
         load_detector(tmp_path / "missing.pt")

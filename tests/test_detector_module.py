@@ -182,7 +182,8 @@ data:
 
     assert main(["train", "detector", "--config", str(cfg)]) == 0
     hparams = next((tmp_path / "logs").rglob("hparams.yaml")).read_text()
-    assert "seed: 3" in hparams and "seed: 0" not in hparams  # the model took the data's seed
+    lines = hparams.splitlines()
+    assert "seed: 3" in lines and "seed: 0" not in lines  # the model took the data's seed
     # the checkpoint tells detect_scene the training tile size
     net = load_detector(next(tmp_path.rglob("*.ckpt")))
     assert net.inference == {"tile_size": 128, "overlap": 32}

@@ -95,6 +95,9 @@ class DetectorTileDataset(Dataset):
         overlap: float = 0.0,
         seed: int = 0,
         opener=None,
+        hbb_scenes: Sequence[SceneRecord] = (),
+        hbb_fraction: float = 0.0,
+        hbb_scales: Sequence[float] = (),
     ):
         if not scenes:
             raise SggInputError("DetectorTileDataset: no scenes in this split")
@@ -108,6 +111,12 @@ class DetectorTileDataset(Dataset):
         self.readers = ReaderCache(opener)
         areas = np.array([s.width * s.height for s in self.scenes], dtype=np.float64)
         self._scene_p = areas / areas.sum()
+        # horizontal-box scenes (training only), indexed after the oriented ones
+        self.num_obb = len(self.scenes)
+        self.hbb_fraction = float(hbb_fraction) if hbb_scenes and train else 0.0
+        self.hbb_scales = tuple(float(s) for s in (hbb_scales or scales))
+        if self.hbb_fraction:
+            self.scenes += list(hbb_scenes)
         # class-balanced centring: each class present in a scene is equally likely to be centred on
         self._centre_p: list[np.ndarray | None] = [None] * len(self.scenes)
         if class_balanced:
@@ -136,8 +145,12 @@ class DetectorTileDataset(Dataset):
             row = self.grid[index]
             return int(row[0]), float(row[1]), tuple(float(v) for v in row[2:6])
         rng = np.random.default_rng([self.seed, int(index)])
-        si = int(rng.choice(len(self.scenes), p=self._scene_p))
-        s = self.scales[int(rng.integers(0, len(self.scales)))]
+        if self.hbb_fraction and rng.random() < self.hbb_fraction:
+            si = self.num_obb + int(rng.integers(0, len(self.scenes) - self.num_obb))
+            s = self.hbb_scales[int(rng.integers(0, len(self.hbb_scales)))]
+        else:
+            si = int(rng.choice(self.num_obb, p=self._scene_p))
+            s = self.scales[int(rng.integers(0, len(self.scales)))]
         size = max(1, round(self.tile_size / s))
         sc = self.scenes[si]
         x, y = sample_window(rng, sc.width, sc.height, size, sc.boxes[:, :2], self.positive_fraction,
@@ -148,7 +161,9 @@ class DetectorTileDataset(Dataset):
         si, scale, window = self.tile_spec(int(index))
         sc = self.scenes[si]
         rng = np.random.default_rng([self.seed, int(index), 1])
-        turn = self.train and self.rotate_any > 0 and rng.random() < self.rotate_any
+        hbb = si >= self.num_obb
+        # a horizontal label turned by an arbitrary angle is no longer the object's envelope: quarter turns only
+        turn = self.train and self.rotate_any > 0 and rng.random() < self.rotate_any and not hbb
         theta = float(rng.uniform(-math.pi, math.pi)) if turn else 0.0
         if theta:  # read the turned window's envelope, turn, crop; keep boxes ≥ min_iof inside the crop
             grow = abs(math.cos(theta)) + abs(math.sin(theta))
@@ -175,8 +190,40 @@ class DetectorTileDataset(Dataset):
             "window": torch.tensor(window, dtype=torch.float32),
             "scale": torch.tensor(scale, dtype=torch.float32),
             "scene_index": torch.tensor(si, dtype=torch.long),
+            "hbb": torch.tensor(hbb),
         }
         return image, target
+
+
+def hbb_split(root: str, val_fraction: float = 0.2, seed: int = 0) -> dict[str, list[str]]:
+    """Fixed train/val split of a DOTA-layout folder's label stems (``labelTxt/*.txt``): a permutation of the
+    sorted stems by ``seed``; the first ``round(val_fraction · N)`` are "val"."""
+    from pathlib import Path
+
+    stems = sorted(f.stem for f in (Path(root) / "labelTxt").glob("*.txt"))
+    if not stems:
+        raise SggInputError("no labelTxt/*.txt label files", path=root)
+    perm = np.random.default_rng(int(seed)).permutation(len(stems))
+    n_val = int(round(float(val_fraction) * len(stems)))
+    return {"train": sorted(stems[i] for i in perm[n_val:]), "val": sorted(stems[i] for i in perm[:n_val])}
+
+
+def load_dota_scenes(root: str, stems: Sequence[str], vocabulary=None, aliases=None) -> list[SceneRecord]:
+    """SceneRecords of ``root/labelTxt/<stem>.txt`` with their images (``root/images/``)."""
+    from pathlib import Path
+
+    from sgg.datasets.dota import read_dota_labels
+
+    out = []
+    for stem in stems:
+        label = Path(root) / "labelTxt" / f"{stem}.txt"
+        sg = read_dota_labels(label, vocabulary=vocabulary, aliases=aliases)
+        if sg.image_path is None or sg.image_size is None:
+            raise SggInputError("no readable image beside this label file (or in ../images/)", path=label)
+        det = sg.detections
+        out.append(SceneRecord(stem, sg.image_path, int(sg.image_size[0]), int(sg.image_size[1]),
+                               det.boxes.tensor.float(), det.labels.long(), sg.difficult.bool(), sg))
+    return out
 
 
 def detection_collate(batch: Sequence[tuple[torch.Tensor, dict]]) -> tuple[torch.Tensor, list[dict]]:
@@ -204,6 +251,11 @@ class DetectorDataModule(pl.LightningDataModule):
             cropped; boxes kept by ``min_iof`` against the crop) — for data whose objects sit near the axes.
         photometric: strength of random brightness/contrast/saturation/gamma/blur/noise (0 = off).
         val_scales, val_overlap: fixed grid of validation/test tiles (overlap in tile pixels).
+        hbb_dir: a folder of real images with horizontal-box DOTA labels (``images/`` and ``labelTxt/``, e.g.
+            ``../shared/real/ships_ge``) mixed into training: ``hbb_fraction`` of the training tiles come from
+            its training part (:func:`hbb_split`: ``hbb_val_fraction`` of the images held out by ``hbb_seed``),
+            at rates ``hbb_scales``, class names mapped by ``hbb_aliases`` (``{"boat": "ship"}``: with the
+            model's ``merge_groups`` the label counts for STAR ``ship`` or ``boat``); targets carry ``hbb``.
     """
 
     def __init__(
@@ -226,6 +278,12 @@ class DetectorDataModule(pl.LightningDataModule):
         val_scales: tuple[float, ...] = (1.0,),
         val_overlap: int = 0,
         seed: int = 0,
+        hbb_dir: str | None = None,
+        hbb_fraction: float = 0.5,
+        hbb_scales: tuple[float, ...] = (0.5, 0.75, 1.0, 1.5),
+        hbb_aliases: dict[str, str] | None = None,
+        hbb_val_fraction: float = 0.2,
+        hbb_seed: int = 0,
     ):
         super().__init__()
         self.save_hyperparameters()
@@ -247,12 +305,16 @@ class DetectorDataModule(pl.LightningDataModule):
                 raise SggInputError("scenes use different vocabularies", path=self.data_dir)
             self.vocabulary = next(iter(vocs))
             train = stage == "train"
+            hbb = []
+            if train and hp.hbb_dir:
+                names = hbb_split(hp.hbb_dir, hp.hbb_val_fraction, hp.hbb_seed)["train"]
+                hbb = load_dota_scenes(hp.hbb_dir, names, self.vocabulary, hp.hbb_aliases or {"boat": "ship"})
             self.datasets[stage] = DetectorTileDataset(
                 scenes, hp.tile_size, self.train_scales if train else hp.val_scales, train=train,
                 tiles_per_epoch=hp.tiles_per_epoch, min_iof=hp.min_iof, min_box_size=hp.min_box_size,
                 positive_fraction=hp.positive_fraction, class_balanced=hp.class_balanced, flip=hp.flip,
                 rotate_any=hp.rotate_any, photometric=hp.photometric, rotate=hp.rotate, overlap=hp.val_overlap,
-                seed=hp.seed,
+                seed=hp.seed, hbb_scenes=hbb, hbb_fraction=hp.hbb_fraction, hbb_scales=hp.hbb_scales,
             )
         return self.datasets[stage]
 

@@ -15,12 +15,17 @@ Results (what ``DOTA_devkit/ResultMerge`` and mmrotate's ``format_results`` writ
 
 Class names go through an alias mapping (``sgg.datasets.aliases``; ``aliases="dota_to_star"`` picks the
 ready DOTA→STAR table). Malformed lines raise :class:`~sgg.errors.SggInputError` naming file and line.
+As the DOTA devkit does, in label files any difficulty ≥ 1 (DOTA_devkit crops use ``2``) means difficult,
+and a degenerate polygon (zero area) or one lying wholly outside its image is skipped with a warning
+naming file and line. ``metadata["box_type"]`` records whether every box is axis-aligned (``"hbb"``:
+horizontal-box labels such as ships_ge's; trained through their envelopes) or not (``"obb"``).
 """
 
 from __future__ import annotations
 
 import os
 import re
+import warnings
 from pathlib import Path
 from typing import Iterable, Mapping, Sequence
 
@@ -78,6 +83,35 @@ def corners_to_boxes(corners: np.ndarray, path: Path | None = None, where: Seque
             path=path, where=None if where is None else where[i],
         )
     return boxes.float()
+
+
+def axis_aligned(corners: np.ndarray, tol: float = 1e-3) -> np.ndarray:
+    """(N,) bool: the quadrilateral's corners take only two x and two y values (an axis-aligned rectangle)."""
+    c = np.asarray(corners, dtype=np.float64).reshape(-1, 4, 2)
+    if len(c) == 0:
+        return np.zeros(0, dtype=bool)
+    lo, hi = c.min(1, keepdims=True), c.max(1, keepdims=True)
+    on_edge = (np.abs(c - lo) <= tol) | (np.abs(c - hi) <= tol)
+    return on_edge.all(axis=(1, 2))
+
+
+def _usable_polygons(corners: np.ndarray, path: Path, where: Sequence[str],
+                     image_size: tuple[int, int] | None) -> np.ndarray:
+    """(N,) bool; warns (file and line) about degenerate polygons and those wholly outside the image."""
+    if len(corners) == 0:
+        return np.zeros(0, dtype=bool)
+    x, y = corners[..., 0], corners[..., 1]
+    area = 0.5 * np.abs((x * np.roll(y, -1, 1) - np.roll(x, -1, 1) * y).sum(1))
+    ext = np.maximum(x.max(1) - x.min(1), y.max(1) - y.min(1))
+    degenerate = ~(area >= MIN_POLYGON_AREA) | ~(area >= 1e-9 * ext ** 2)  # NaN-safe
+    outside = np.zeros(len(corners), dtype=bool)
+    if image_size is not None:
+        w, h = image_size
+        outside = (x.max(1) <= 0) | (y.max(1) <= 0) | (x.min(1) >= w) | (y.min(1) >= h)
+    for i in np.flatnonzero(degenerate | outside):
+        why = "degenerate polygon (zero area)" if degenerate[i] else f"polygon outside the {w}×{h} image"
+        warnings.warn(f"{path}: {where[i]}: {why}: {corners[i].reshape(-1).tolist()}; skipped", stacklevel=3)
+    return ~(degenerate | outside)
 
 
 IMAGE_SUFFIXES = (".png", ".tif", ".tiff", ".jpg", ".jpeg", ".bmp")
@@ -161,21 +195,25 @@ def read_dota_labels(
         coords.append(_parse_numbers(tokens[:8], path, lineno))
         names.append(tokens[8])
         if len(tokens) == 10:
-            if tokens[9] not in ("0", "1"):
-                raise SggInputError(f"difficulty must be 0 or 1, got {tokens[9]!r}", path=path, where=f"line {lineno}")
-            diffs.append(tokens[9] == "1")
+            if not tokens[9].isdigit():
+                raise SggInputError(f"difficulty must be a non-negative integer (0 = easy), got {tokens[9]!r}",
+                                    path=path, where=f"line {lineno}")
+            diffs.append(int(tokens[9]) >= 1)
         else:
             diffs.append(False)
         where.append(f"line {lineno}")
 
     corners = np.asarray(coords, dtype=np.float64).reshape(-1, 4, 2)
     labels = map_names(names, vocabulary.objects, aliases, path=path, where=where)
-    keep = labels >= 0
-    boxes = corners_to_boxes(corners, path, where)[torch.from_numpy(keep)]
     metadata["source_format"] = "dota"
     image = find_dota_image(path)
     if image_size is None and image is not None:
         image_size = _image_size(image)
+    ok = _usable_polygons(corners, path, where, image_size)
+    keep = (labels >= 0) & ok
+    boxes = corners_to_boxes(corners[ok], path, [w for w, k in zip(where, ok) if k])[torch.from_numpy(keep[ok])]
+    if keep.any():
+        metadata["box_type"] = "hbb" if bool(axis_aligned(corners[keep]).all()) else "obb"
     return SceneGraph(
         detections=Detections(OrientedBoxes(boxes), torch.from_numpy(labels[keep])),
         vocabulary=vocabulary,

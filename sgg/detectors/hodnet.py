@@ -3,7 +3,8 @@
 torchvision-style API. ``model(images, targets)`` in train mode returns a dict of losses;
 ``model(images)`` in eval mode returns ``list[Detections]`` in the input images' pixel coordinates.
 ``images``: a float tensor (B,3,H,W) in [0, 1] or a list of (3,H,W) tensors of any sizes (padded here);
-``targets``: list of ``{"boxes": (K,5) le90, "labels": (K,) 0-based}`` (K may be 0).
+``targets``: list of ``{"boxes": (K,5) le90, "labels": (K,) 0-based}`` (K may be 0), optionally with
+``"hbb": True`` for horizontal-box labels (envelope supervision, no angle; see the RPN and RoI head).
 The constructor takes plain keyword arguments; ``model.config`` returns them, for checkpoints.
 """
 
@@ -42,6 +43,12 @@ DEFAULT_CONFIG: dict[str, Any] = {
     "nms_iou": 0.1,
     "max_detections": 1000,
     "size_divisor": 32,
+    # horizontal-box (``hbb``) training targets: class groups scored on their summed probability, e.g.
+    # [["ship", "boat"]] for real `boat` labels that mean either; weight of the envelope loss
+    "merge_groups": [],
+    "hbb_weight": 1.0,
+    # ground sampling distances (m/px) of the training data, [min, max]; detect_scene resamples to it
+    "gsd_range": None,
 }
 # keys that change the parameters' shapes or meaning: a checkpoint must agree on these
 ARCHITECTURE_KEYS = ("num_classes", "backbone", "fpn_channels", "anchor_sizes", "anchor_ratios", "representation_size")
@@ -62,6 +69,13 @@ def resolve_config(config: dict[str, Any] | None = None, **overrides: Any) -> di
         raise SggInputError("anchor_sizes needs 5 sizes (P2..P6)", where="detector config")
     for k in ("anchor_sizes", "anchor_ratios", "rpn_pre_nms_top_n", "rpn_post_nms_top_n"):
         cfg[k] = list(cfg[k])
+    cfg["merge_groups"] = [list(g) for g in cfg["merge_groups"] or []]
+    if cfg["gsd_range"] is not None:
+        lo, hi = (float(v) for v in cfg["gsd_range"])
+        if not 0 < lo <= hi:
+            raise SggInputError(f"gsd_range must be [min, max] metres per pixel, got {cfg['gsd_range']}",
+                                where="detector config")
+        cfg["gsd_range"] = [lo, hi]
     return cfg
 
 
@@ -90,13 +104,21 @@ class HODNet(nn.Module):
         self.register_buffer("pixel_mean", torch.tensor(self.backbone.mean).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("pixel_std", torch.tensor(self.backbone.std).view(1, 3, 1, 1), persistent=False)
         c = cfg["fpn_channels"]
+        names = vocabulary.objects if vocabulary is not None else Vocabulary.star().objects
+        groups = []
+        for g in cfg["merge_groups"] or []:
+            bad = [n for n in g if n not in names]
+            if bad or len(names) != cfg["num_classes"]:
+                raise SggInputError(f"merge_groups names unknown classes {bad or list(g)}", where="detector config")
+            groups.append([names.index(n) for n in g])
         self.rpn = OrientedRPN(c, BackboneFPN.strides, cfg["anchor_sizes"], cfg["anchor_ratios"],
                                batch_size=cfg["rpn_batch_size"], pre_nms_top_n=tuple(cfg["rpn_pre_nms_top_n"]),
                                post_nms_top_n=tuple(cfg["rpn_post_nms_top_n"]), nms_iou=cfg["rpn_nms_iou"])
         self.roi_head = OrientedRoIHead(c, cfg["num_classes"], BackboneFPN.strides[:4], cfg["representation_size"],
                                         batch_size=cfg["roi_batch_size"], pos_fraction=cfg["roi_pos_fraction"],
                                         score_threshold=cfg["score_threshold"], nms_iou=cfg["nms_iou"],
-                                        max_detections=cfg["max_detections"])
+                                        max_detections=cfg["max_detections"], merge_groups=groups,
+                                        hbb_weight=cfg["hbb_weight"])
 
     @property
     def num_classes(self) -> int:
@@ -145,8 +167,8 @@ class HODNet(nn.Module):
         if self.training:
             if targets is None or len(targets) != len(sizes):
                 raise SggInputError("training needs one target dict per image")
-            targets = [{"boxes": t["boxes"].to(batch).reshape(-1, 5), "labels": t["labels"].to(batch.device).long()}
-                       for t in targets]
+            targets = [{"boxes": t["boxes"].to(batch).reshape(-1, 5), "labels": t["labels"].to(batch.device).long(),
+                        "hbb": bool(t.get("hbb", False))} for t in targets]
         feats = self.features(batch)
         proposals, rpn_losses = self.rpn(feats, sizes, targets if self.training else None)
         if self.training:

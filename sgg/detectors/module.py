@@ -19,6 +19,7 @@ from sgg.evaluation import rotated_map
 from sgg.structures import Detections, SceneGraph, Vocabulary
 
 from .hodnet import ARCHITECTURE_KEYS, HODNet, resolve_config, total_loss
+from .rpn import adapt_ratios
 
 
 class DetectorModule(pl.LightningModule):
@@ -31,7 +32,8 @@ class DetectorModule(pl.LightningModule):
         lr, weight_decay: AdamW. warmup_steps: linear warm-up. schedule: "cosine", "step" or "constant".
         max_steps: length of the schedule (default: the trainer's estimate). seed: samplers' random source.
         init_from: start from the weights of an sgg detector file or DetectorModule checkpoint (fine-tuning);
-            its vocabulary and architecture must match. (To resume a run with its optimiser, use
+            its vocabulary and architecture must match, except the anchor ratios (the RPN head's channels
+            are adapted, see ``sgg.detectors.rpn.adapt_ratios``). (To resume a run with its optimiser, use
             LightningCLI's ``--ckpt_path`` instead.)
     """
 
@@ -54,9 +56,13 @@ class DetectorModule(pl.LightningModule):
         if init_from:
             from .checkpoint import load_detector
 
-            arch = {k: v for k, v in self.model.config.items() if k in ARCHITECTURE_KEYS}
+            # anchor ratios may differ: the RPN head's channels are then adapted (nearest old ratio)
+            arch = {k: v for k, v in self.model.config.items() if k in ARCHITECTURE_KEYS and k != "anchor_ratios"}
             src = load_detector(init_from, vocabulary=self.vocabulary, config=arch)
-            self.model.load_state_dict(src.state_dict())
+            sd = src.state_dict()
+            if list(src.config["anchor_ratios"]) != list(self.model.config["anchor_ratios"]):
+                sd = adapt_ratios(sd, src.config["anchor_ratios"], self.model.config["anchor_ratios"])
+            self.model.load_state_dict(sd)
         if schedule not in ("cosine", "step", "constant"):
             raise SggInputError(f"schedule must be cosine, step or constant, not {schedule!r}", where="DetectorModule")
         self._val_preds: list[Detections] = []

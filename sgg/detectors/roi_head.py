@@ -4,6 +4,14 @@ Training: the ground-truth boxes join the proposals, proposals are matched by ex
 positive), 512 RoIs per image with at most 25 % positives are sampled, cross-entropy over C+1 classes
 (index C is background) and smooth-L1 on the matched class's le90 deltas. Inference: softmax scores,
 per-class decoding, score threshold, class-wise rotated NMS, top detections.
+
+Horizontal-box supervision (a target dict with ``hbb`` true: real images labelled with axis-aligned boxes):
+proposals are matched by the IoU of their envelopes with the labels, and the regression loss is smooth-L1
+on the predicted box's *envelope* against the label (centre offsets and log sizes in the proposal's envelope
+frame) — the label says nothing about the angle, so there is no angle term. Coarse classes: with
+``merge_groups`` (lists of class indices, e.g. STAR's ``ship`` and ``boat`` for a real ``boat`` label) the
+cross-entropy of such a positive is −log of the summed probability of its group, so the split between the
+group's classes is left to the oriented data; the envelope loss uses the group member the head rates highest.
 """
 
 from __future__ import annotations
@@ -13,18 +21,36 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from sgg.ops import rotated_iou, rotated_nms, rotated_roi_align
+from torchvision.ops import box_iou
+
+from sgg.ops import box_to_envelope, rotated_iou, rotated_nms, rotated_roi_align
 
 from .box_coder import DeltaXYWHACoder
 from .rpn import sample_labels
+
+
+def _xywh(env: torch.Tensor) -> torch.Tensor:
+    """xyxy → (cx, cy, w, h) (N, 4)."""
+    return torch.stack([(env[:, 0] + env[:, 2]) / 2, (env[:, 1] + env[:, 3]) / 2,
+                        env[:, 2] - env[:, 0], env[:, 3] - env[:, 1]], 1)
 
 
 class OrientedRoIHead(nn.Module):
     def __init__(self, in_channels: int, num_classes: int, strides=(4, 8, 16, 32), representation_size: int = 256,
                  pool_size: int = 7, finest_scale: float = 56.0, batch_size: int = 512, pos_fraction: float = 0.25,
                  pos_iou: float = 0.5, score_threshold: float = 0.05, nms_iou: float = 0.1,
-                 max_detections: int = 1000, pre_nms_top_n: int = 4000):
+                 max_detections: int = 1000, pre_nms_top_n: int = 4000,
+                 merge_groups: list[list[int]] | None = None, hbb_weight: float = 1.0):
         super().__init__()
+        # group id per class column (background its own group); classes outside any group are their own group
+        gid = torch.arange(num_classes + 1)
+        for g in merge_groups or []:
+            members = torch.as_tensor(list(g), dtype=torch.long)
+            if len(members) and (members.min() < 0 or members.max() >= num_classes):
+                raise ValueError(f"merge group {list(g)} names a class outside 0..{num_classes - 1}")
+            gid[members] = int(members.min())
+        self.register_buffer("group_id", gid, persistent=False)
+        self.hbb_weight = float(hbb_weight)
         self.num_classes = num_classes
         self.representation_size = representation_size
         self.strides = list(strides)
@@ -71,12 +97,14 @@ class OrientedRoIHead(nn.Module):
     @torch.no_grad()
     def sample(self, proposals: list[torch.Tensor], targets: list[dict[str, torch.Tensor]]):
         """Sampled RoIs, their batch index, class targets (C = background) and regression targets."""
-        rois, bidx, labels, reg_t = [], [], [], []
+        rois, bidx, labels, reg_t, hbb_t = [], [], [], [], []
         for b, (props, tgt) in enumerate(zip(proposals, targets)):
             gt, gl = tgt["boxes"].to(props), tgt["labels"].to(props.device).long()
+            hbb = bool(tgt.get("hbb", False))
             props = torch.cat([props, gt]) if gt.numel() else props
             if gt.numel():
-                best, idx = rotated_iou(props, gt).to(props.dtype).max(1)
+                iou = box_iou(box_to_envelope(props), box_to_envelope(gt)) if hbb else rotated_iou(props, gt)
+                best, idx = iou.to(props.dtype).max(1)
                 lab = torch.where(best >= self.pos_iou, gl[idx], torch.full_like(idx, self.num_classes))
             else:
                 idx = torch.zeros(props.shape[0], dtype=torch.long, device=props.device)
@@ -89,20 +117,47 @@ class OrientedRoIHead(nn.Module):
             labels.append(lab[sel])
             t = props.new_zeros(sel.numel(), 5)
             if pos.numel():
-                t[: pos.numel()] = self.coder.encode(props[pos], gt[idx[pos]])
+                # hbb: the label's envelope (cx, cy, w, h) goes in the first four columns
+                if hbb:
+                    t[: pos.numel(), :4] = _xywh(box_to_envelope(gt[idx[pos]]))
+                else:
+                    t[: pos.numel()] = self.coder.encode(props[pos], gt[idx[pos]])
             reg_t.append(t)
-        return torch.cat(rois), torch.cat(bidx), torch.cat(labels), torch.cat(reg_t)
+            hbb_t.append(torch.full((sel.numel(),), hbb, dtype=torch.bool, device=props.device))
+        return torch.cat(rois), torch.cat(bidx), torch.cat(labels), torch.cat(reg_t), torch.cat(hbb_t)
 
     def losses(self, feats, proposals, targets) -> dict[str, torch.Tensor]:
-        rois, bidx, labels, reg_t = self.sample(proposals, targets)
+        rois, bidx, labels, reg_t, hbb = self.sample(proposals, targets)
         logits, deltas = self.box_head(self.pool(feats, rois, bidx))
-        loss_cls = F.cross_entropy(logits, labels) if labels.numel() else logits.sum() * 0.0
+        n = max(labels.numel(), 1)
+        # background is column C in training; the merged target is every column of the label's group
+        # (a one-hot for oriented samples and for classes outside any group)
+        gid = self.group_id
+        logp = logits.log_softmax(1)
+        col = torch.arange(self.num_classes + 1, device=labels.device)
+        ok = torch.where(hbb[:, None], gid[None, :] == gid[labels][:, None], col[None, :] == labels[:, None])
+        loss_cls = -torch.logsumexp(logp.masked_fill(~ok, float("-inf")), 1).sum() / n if labels.numel() \
+            else logits.sum() * 0.0
         pos = torch.nonzero(labels < self.num_classes).flatten()
+        loss_reg = deltas.sum() * 0.0
         if pos.numel():
-            d = deltas[pos, labels[pos]]
-            loss_reg = F.smooth_l1_loss(d, reg_t[pos], beta=1.0, reduction="sum") / max(labels.numel(), 1)
-        else:
-            loss_reg = deltas.sum() * 0.0
+            ob = pos[~hbb[pos]]
+            if ob.numel():
+                d = deltas[ob, labels[ob]]
+                loss_reg = loss_reg + F.smooth_l1_loss(d, reg_t[ob], beta=1.0, reduction="sum") / n
+            hb = pos[hbb[pos]]
+            if hb.numel():  # envelope of the decoded box vs the horizontal label, in the proposal's frame
+                cls = logp[hb, : self.num_classes].detach().masked_fill(~ok[hb, : self.num_classes], float("-inf"))
+                pred = self.coder.decode(rois[hb], deltas[hb, cls.argmax(1)])
+                e, g = _xywh(box_to_envelope(pred)), reg_t[hb, :4]
+                pe = _xywh(box_to_envelope(rois[hb])).detach()
+                d = torch.stack([(e[:, 0] - g[:, 0]) / pe[:, 2], (e[:, 1] - g[:, 1]) / pe[:, 3],
+                                 torch.log(e[:, 2].clamp(min=1e-3) / g[:, 2]),
+                                 torch.log(e[:, 3].clamp(min=1e-3) / g[:, 3])], 1)
+                # scaled like the oriented deltas (stds 0.1, 0.1, 0.2, 0.2)
+                d = d / d.new_tensor([0.1, 0.1, 0.2, 0.2])
+                loss_reg = loss_reg + self.hbb_weight * F.smooth_l1_loss(
+                    d, torch.zeros_like(d), beta=1.0, reduction="sum") / n
         acc = (logits.argmax(1) == labels).float().mean() if labels.numel() else logits.new_zeros(())
         return {"loss_roi_cls": loss_cls, "loss_roi_reg": loss_reg, "roi_acc": acc.detach()}
 

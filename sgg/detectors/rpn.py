@@ -6,6 +6,9 @@ negative < 0.3, plus every anchor that ties for a ground truth's best IoU, so th
 anchors too); 256 anchors per image are sampled for BCE objectness and smooth-L1 regression. Proposals are
 the top-scoring anchors per level, decoded and de-duplicated by NMS on their envelopes per level (as the
 paper does), then cut to ``post_nms_top_n``. Everything is vectorised over anchors.
+
+A target dict with ``hbb`` true (horizontal-box labels) supervises only what such a label fixes: the
+objectness and the envelope deltas ``(dx, dy, dw, dh)``; the two midpoint offsets (the angle) get no loss.
 """
 
 from __future__ import annotations
@@ -56,6 +59,24 @@ def sample_labels(labels: torch.Tensor, num: int, pos_fraction: float, generator
     pos = pos[torch.randperm(pos.numel(), generator=generator, device="cpu")[:n_pos].to(pos.device)]
     neg = neg[torch.randperm(neg.numel(), generator=generator, device="cpu")[:n_neg].to(neg.device)]
     return pos, neg
+
+
+def adapt_ratios(state_dict: dict[str, torch.Tensor], old: list[float], new: list[float], prefix: str = "rpn."
+                 ) -> dict[str, torch.Tensor]:
+    """A state dict whose RPN head has ``old`` anchor ratios, rewritten for ``new`` ratios: each new ratio's
+    objectness and delta channels start as a copy of the nearest old ratio's (in log scale). Lets a
+    detector fine-tune with more anchor shapes (e.g. 1:8 for runways and bridges) from existing weights."""
+    lo, ln = torch.tensor(old, dtype=torch.float64).log(), torch.tensor(new, dtype=torch.float64).log()
+    src = (ln[:, None] - lo[None]).abs().argmin(1)
+    out = dict(state_dict)
+    for name, k in (("cls", 1), ("reg", 6)):
+        for part in ("weight", "bias"):
+            key = f"{prefix}{name}.{part}"
+            if key in out:
+                t = out[key]
+                t = t.reshape(len(old), k, *t.shape[1:])[src]
+                out[key] = t.reshape(len(new) * k, *t.shape[2:])
+    return out
 
 
 class OrientedRPN(nn.Module):
@@ -179,7 +200,7 @@ class OrientedRPN(nn.Module):
     def losses(self, anchors: torch.Tensor, logits: torch.Tensor, deltas: torch.Tensor,
                targets: list[dict[str, torch.Tensor]], shapes: list[tuple[int, int]] | None = None
                ) -> dict[str, torch.Tensor]:
-        all_logits, all_lab, pos_d, pos_t = [], [], [], []
+        all_logits, all_lab, pos_d, pos_t, pos_w = [], [], [], [], []
         for b, tgt in enumerate(targets):
             gt = tgt["boxes"].to(anchors)
             labels, idx = self.assign(anchors, gt, shapes)
@@ -190,11 +211,16 @@ class OrientedRPN(nn.Module):
             if pos.numel():
                 pos_d.append(deltas[b, pos])
                 pos_t.append(self.coder.encode(anchors[pos], gt[idx[pos]]))
+                w = deltas.new_ones(pos.numel(), 6)
+                if bool(tgt.get("hbb", False)):
+                    w[:, 4:] = 0.0  # no angle information in a horizontal label
+                pos_w.append(w)
         lg, lb = torch.cat(all_logits), torch.cat(all_lab)
         n = max(lb.numel(), 1)
         loss_cls = F.binary_cross_entropy_with_logits(lg, lb, reduction="sum") / n
         if pos_d:
-            loss_reg = F.smooth_l1_loss(torch.cat(pos_d), torch.cat(pos_t), beta=1 / 9, reduction="sum") / n
+            loss_reg = (F.smooth_l1_loss(torch.cat(pos_d), torch.cat(pos_t), beta=1 / 9, reduction="none")
+                        * torch.cat(pos_w)).sum() / n
         else:
             loss_reg = deltas.sum() * 0.0
         return {"loss_rpn_cls": loss_cls, "loss_rpn_reg": loss_reg}

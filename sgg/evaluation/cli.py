@@ -1,6 +1,7 @@
 """``sgg eval``: evaluate predictions against ground truth.
 
     sgg eval detection --pred results/ --gt annotations/ [--iou-threshold 0.5] [--use-07] [--json out.json]
+        [--box-type hbb] [--class-agnostic] [--merge boat=ship]
     sgg eval sgg --pred graphs/ --gt annotations/ [--mode predcls|sgcls|sgdet] [--box-type hbb] [--ks 20 50 100]
 
 ``--pred``: a DOTA Task-1 results directory (``Task1_<class>.txt``, e.g. from mmrotate or
@@ -164,6 +165,26 @@ def _check_paths(args) -> None:
         output_file(args.json, "--json", suffixes=(".json",), inputs=[args.pred, args.gt])
 
 
+def _merge_pair(text: str) -> tuple[str, str]:
+    """argparse type of ``--merge A=B``."""
+    import argparse
+
+    src, sep, dst = text.partition("=")
+    if not sep or not src.strip() or not dst.strip():
+        raise argparse.ArgumentTypeError(f"expected CLASS=CLASS, got {text!r}")
+    return src.strip(), dst.strip()
+
+
+def _merges(pairs, vocab) -> dict[str, str]:
+    from sgg.errors import SggInputError
+
+    for n in (n for pair in pairs for n in pair):
+        if n not in vocab.objects:
+            raise SggInputError(f"class {n!r} is not in the vocabulary ({', '.join(vocab.objects[:6])}, …)",
+                                option="--merge")
+    return dict(pairs)
+
+
 def detection_main(argv: list[str]) -> int:
     p = ArgumentParser(prog="sgg eval detection", description="Rotated detection mAP (DOTA devkit rules: "
                        "difficult objects ignored, classes without ground truth left out of the mean).",
@@ -176,6 +197,11 @@ def detection_main(argv: list[str]) -> int:
     p.add_argument("--use-07", action="store_true", help="VOC07 11-point AP instead of the area under the curve")
     p.add_argument("--vocabulary", help="star (default), dota, or a JSON file with 'objects' and 'predicates'")
     p.add_argument("--aliases", help="class-name alias table for DOTA files, e.g. dota_to_star")
+    p.add_argument("--box-type", choices=("obb", "hbb"), default="obb",
+                   help="hbb: IoU of axis-aligned envelopes (predicted footprints vs horizontal labels)")
+    p.add_argument("--class-agnostic", action="store_true", help="score every object as one class (localisation)")
+    p.add_argument("--merge", action="append", default=[], type=_merge_pair, metavar="A=B",
+                   help="score class A as class B (repeatable), e.g. boat=ship for labels that do not split them")
     p.add_argument("--json", metavar="OUT", help="also write the full result as JSON")
     args = p.parse_args(argv)
     _check_paths(args)
@@ -198,7 +224,8 @@ def detection_main(argv: list[str]) -> int:
     if unknown:
         warn(f"ignoring predictions for {len(unknown)} images without annotations: {unknown[:5]}")
     result = rotated_map([preds.get(i, Detections.empty()) for i in ids], [gts[i] for i in ids],
-                         iou_threshold=args.iou_threshold, use_07_metric=args.use_07, class_names=vocab.objects)
+                         iou_threshold=args.iou_threshold, use_07_metric=args.use_07, class_names=vocab.objects,
+                         box_type=args.box_type, class_agnostic=args.class_agnostic, merge=_merges(args.merge, vocab))
     result["images"] = len(ids)
     print(f"{len(ids)} images, {sum(len(preds.get(i, [])) for i in ids)} detections")
     print(format_table(result))

@@ -13,6 +13,12 @@ AP: ``use_07_metric=True`` gives VOC07's 11-point interpolation, otherwise the a
 monotone precision envelope (VOC2010+/"area"). The mean is over classes with at least one non-difficult
 ground-truth object (as mmdet/mmrotate do; the DOTA devkit would produce NaN for such a class), and
 ``class_names`` restricts the evaluated classes.
+
+Real sets with coarser labels (issue #12): ``box_type="hbb"`` compares axis-aligned envelopes (the predicted
+footprint's envelope against a horizontal label, by plain IoU), ``merge={"boat": "ship"}`` scores classes
+as one (labels of ``boat`` on both sides become ``ship``), and ``class_agnostic=True`` scores every object as
+one class ``"object"`` (localisation only). Both are pure relabelling: two detections of one object under
+merged classes stay two (one is a false positive) — run class-agnostic NMS first if that is not wanted.
 """
 
 from __future__ import annotations
@@ -42,15 +48,17 @@ def voc_ap(recall: np.ndarray, precision: np.ndarray, use_07_metric: bool = Fals
 
 
 def _match_image(
-    pb: torch.Tensor, gb: torch.Tensor, g_diff: torch.Tensor, iou_threshold: float
+    pb: torch.Tensor, gb: torch.Tensor, g_diff: torch.Tensor, iou_threshold: float, hbb: bool = False
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """For one image and class (preds sorted by score): (target gt index or -1, target-is-difficult)."""
-    from sgg.ops import rotated_iou
+    from torchvision.ops import box_iou
+
+    from sgg.ops import box_to_envelope, rotated_iou
 
     n = pb.shape[0]
     if gb.shape[0] == 0 or n == 0:
         return torch.full((n,), -1, dtype=torch.long), torch.zeros(n, dtype=torch.bool)
-    iou = rotated_iou(pb, gb)
+    iou = box_iou(box_to_envelope(pb.double()), box_to_envelope(gb.double())) if hbb else rotated_iou(pb, gb)
     ovmax, jmax = iou.max(dim=1)  # first index on ties, like numpy's argmax
     hit = ovmax > iou_threshold
     target = torch.where(hit, jmax, torch.full_like(jmax, -1))
@@ -71,16 +79,30 @@ def rotated_map(
     iou_threshold: float = 0.5,
     use_07_metric: bool = False,
     class_names: Sequence[str] | None = None,
+    *,
+    box_type: str = "obb",
+    class_agnostic: bool = False,
+    merge: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     """Per-class rotated AP and their mean for predictions ``preds[i]`` on annotations ``gts[i]``.
 
     Labels index ``class_names`` (default: the first annotation's vocabulary). Returns ``mAP``, and per
     class ``AP``, ``recall`` (at the last detection), ``precision`` (idem), ``num_gts`` (non-difficult),
     ``num_dets``; plus ``classes_evaluated`` (those in the mean), ``iou_threshold`` and ``metric``.
+    ``box_type="hbb"``: IoU of axis-aligned envelopes. ``merge``: {class: class it is scored as}.
+    ``class_agnostic``: one class ``"object"``.
     """
     if len(preds) != len(gts):
         raise ValueError(f"rotated_map: {len(preds)} predictions for {len(gts)} annotated images")
+    if box_type not in ("obb", "hbb"):
+        raise ValueError(f"rotated_map: box_type must be 'obb' or 'hbb', not {box_type!r}")
     names = _class_names(gts, class_names)
+    if merge or class_agnostic:
+        table = _relabel_table(names, merge or {}, class_agnostic)
+        preds = [_relabel(p, table) for p in preds]
+        gts = [g.replace(detections=_relabel(g.detections, table)) for g in gts]
+        if class_agnostic:
+            names = ["object"]
     num_classes = len(names)
     # per class: lists of (scores, tp, fp) over images, and the positive count
     scores_c: list[list[torch.Tensor]] = [[] for _ in range(num_classes)]
@@ -104,7 +126,7 @@ def rotated_map(
             psel = psel[order]
             gsel = (g_lab == c).nonzero().flatten()
             target, ignored = _match_image(
-                pred.boxes.tensor[psel], gdet.boxes.tensor[gsel], g_diff[gsel], iou_threshold
+                pred.boxes.tensor[psel], gdet.boxes.tensor[gsel], g_diff[gsel], iou_threshold, box_type == "hbb"
             )
             # a TP is the first-ranked (highest score) detection of each free non-difficult target
             valid = (target >= 0) & ~ignored
@@ -150,7 +172,32 @@ def rotated_map(
         "classes_evaluated": evaluated,
         "iou_threshold": float(iou_threshold),
         "metric": "voc07" if use_07_metric else "area",
+        "box_type": box_type,
+        "class_agnostic": bool(class_agnostic),
+        "merge": dict(merge or {}),
     }
+
+
+def _relabel_table(names: Sequence[str], merge: dict[str, str], agnostic: bool) -> torch.Tensor:
+    """Label → new label: 0 for everything (agnostic), or each merged class's target index."""
+    if agnostic:
+        return torch.zeros(len(names), dtype=torch.long)
+    table = torch.arange(len(names))
+    for src, dst in merge.items():
+        for n in (src, dst):
+            if n not in names:
+                raise ValueError(f"rotated_map: merge names class {n!r}, not among the evaluated classes")
+        table[names.index(src)] = names.index(dst)
+    return table
+
+
+def _relabel(det: Detections, table: torch.Tensor) -> Detections:
+    if len(det) == 0:
+        return det
+    lab = det.labels.cpu()
+    ok = lab < len(table)
+    new = torch.where(ok, table[lab.clamp(max=len(table) - 1)], lab)
+    return Detections(det.boxes, new.to(det.labels.device), det.scores)
 
 
 def format_table(result: dict[str, Any]) -> str:
