@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from unittest.mock import patch
+
 import numpy as np
 import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import sgg.ops.pairs as pairs_module
 from sgg.ops import EnvelopeIndex, spatial_pairs
 
 
@@ -63,6 +66,8 @@ def test_matches_dense_reference(n, m, seed, grid, k, per_box, self_mode):
     margin = (torch.rand(n, generator=g) * 10).round() if per_box else 3.0
     got = spatial_pairs(a, b, margin=margin, k=k)
     assert as_list(got) == dense_pairs(a, b, margin, k)
+    with patch.object(pairs_module, "DENSE_MAX", -1):  # the sweep, not the small sets' dense test
+        assert torch.equal(spatial_pairs(a, b, margin=margin, k=k), got)
 
 
 def test_small_chunks_and_larger_sets():

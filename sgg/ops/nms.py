@@ -53,7 +53,7 @@ def _above(boxes: torch.Tensor, area: torch.Tensor, env: torch.Tensor, i: torch.
 def _resolve_block(sel: torch.Tensor, boxes, area, env, lab, thr: float, chunk_size: int) -> torch.Tensor:
     """Greedy NMS among the (rank-sorted) boxes ``sel`` alone: boolean keep mask over ``sel``."""
     s = sel.numel()
-    ii, jj = spatial_pairs(env[sel]).unbind(1)
+    ii, jj = spatial_pairs(env[sel]).unbind(1)  # small: the dense test
     if lab is not None:
         m = lab[sel[ii]] == lab[sel[jj]]
         ii, jj = ii[m], jj[m]

@@ -27,6 +27,12 @@ from torch import Tensor
 __all__ = ["spatial_pairs", "EnvelopeIndex", "grow_envelopes"]
 
 DEFAULT_MAX_CANDIDATES = 1 << 22
+DENSE_MAX = 1 << 16  # spatial_pairs tests N·M ≤ this many pairs densely
+
+
+def _meets(a: Tensor, b: Tensor) -> Tensor:
+    """Closed intersection test of broadcast envelopes (..., 4)."""
+    return (a[..., 0] <= b[..., 2]) & (b[..., 0] <= a[..., 2]) & (a[..., 1] <= b[..., 3]) & (b[..., 1] <= a[..., 3])
 
 
 def _check_env(env: Tensor, name: str) -> Tensor:
@@ -142,15 +148,14 @@ class EnvelopeIndex:
         cnt = hi - lo + 1
         box = torch.repeat_interleave(torch.arange(m, device=dev), cnt)
         strip = torch.repeat_interleave(lo - (torch.cumsum(cnt, 0) - cnt), cnt) + torch.arange(box.numel(), device=dev)
-        per_box = cls * (self.nstrip * self.width) + 2 * inv[:m] + 1  # class block + _ranks(u, x1)
-        key = per_box.index_select(0, box) + strip * self.width
+        # blocks (class, entry is not the box's first strip, strip), then x1's code _ranks(u, x1)
+        later = strip != lo.index_select(0, box)
+        key = ((2 * cls.index_select(0, box) + later) * self.nstrip + strip) * self.width + (2 * inv[:m] + 1).index_select(0, box)
         key, order = torch.sort(key)
         box = box.index_select(0, order)
         self.key = key
         self.box = box if ids is None else ids.index_select(0, box)
-        # per sorted entry: is this the box's first strip; the box's x2, y1, y2 (contiguous for index_select)
-        self.first = strip.index_select(0, order) == lo.index_select(0, box)
-        self.x2, self.y1, self.y2 = (c.index_select(0, box) for c in (x2, y1, y2))
+        self.x2, self.y1, self.y2 = (c.index_select(0, box) for c in (x2, y1, y2))  # contiguous, sorted
 
     def __len__(self) -> int:
         return self.env.shape[0]
@@ -174,23 +179,26 @@ class EnvelopeIndex:
         cnt = (hi - lo + 1).clamp_min(0)
         qi = torch.repeat_interleave(torch.arange(q.shape[0], device=dev), cnt)
         strip = torch.repeat_interleave(lo - (torch.cumsum(cnt, 0) - cnt), cnt) + torch.arange(qi.numel(), device=dev)
-        # per (entry, width class c): indexed x1 in [x1_q - wmax_c, x2_q] (widened by a rounding slack)
-        c = torch.arange(self.ncls, device=dev)
-        base = ((c[None, :] * self.nstrip + strip[:, None]) * self.width).reshape(-1)
+        # per (entry, block): indexed x1 in [x1_q - wmax_c, x2_q] (widened by a rounding slack). A pair is
+        # reported in the first strip both span, the first strip of one of the two: an indexed box's later
+        # strips are searched from the query's first strip only
+        nb = 2 * self.ncls
+        blk = torch.arange(nb, device=dev)
+        base = ((blk[None, :] * self.nstrip + strip[:, None]) * self.width).reshape(-1)
         x1, x2 = q[qi, 0][:, None], q[qi, 2][:, None]
-        lower = x1 - self.wmax[None, :] - (x1.abs() + self.wmax[None, :]) * 1e-12
+        wmax = self.wmax.repeat_interleave(2)[None, :]
+        lower = x1 - wmax - (x1.abs() + wmax) * 1e-12
         r_lo = torch.searchsorted(self.key, base + _ranks(self.u, lower.reshape(-1)))
-        cnt = torch.searchsorted(self.key, base + _ranks(self.u, x2.expand(-1, self.ncls).reshape(-1)), right=True) - r_lo
-        # a pair is reported in the first strip both span: the first strip of one of the two
-        q_first = strip == lo[qi]
+        cnt = torch.searchsorted(self.key, base + _ranks(self.u, x2.expand(-1, nb).reshape(-1)), right=True) - r_lo
+        q_later = (strip != lo[qi])[:, None] & (blk[None, :] % 2 == 1)
+        cnt = cnt.masked_fill(q_later.reshape(-1), 0)
         qx1, qy1, qy2 = (q[:, c].index_select(0, qi) for c in (0, 1, 3))
         for e, pos in _expand(r_lo, cnt, max_candidates):
-            e = torch.div(e, self.ncls, rounding_mode="floor")
+            e = torch.div(e, nb, rounding_mode="floor")
             if rank is not None:
                 up = rank.index_select(0, qi.index_select(0, e)) < rank.index_select(0, self.box.index_select(0, pos))
                 e, pos = e[up], pos[up]
-            ok = q_first.index_select(0, e) | self.first.index_select(0, pos)
-            ok &= self.x2.index_select(0, pos) >= qx1.index_select(0, e)
+            ok = self.x2.index_select(0, pos) >= qx1.index_select(0, e)
             ok &= self.y2.index_select(0, pos) >= qy1.index_select(0, e)
             ok &= self.y1.index_select(0, pos) <= qy2.index_select(0, e)
             e, pos = e[ok], pos[ok]
@@ -234,6 +242,27 @@ def _knn(a: Tensor, b: Tensor, k: int, self_mode: bool) -> tuple[Tensor, Tensor]
     return ia[rows], ib[torch.from_numpy(cols.reshape(-1))]
 
 
+def _dense_keys(a: Tensor, b: Tensor, self_mode: bool) -> Tensor:
+    """Pair keys ``i * M + j`` of grown ``a`` meeting ``b`` by the dense test (self mode: i < j, either way)."""
+    hit = _meets(a[:, None], b[None])
+    if self_mode:
+        hit = torch.triu(hit | hit.T, diagonal=1)
+    i, j = hit.nonzero(as_tuple=True)
+    return i * b.shape[0] + j
+
+
+def _swept_keys(a: Tensor, b: Tensor, mg: Tensor, self_mode: bool, max_candidates: int) -> Iterator[Tensor]:
+    """Pair keys ``i * M + j`` from an :class:`EnvelopeIndex` over ``b``, each pair once."""
+    m, rank = b.shape[0], None
+    if self_mode:  # (i, j) is found when i's margin reaches j: keep the find of the larger margin, else i < j
+        rank = torch.empty(m, dtype=torch.long, device=a.device)
+        rank[torch.sort(-mg, stable=True).indices] = torch.arange(m, device=a.device)
+    for i, j in EnvelopeIndex(b).query(a, max_candidates, rank):
+        if self_mode:
+            i, j = torch.minimum(i, j), torch.maximum(i, j)
+        yield i * m + j
+
+
 def spatial_pairs(
     env_a: Tensor,
     env_b: Tensor | None = None,
@@ -262,15 +291,10 @@ def spatial_pairs(
     self_mode = env_b is None
     b = e if self_mode else _check_env(env_b, "env_b").to(a.device)
     m = b.shape[0]
-    rank = None
-    if self_mode:  # (i, j) is found when i's margin reaches j: keep the find of the larger margin, else i < j
-        rank = torch.empty(m, dtype=torch.long, device=a.device)
-        rank[torch.sort(-mg, stable=True).indices] = torch.arange(m, device=a.device)
-    keys = []
-    for i, j in EnvelopeIndex(b).query(a, max_candidates, rank):
-        if self_mode:
-            i, j = torch.minimum(i, j), torch.maximum(i, j)
-        keys.append(i * m + j)  # each pair found once: sorting gives the lexicographic order
+    if a.shape[0] * m <= DENSE_MAX:  # small sets: one dense test beats building an index
+        keys = [_dense_keys(a, b, self_mode)]
+    else:
+        keys = list(_swept_keys(a, b, mg, self_mode, max_candidates))
     if k > 0:
         i, j = (t.to(a.device) for t in _knn(e, b, k, self_mode))
         if self_mode:
