@@ -51,7 +51,7 @@ def _none(text: str) -> str | None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from sgg.cli_support import ArgumentParser
+    from sgg.cli_support import ArgumentParser, float_range, int_range
 
     p = ArgumentParser(prog="sgg infer", description="Scene graphs for rasters of any size: detection, pair "
                        "proposal, relations, GIS/graph/caption/preview outputs.")
@@ -65,21 +65,21 @@ def build_parser() -> argparse.ArgumentParser:
                      "a file or a directory of <name>.json/.txt): PredCls")
     p.add_argument("--aliases", help="class-name alias table for foreign files, e.g. dota_to_star")
     p.add_argument("--device", help="torch device (config default: cpu)")
-    p.add_argument("--tile-size", type=int, help="tile side in px (default: the weights' training tile)")
-    p.add_argument("--overlap", type=int, help="tile overlap in level px")
+    p.add_argument("--tile-size", type=int_range(32), help="tile side in px (default: the weights' training tile)")
+    p.add_argument("--overlap", type=int_range(0), help="tile overlap in level px")
     p.add_argument("--levels", type=_levels, help="'auto' (pyramid down to one tile) or e.g. 0 or 0,1")
-    p.add_argument("--zoom", choices=("guided", "full"))
-    p.add_argument("--batch-size", type=int)
-    p.add_argument("--score-threshold", type=float)
+    p.add_argument("--zoom", choices=("guided", "full"), help="guided: finer tiles only under coarser objects")
+    p.add_argument("--batch-size", type=int_range(1), help="tiles per forward pass (config default 2)")
+    p.add_argument("--score-threshold", type=float_range(0, 1), help="config default 0.05")
     p.add_argument("--pair-proposer", type=_none, help="'default' (STAR's PPG), a proposer/PPG file, or none")
-    p.add_argument("--pair-budget", type=int, help="pairs kept per scene (STAR: 10,000)")
+    p.add_argument("--pair-budget", type=int_range(0), help="pairs kept per scene (STAR: 10,000)")
     p.add_argument("--relation-head", type=_none, help="'frequency', a relation-head checkpoint, "
                    "'package.module:factory', or none")
-    p.add_argument("--formats", type=_formats, default=_formats(DEFAULT_FORMATS),
+    p.add_argument("--formats", type=_formats, default=DEFAULT_FORMATS,
                    help=f"comma-separated, from {', '.join(FORMATS)}")
-    p.add_argument("--top-k", type=int, help="relations kept in exports, captions and previews (config default 100)")
+    p.add_argument("--top-k", type=int_range(0), help="relations kept in exports, captions and previews (config default 100)")
     p.add_argument("--keep-ledger", action="store_true", help="keep the per-tile ledger after a scene completes")
-    p.add_argument("--threads", type=int, help="torch intra-op threads")
+    p.add_argument("--threads", type=int_range(1), help="torch intra-op threads")
     return p
 
 
