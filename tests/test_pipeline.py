@@ -345,3 +345,18 @@ def test_demo_runs_end_to_end(tmp_path, capsys):
     assert len(g.detections) > 10 and len(g.pairs) > 0
     assert set(g.metadata["models"]) == {"detector", "pairs", "relations"}
     assert "image shows" in (out / "harbour_512.caption.txt").read_text()
+
+
+def test_config_paths_resolve_beside_the_config(tmp_path, monkeypatch):
+    from sgg.datasets.native import write_scene_json
+
+    path = make_scene(tmp_path)
+    gt = SceneGraph(Detections(torch.tensor([[50.0, 50, 20, 10, 0]]), [7]), image_size=(700, 500))
+    (tmp_path / "cfg").mkdir()
+    write_scene_json(gt, tmp_path / "cfg" / "truth.json")
+    (tmp_path / "cfg" / "p.yaml").write_text("detector:\n  weights: null\n  from_annotation: truth.json\n"
+                                             "pairs: null\nrelations: null\ncaption: false\n")
+    monkeypatch.chdir(tmp_path)  # the working directory has no truth.json
+    sg = Pipeline.from_config(tmp_path / "cfg" / "p.yaml").run(path)
+    assert sg.detections.labels.tolist() == [7] and sg.metadata["mode"] == "predcls"
+    assert sg.pairs.pairs.shape == (0, 2) and sg.predicate_scores is None
