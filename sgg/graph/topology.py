@@ -37,8 +37,9 @@ def _boxes(sg_or_boxes: Any) -> torch.Tensor:
     boxes = getattr(sg_or_boxes, "detections", sg_or_boxes)
     boxes = getattr(boxes, "boxes", boxes)
     boxes = getattr(boxes, "tensor", boxes)
-    t = boxes.detach().cpu() if isinstance(boxes, torch.Tensor) else torch.as_tensor(np.asarray(boxes, dtype=np.float64))
-    return t.double().reshape(-1, 5)
+    if not isinstance(boxes, torch.Tensor):
+        boxes = torch.as_tensor(np.asarray(boxes, dtype=np.float64))
+    return boxes.detach().cpu().double().reshape(-1, 5)
 
 
 def classify_de9im(matrices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

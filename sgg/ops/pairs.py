@@ -7,12 +7,13 @@ only touch (``x2_a == x1_b``) intersect.
 
 Algorithm (sort and sweep in horizontal strips, no N × M matrix): the indexed set is cut into strips of
 about the median envelope height, and into width classes (widths within a factor 2, by binary exponent);
-every envelope is listed in each strip it spans, sorted by (class, strip, x1). A query envelope meets an
-indexed one of class c only if, in a strip they share, the indexed x1 lies in ``[x1_q - wmax_c, x2_q]``: one
-``searchsorted`` range per (query strip, class), so the candidates are about the true pairs plus neighbours
-within one box width — a few huge boxes do not slow down the many small ones. A pair is reported only in
-the first strip both span, after exact x and y tests; x is compared through integer ranks in the sorted
-indexed coordinates, so the tests are exact for any float input. Time O((N + M) log(N + M) + P) for P
+every envelope is listed in each strip it spans, sorted by (class, first strip or not, strip, x1). A query
+envelope meets an indexed one of class c only if, in a strip they share, the indexed x1 lies in
+``[x1_q - wmax_c, x2_q]``: one ``searchsorted`` range per (query strip, block), so the candidates are about
+the true pairs plus neighbours within one box width — a few huge boxes do not slow down the many small
+ones. A pair is found only in the first strip both span (the first strip of one of the two), then tested
+exactly on x and y; x is compared through integer ranks in the sorted indexed coordinates (int64 views of
+the floats), so the tests are exact for any float input. Time O((N + M) log(N + M) + P) for P
 pairs on ordinary layouts, memory O(N + M + P) plus ``max_candidates``.
 """
 
@@ -150,7 +151,8 @@ class EnvelopeIndex:
         strip = torch.repeat_interleave(lo - (torch.cumsum(cnt, 0) - cnt), cnt) + torch.arange(box.numel(), device=dev)
         # blocks (class, entry is not the box's first strip, strip), then x1's code _ranks(u, x1)
         later = strip != lo.index_select(0, box)
-        key = ((2 * cls.index_select(0, box) + later) * self.nstrip + strip) * self.width + (2 * inv[:m] + 1).index_select(0, box)
+        block = (2 * cls.index_select(0, box) + later) * self.nstrip + strip
+        key = block * self.width + (2 * inv[:m] + 1).index_select(0, box)
         key, order = torch.sort(key)
         box = box.index_select(0, order)
         self.key = key
