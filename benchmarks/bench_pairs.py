@@ -127,6 +127,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sizes", type=int, nargs="*", default=[5000, 10000, 20000])
     ap.add_argument("--dense-sizes", type=int, nargs="*", default=[1000, 2000])
+    ap.add_argument("--dense-max-gb", type=float, default=3.0,
+                    help="skip dense runs whose estimated memory (2.3 kB per pair, measured) exceeds this")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--child", nargs=2, metavar=("KIND", "N"), help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -147,6 +149,10 @@ def main() -> None:
     print("| N | pairs | dense s (CPU s) | dense peak RSS MB (Δ) | sgg s (CPU s) | time ratio (CPU) | RSS Δ ratio | top-2000 overlap |")
     print("|---|---|---|---|---|---|---|---|")
     for n in args.dense_sizes:
+        need = n * (n - 1) * 2300 / 1e9
+        if need > args.dense_max_gb:
+            print(f"| {n} | {n * (n - 1)} | skipped: needs ~{need:.1f} GB (> --dense-max-gb {args.dense_max_gb:g}) | | | | | |")
+            continue
         try:
             d = child("dense", n, args.threads)
         except subprocess.CalledProcessError as exc:

@@ -31,6 +31,7 @@ __all__ = ["PairPrior", "UnknownClassWarning", "candidate_pairs", "normalised_di
 
 PRIOR_FORMAT = "sgg-pair-prior/1"
 SYNTH_RADIUS = "synth_pair_radius.json"
+_BLOCK = 1 << 20
 
 
 class UnknownClassWarning(UserWarning):
@@ -209,30 +210,35 @@ def candidate_pairs(detections: Detections, prior: PairPrior | None = None, *, v
     rmax = torch.maximum(radius.amax(1), radius.amax(0))[ci]  # any role
     diag = torch.hypot(boxes[:, 2], boxes[:, 3])
     env = box_to_envelope(boxes)
+
+    def keep_allowed(und: torch.Tensor, exempt: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Both directions of unordered pairs, kept where the class pair relates and lies within its
+        radius (or is ``exempt``: touching or k-nearest); with distance / radius."""
+        both, ex = torch.cat([und, und.flip(1)]), torch.cat([exempt, exempt])
+        cs, co = ci[both[:, 0]], ci[both[:, 1]]
+        ratio = normalised_distance(boxes, both) / radius[cs, co].clamp_min(1e-12)
+        keep = allowed[cs, co] & ((ratio <= 1) | ex)
+        return both[keep], ratio[keep]
+
     far = spatial_pairs(env, margin=rmax * diag)  # (P,2) i<j: a superset of every class pair's disc
-    # touching envelopes and each box's k nearest (centres as point envelopes) are exempt from the radius test
-    ea, eb = env[far[:, 0]], env[far[:, 1]]
-    touch = (ea[:, 0] <= eb[:, 2]) & (eb[:, 0] <= ea[:, 2]) & (ea[:, 1] <= eb[:, 3]) & (eb[:, 1] <= ea[:, 3])
-    key = far[:, 0] * n + far[:, 1]
-    if k > 0:
+    parts = []
+    for lo in range(0, far.shape[0], _BLOCK):  # blocks bound the memory of the exact test
+        f = far[lo:lo + _BLOCK]
+        ea, eb = env[f[:, 0]], env[f[:, 1]]
+        touch = (ea[:, 0] <= eb[:, 2]) & (eb[:, 0] <= ea[:, 2]) & (ea[:, 1] <= eb[:, 3]) & (eb[:, 1] <= ea[:, 3])
+        parts.append(keep_allowed(f, touch))
+    del far
+    if k > 0:  # each box's k nearest (centres as point envelopes), exempt from the radius test
         near = spatial_pairs(boxes[:, :2].repeat(1, 2), k=k)
-        key = torch.cat([key, near[:, 0] * n + near[:, 1]])
-        touch = torch.cat([touch, torch.ones(len(near), dtype=torch.bool)])
-    key, inv = torch.unique(key, return_inverse=True)
-    flag = torch.zeros(key.numel(), dtype=torch.bool)
-    flag[inv[touch]] = True
-    und = torch.stack([key // n, key % n], 1)
-    both, flag = torch.cat([und, und.flip(1)]), torch.cat([flag, flag])
-    d = normalised_distance(boxes, both)
-    r = radius[ci[both[:, 0]], ci[both[:, 1]]]
-    ok = allowed[ci[both[:, 0]], ci[both[:, 1]]]
-    ratio = d / r.clamp_min(1e-12)
-    keep = ok & ((ratio <= 1) | flag)
-    both, ratio = both[keep], ratio[keep]
+        parts.append(keep_allowed(near, torch.ones(near.shape[0], dtype=torch.bool)))
+    both = torch.cat([p for p, _ in parts]) if parts else torch.zeros(0, 2, dtype=torch.long)
+    ratio = torch.cat([r for _, r in parts]) if parts else torch.zeros(0, dtype=torch.float64)
+    key, inv = torch.unique(both[:, 0] * n + both[:, 1], return_inverse=True)  # k-nearest may repeat a pair
+    ratio = torch.zeros(key.numel(), dtype=torch.float64).scatter_(0, inv, ratio)
+    both = torch.stack([key // n, key % n], 1)
     if max_per_object is not None and both.shape[0]:
         both, ratio = _cap(both, ratio, n, int(max_per_object))
-    order = torch.argsort(both[:, 0] * n + both[:, 1])
-    return PairSet(both[order], (-ratio[order]).float())
+    return PairSet(both, (-ratio).float())  # sorted by (subject, object)
 
 
 def _rank_within(group: torch.Tensor, value: torch.Tensor, tiebreak: torch.Tensor) -> torch.Tensor:
