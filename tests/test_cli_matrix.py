@@ -182,6 +182,14 @@ def cases(f: dict[str, Path], out: Path) -> list[tuple[str, list, tuple[str, ...
         ("export/geojson-no-crs", ["export", f["nocrs_graph"], "--to", "geojson", "--out", out / "o.geojson"],
          ("--out", "no CRS")),
         ("export/nothing-to-do", ["export", G], ("--to",)),
+        # commands other sessions registered (fitrs, eval pairs, infer, demo)
+        ("fitrs/missing-graph", ["fitrs", "export", out / "nope.gpkg", "--out", out / "fx"], ("nope.gpkg", "not found")),
+        ("fitrs/missing-answers", ["fitrs", "score", out / "nope.jsonl"], ("nope.jsonl", "not found")),
+        ("fitrs/wrong-suffix", ["fitrs", "caption", R], ("scene.tif", "suffix")),
+        ("fitrs/missing-text", ["fitrs", "check", G, "--text", out / "t.txt"], ("--text", "not found")),
+        ("eval-pairs/missing-gt", ["eval", "pairs", "--gt", out / "g"], ("g", "not found")),
+        ("infer/out-is-file", ["infer", R, "--out", A], ("scene.json", "not a directory")),
+        ("demo/out-is-file", ["demo", "--out", A], ("scene.json", "not a directory")),
         # train
         ("train/stage", ["train", "nope"], ("nope",)),
         ("train/config-missing", ["train", "detector", "--config", out / "c.yaml"], ("--config", "not found")),
