@@ -110,9 +110,9 @@ def _check_train_paths(argv: list[str]) -> None:
 
 def train_main(argv: list[str]) -> int:
     """``sgg train STAGE [LightningCLI arguments]``."""
-    from sgg.cli_support import UsageError
+    from sgg.cli_support import GLOBAL, UsageError
 
-    if "--quiet" in argv or "-q" in argv:  # Lightning's info lines (seed, devices, tips) too
+    if GLOBAL["quiet"] or "--quiet" in argv or "-q" in argv:  # Lightning's info lines (seed, devices, tips) too
         import logging
 
         for name in ("pytorch_lightning", "lightning", "lightning.pytorch", "lightning_fabric"):
@@ -188,7 +188,8 @@ def main(argv: list[str] | None = None) -> int:
             return int(exc.code or 0)
         parser.print_help()
         return 0
-    command, rest = argv[0], argv[1:] + flags
+    command, rest = argv[0], argv[1:]
+    debug, quiet = "--debug" in flags, bool({"--quiet", "-q"} & set(flags))
     if command not in COMMANDS:
         close = [c for c in COMMANDS if c.startswith(command[:2])]
         print(f"sgg: error: unknown command {command!r}"
@@ -196,8 +197,9 @@ def main(argv: list[str] | None = None) -> int:
               file=sys.stderr)
         return 2
     if command == "train":
-        return run_command(command, train_main, rest)
-    return run_command(command, lambda a: import_module(COMMANDS[command][0]).main(a), rest)
+        return run_command(command, train_main, rest, debug=debug, quiet=quiet)
+    return run_command(command, lambda a: import_module(COMMANDS[command][0]).main(a), rest, debug=debug,
+                       quiet=quiet)
 
 
 if __name__ == "__main__":  # pragma: no cover

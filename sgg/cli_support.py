@@ -25,7 +25,7 @@ from typing import Callable, Iterable, Iterator, Sequence
 
 from sgg.errors import SggInputError
 
-GLOBAL_FLAGS = ("--debug", "--quiet")
+GLOBAL = {"debug": False, "quiet": False}  # flags given before the command name (set by run_command)
 _INPUT_LIBS = {"pyproj", "rasterio", "pyogrio", "fiona", "shapely", "sqlite3", "pyarrow", "networkx", "yaml",
                "jsonargparse", "zipfile", "PIL"}
 
@@ -47,6 +47,12 @@ class ArgumentParser(argparse.ArgumentParser):
 
     def error(self, message: str):  # noqa: D401 - argparse API
         raise UsageError(f"{message} (see `{self.prog} --help`)")
+
+    def parse_args(self, args=None, namespace=None):
+        ns = super().parse_args(args, namespace)
+        ns.quiet = ns.quiet or GLOBAL["quiet"]  # `sgg --quiet CMD …` as well as `sgg CMD … --quiet`
+        ns.debug = ns.debug or GLOBAL["debug"]
+        return ns
 
 
 class HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
@@ -195,11 +201,14 @@ def describe_error(exc: BaseException) -> str:
     return _one_line(f"internal error ({type(exc).__name__}: {exc}); please report it with the output of --debug")
 
 
-def run_command(name: str, main: Callable[[list[str]], int | None], argv: list[str]) -> int:
-    """Run ``main(argv)`` behind the shared error path and warning channel (see module docstring)."""
-    debug = "--debug" in argv
-    quiet = "--quiet" in argv or "-q" in argv
-    with warning_channel(quiet=quiet), _argparse_raises(), _sigterm_interrupts():
+def run_command(name: str, main: Callable[[list[str]], int | None], argv: list[str], *,
+                debug: bool = False, quiet: bool = False) -> int:
+    """Run ``main(argv)`` behind the shared error path and warning channel (see module docstring).
+    ``debug``/``quiet``: the global flags given before the command; the command's own count too."""
+    debug = debug or "--debug" in argv
+    quiet = quiet or "--quiet" in argv or "-q" in argv
+    GLOBAL.update(debug=debug, quiet=quiet)
+    with warning_channel(quiet=quiet), _argparse_raises(), _sigterm_interrupts(), _reset_global():
         try:
             return int(main(argv) or 0)
         except KeyboardInterrupt as exc:
@@ -215,6 +224,14 @@ def run_command(name: str, main: Callable[[list[str]], int | None], argv: list[s
                 raise
             print(f"sgg {name}: error: {describe_error(exc)}", file=sys.stderr)
             return 2 if _is_input_error(exc) else 1
+
+
+@contextlib.contextmanager
+def _reset_global() -> Iterator[None]:
+    try:
+        yield
+    finally:
+        GLOBAL.update(debug=False, quiet=False)
 
 
 class Terminated(KeyboardInterrupt):

@@ -459,3 +459,16 @@ def test_sigterm_unwinds_like_ctrl_c(files, tmp_path, capsys, monkeypatch):
     rc, lines, _ = run(["detect", files["raster"], "--from-dota", files["dir"], "--out", tmp_path / "o.gpkg"], capsys)
     assert rc == 143 and lines == ["sgg detect: terminated; no half-written file is left"]
     assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL and not list(tmp_path.iterdir())
+
+
+def test_global_flags_reach_commands_with_plain_parsers(files, capsys):
+    from sgg.errors import SggInputError
+
+    # `sgg --debug CMD`: the flag is not handed to the command's own parser (fitrs uses plain argparse)
+    with pytest.raises(SggInputError):
+        main(["--debug", "fitrs", "caption", str(files["raster"])])
+    rc, lines, _ = run(["--quiet", "fitrs", "caption", files["raster"]], capsys)
+    assert_one_error(rc, lines, "scene.tif")
+    from sgg.cli_support import GLOBAL
+
+    assert GLOBAL == {"debug": False, "quiet": False}
