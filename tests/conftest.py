@@ -31,6 +31,8 @@ def pytest_terminal_summary(terminalreporter) -> None:
         terminalreporter.write_line(
             f"real data: {len(skipped)} tests skipped because {REAL} does not exist; "
             "set SGG_REAL_DATA=/path/to/shared/real to run them")
+    elif REAL.is_dir():
+        terminalreporter.write_line(f"real data: read from {REAL} (SGG_REAL_DATA), no test skipped for want of it")
 
 
 @pytest.fixture(autouse=True)
