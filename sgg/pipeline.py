@@ -278,6 +278,13 @@ class Pipeline:
 
     def check(self) -> "Pipeline":
         """Load every stage the config asks for now, so a missing stage or weights file fails before any work."""
+        dev = str(self.config.get("device") or "cpu")
+        try:
+            device = torch.device(dev)
+        except RuntimeError:
+            raise SggInputError(f"device {dev!r} is not a torch device (e.g. cpu, cuda:0)") from None
+        if device.type == "cuda" and not torch.cuda.is_available():
+            raise SggInputError(f"device {dev!r}: CUDA is not available on this machine")
         if self.mode == "sgdet":
             self.detector  # noqa: B018 - loads
         self.pair_proposer  # noqa: B018

@@ -130,6 +130,8 @@ def test_missing_stage_is_a_clear_error():
 def test_missing_or_bad_weights(tmp_path):
     with pytest.raises(SggInputError, match="detector weights not found"):
         Pipeline.from_checkpoints(detector=tmp_path / "nope.pt", pairs=None, relations=None).check()
+    with pytest.raises(SggInputError, match="not a torch device"):
+        Pipeline({"device": "gpu7", "pairs": None, "relations": None}).check()
     junk = tmp_path / "junk.pt"
     junk.write_bytes(b"not a checkpoint")
     with pytest.raises(SggInputError, match="junk.pt"):
