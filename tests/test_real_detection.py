@@ -194,3 +194,88 @@ def test_adapt_ratios_copies_nearest():
     assert out["rpn.reg.bias"].reshape(5, 6)[:, 0].tolist() == [0, 0, 6, 12, 12]
     rpn = OrientedRPN(1, strides=[4], anchor_sizes=[16], ratios=new)
     rpn.load_state_dict({k[4:]: v for k, v in out.items()} | {"conv.weight": rpn.conv.weight, "conv.bias": rpn.conv.bias})
+
+
+# ------------------------------------------------------------------------------------------ GSD-aware tiling
+def test_gsd_min_level_and_warnings():
+    from sgg.detectors.inference import gsd_min_level
+
+    rng = (0.33, 2.0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no warning within or finer than the range
+        assert gsd_min_level(0.116, rng) == 2  # log2(0.33 / 0.116) = 1.51 → two halvings (0.46 m)
+        assert gsd_min_level(0.256, rng) == 0  # log2(1.29) = 0.37
+        assert gsd_min_level(0.1, rng) == 2 and gsd_min_level(0.5, rng) == 0 and gsd_min_level(2.9, rng) == 0
+        assert gsd_min_level(None, None) == 0  # a model without a range: nothing to compare
+    with pytest.warns(UserWarning, match="a.tif: ground sampling distance unknown"):
+        assert gsd_min_level(None, rng, "a.tif") == 0
+    with pytest.warns(UserWarning, match="30 m pixels are far coarser"):
+        assert gsd_min_level(30.0, rng) == 0
+
+
+def test_detect_scene_uses_gsd(tmp_path):
+    from sgg.detectors.inference import detect_scene, plan_scene
+    from sgg.io import RasterScene
+
+    from PIL import Image
+
+    path = tmp_path / "img.png"
+    Image.fromarray(np.zeros((600, 1000, 3), dtype=np.uint8)).save(path)
+
+    class Dummy(torch.nn.Module):
+        vocabulary = Vocabulary(("ship",), ())
+        config = {"gsd_range": [0.4, 2.0]}
+
+        def forward(self, images):
+            return [Detections.empty() for _ in range(len(images))]
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # a PNG has no CRS
+        with RasterScene.open(path) as sc:
+            assert [lp.level for lp in plan_scene(sc, 256, 0, min_level=1).levels] == [2, 1]
+            assert [lp.level for lp in plan_scene(sc, 256, 0, min_level=5).levels] == [5]
+        sg = detect_scene(Dummy(), path, tile_size=256, overlap=0, zoom="full", progress=False, gsd=0.1)
+    assert sg.metadata["levels"] == [2] and sg.metadata["gsd"] == 0.1  # log2(0.4/0.1) = 2 halvings
+    with pytest.warns(UserWarning, match="ground sampling distance unknown"):
+        detect_scene(Dummy(), path, tile_size=256, overlap=0, zoom="full", progress=False)
+
+
+# ------------------------------------------------------------------------------------------ mixed training tiles
+def _write_dota(root, stem, lines, size=(200, 160)):
+    from PIL import Image
+
+    (root / "images").mkdir(parents=True, exist_ok=True)
+    (root / "labelTxt").mkdir(exist_ok=True)
+    Image.fromarray(np.full((size[1], size[0], 3), 90, dtype=np.uint8)).save(root / "images" / f"{stem}.png")
+    (root / "labelTxt" / f"{stem}.txt").write_text("gsd:null\n" + "\n".join(lines) + "\n")
+
+
+def test_hbb_split_and_mixed_tiles(tmp_path):
+    from sgg.datasets.datamodules import DetectorTileDataset, hbb_split, load_dota_scenes
+
+    real = tmp_path / "real"
+    for i in range(10):
+        _write_dota(real, f"boat{i}", ["60 50 100 50 100 70 60 70 boat 0"])
+    split = hbb_split(str(real), 0.2, 0)
+    assert len(split["val"]) == 2 and len(split["train"]) == 8 and not set(split["val"]) & set(split["train"])
+    assert split == hbb_split(str(real), 0.2, 0) and split != hbb_split(str(real), 0.2, 1)
+    obb_dir = tmp_path / "obb"
+    _write_dota(obb_dir, "s0", ["50 50 90 60 85 80 45 70 ship 0"], size=(400, 400))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        obb = load_dota_scenes(str(obb_dir), ["s0"], Vocabulary.star(), "dota_to_star")
+        hbb = load_dota_scenes(str(real), split["train"], Vocabulary.star(), {"boat": "ship"})
+        assert hbb[0].graph.metadata["box_type"] == "hbb" and obb[0].graph.metadata["box_type"] == "obb"
+        ds = DetectorTileDataset(obb, 128, (1.0,), train=True, tiles_per_epoch=40, positive_fraction=1.0,
+                                 rotate_any=1.0, hbb_scenes=hbb, hbb_fraction=0.5, hbb_scales=(1.5,))
+        kinds = []
+        for i in range(40):
+            image, t = ds[i]
+            assert image.shape == (3, 128, 128)
+            kinds.append(bool(t["hbb"]))
+            if t["hbb"] and len(t["boxes"]):  # horizontal labels stay axis-aligned (quarter turns only)
+                a = torch.remainder(t["boxes"][:, 4], math.pi / 2)
+                assert torch.allclose(torch.minimum(a, math.pi / 2 - a), torch.zeros_like(a), atol=1e-5)
+                assert torch.allclose(torch.sort(t["boxes"][0, 2:4]).values, torch.tensor([20.0, 40.0]) * t["scale"],
+                                      atol=1e-3)  # the 40×20 label at the tile's rate (≈ 1.5)
+    assert 10 < sum(kinds) < 30

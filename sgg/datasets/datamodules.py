@@ -169,7 +169,10 @@ class DetectorTileDataset(Dataset):
             grow = abs(math.cos(theta)) + abs(math.sin(theta))
             big_px = math.ceil(self.tile_size * grow / 2) * 2
             size = big_px / scale
-            x0, y0 = window[0] + window[2] / 2 - size / 2, window[1] + window[3] / 2 - size / 2
+            # whole-pixel corner: read_window places a fractional corner by rounding, which can fall off
+            # the canvas when upsampling (scale > 1)
+            x0 = float(math.floor(window[0] + window[2] / 2 - size / 2))
+            y0 = float(math.floor(window[1] + window[3] / 2 - size / 2))
             big = read_window(self.readers.get(sc.image_path), sc.width, sc.height, (x0, y0, size, size), big_px)
             near, keep = tile_targets(sc.boxes, (x0, y0, size, size), scale, 1e-6)
             image, near = rotate_about_centre(big, near, theta, self.tile_size)

@@ -70,6 +70,11 @@ def build_parser() -> ArgumentParser:
     p.add_argument("--aliases", help="--from-dota: class-name alias table, e.g. dota_to_star")
     p.add_argument("--device", default="cpu", help="torch device: cpu, cuda, cuda:1, mps")
     p.add_argument("--threads", type=int_range(1), default=None, help="torch intra-op threads (default: torch's)")
+    p.add_argument("--gsd", type=float_range(0, lo_open=True), default=None,
+                   help="metres per pixel when the raster has no projected CRS (e.g. DOTA's gsd: header); sets the "
+                        "finest pyramid level against the model's training GSD range")
+    p.add_argument("--bands", type=int_range(1), nargs=3, default=None, metavar="B",
+                   help="1-based bands read as red, green, blue (as sgg info --bands)")
     return p
 
 
@@ -194,10 +199,14 @@ def main(argv: list[str] | None = None) -> int:
                 class_thresholds(args.min_score, detector_vocabulary(model).objects)
             except SggInputError as exc:
                 raise SggInputError(str(exc), option="--min-score") from None
-        sg = detect_scene(model, raster, tile_size=args.tile_size, overlap=args.overlap, levels=args.levels,
-                          zoom=args.zoom, batch_size=args.batch_size, prefetch=args.prefetch,
-                          score_threshold=args.score_threshold, iou_threshold=args.iou_threshold,
-                          progress=progress_for("detect", args.quiet), guide_threshold=args.guide_threshold)
+        from sgg.io.raster import RasterScene
+
+        with RasterScene.open(raster, bands=args.bands) as scene:
+            sg = detect_scene(model, scene, tile_size=args.tile_size, overlap=args.overlap, levels=args.levels,
+                              zoom=args.zoom, batch_size=args.batch_size, prefetch=args.prefetch,
+                              score_threshold=args.score_threshold, iou_threshold=args.iou_threshold,
+                              progress=progress_for("detect", args.quiet), guide_threshold=args.guide_threshold,
+                              gsd=args.gsd)
         sg.metadata["weights"] = str(weights)
     sg, dropped = _drop_outside(sg)
     from sgg.graph.formats import export, suffix_format

@@ -165,10 +165,48 @@ def resolve_tiling(model: Any, tile_size: int | None, overlap: int | None) -> tu
     return tile_size, int(overlap)
 
 
+def model_gsd_range(model: Any) -> tuple[float, float] | None:
+    """The ``[min, max]`` ground sampling distance (m/px) a detector was trained on, if its checkpoint says."""
+    rng = (getattr(model, "config", None) or {}).get("gsd_range") or (getattr(model, "inference", None) or {}).get(
+        "gsd_range")
+    return None if not rng else (float(rng[0]), float(rng[1]))
+
+
+FAR_OUTSIDE = 1.5  # a raster coarser than this × the model's coarsest training GSD is warned about
+
+
+def gsd_min_level(gsd: float | None, gsd_range: tuple[float, float] | None, name: str = "the raster") -> int:
+    """Finest pyramid level to detect at so objects appear at the training scale, warning when unsure.
+
+    A raster finer than the model's range is halved ``round(log2(min / gsd))`` times (a 0.12 m DOTA image
+    seen by a model trained at ≥ 0.33 m starts at level 2, 0.46 m); within the range, level 0; coarser than
+    the range: level 0 and a warning that objects may be too small to find (e.g. Landsat's 30 m). Unknown
+    GSD (no projected CRS and no ``gsd=``): level 0 and a warning. Warnings are ``UserWarning``s (the
+    command line shows them once through its warning channel).
+    """
+    import math
+    import warnings
+
+    if gsd_range is None:
+        return 0
+    lo, hi = gsd_range
+    if gsd is None or not gsd > 0:
+        warnings.warn(f"{name}: ground sampling distance unknown; detecting at full resolution as if it were "
+                      f"within the model's training range {lo:g}–{hi:g} m (pass gsd= / --gsd)", stacklevel=3)
+        return 0
+    if gsd > hi * FAR_OUTSIDE:
+        warnings.warn(f"{name}: {gsd:g} m pixels are far coarser than the model's training range {lo:g}–{hi:g} m; "
+                      "objects may be too small to detect", stacklevel=3)
+        return 0
+    return max(0, int(round(math.log2(lo / gsd)))) if gsd < lo else 0
+
+
 def plan_scene(scene: Any, tile_size: int = 1024, overlap: int = 200, levels: str | Sequence[int] = "auto",
-               zoom: str = "guided", *, guide_threshold: float = 0.3, guide_margin: float | None = None) -> DetectionPlan:
+               zoom: str = "guided", *, guide_threshold: float = 0.3, guide_margin: float | None = None,
+               min_level: int = 0) -> DetectionPlan:
     """Pyramid levels (``"auto"``: halving until the long side fits one tile; or explicit levels) and each
-    level's tile grid for an open :class:`~sgg.io.RasterScene`."""
+    level's tile grid for an open :class:`~sgg.io.RasterScene`. ``min_level`` (from the GSD,
+    :func:`gsd_min_level`) drops the auto levels finer than it (the image is read halved that many times)."""
     if zoom not in ("guided", "full"):
         raise SggInputError(f"zoom must be 'guided' or 'full', got {zoom!r}")
     if tile_size < 32 or not 0 <= overlap < tile_size:
@@ -178,6 +216,8 @@ def plan_scene(scene: Any, tile_size: int = 1024, overlap: int = 200, levels: st
         if levels != "auto":
             raise SggInputError(f"levels must be 'auto' or a list of integers, got {levels!r}")
         lv = [0] if max(width, height) <= tile_size else [int(v) for v in scene.levels(tile_size)]
+        if min_level > 0:
+            lv = [v for v in lv if v >= min_level] or [int(min_level)]
     else:
         lv = sorted({int(v) for v in levels})
         if not lv or lv[0] < 0:
@@ -370,6 +410,7 @@ def detect_scene(
     coarse_min_size: float = 32.0,
     containment_threshold: float = 0.8,
     vocabulary: Vocabulary | None = None,
+    gsd: float | None = None,
 ) -> SceneGraph:
     """Detect every object of a scene (RasterScene or raster path) with holistic multi-level tiling.
 
@@ -380,6 +421,8 @@ def detect_scene(
     ``with_features``: objects carry ``features`` (N, D fp16) and ``class_scores`` (N, C+1).
     ``progress``: a tqdm bar per level (``True``), nothing (``False``) or ``fn(level, done, total)``.
     ``cache``: a mapping of finished tiles (see :func:`run_tiles`).
+    ``gsd``: metres per pixel when the raster does not say (e.g. DOTA's ``gsd:`` header); with the model's
+    training range (checkpoint ``gsd_range``) it sets the finest auto level (:func:`gsd_min_level`).
     """
     vocabulary = detector_vocabulary(model, vocabulary)
     tile_size, overlap = resolve_tiling(model, tile_size, overlap)
@@ -391,8 +434,10 @@ def detect_scene(
     stats = RunStats()
     bars = _LevelBars() if progress is True else None
     try:
+        scene_gsd = gsd if gsd is not None else getattr(scene, "gsd", None)
+        min_level = gsd_min_level(scene_gsd, model_gsd_range(model), str(getattr(scene, "path", "the raster")))
         plan = plan_scene(scene, tile_size, overlap, levels, zoom, guide_threshold=guide_threshold,
-                          guide_margin=guide_margin)
+                          guide_margin=guide_margin, min_level=min_level)
         results = list(run_tiles(model, scene, plan, batch_size=batch_size, prefetch=prefetch,
                                  score_threshold=score_threshold, with_features=with_features, cache=cache,
                                  progress=bars if bars is not None else (progress or None), stats=stats))
@@ -415,6 +460,7 @@ def detect_scene(
     meta = {
         "detector": type(model).__name__,
         "levels": [lp.level for lp in plan.levels],
+        "gsd": scene_gsd,
         "zoom": zoom,
         "tile_size": tile_size,
         "overlap": overlap,

@@ -1,0 +1,172 @@
+"""Evaluate detector weights on every real set (and held-out synthetic scenes) in one command (issue #12).
+
+    python scripts/eval_real.py weights/hodnet_effl0_synth.pt --synth data/synth_det --json real.json
+
+Sets (``--real`` is ``../shared/real``; the figures are class-agnostic AP@0.5 within each class group):
+
+* ``p0706``     DOTA marina P0706, boats (oriented; DOTA ``ship`` vs predicted STAR ``ship``/``boat``), GSD
+  from the label header;
+* ``ships_ge``  the held-out part of ships_ge (``hbb_split(..., 0.2, seed 0)["val"]``, the images the mixed
+  training never saw), boats, horizontal boxes (predicted envelopes vs labels);
+* ``vehicles``  DOTA P0003 + P1478 crop, ``small-vehicle``/``large-vehicle`` vs predicted ``car``/``truck``/
+  ``engineering_vehicle`` (oriented);
+* ``aircraft``  airbus_aircraft (0.5 m, CC BY-NC-SA: evaluation only), ``airplane`` (horizontal);
+  ``--aircraft-limit N`` evaluates the first N images (each 2,560² is 49 tiles at level 0);
+* ``synthetic`` held-out synthetic scenes (``--synth DIR --split test``): ordinary mAP@0.5 over classes.
+
+Per image the detector runs with holistic tiling (``--tile-size``/``--overlap``, every tile: ``zoom="full"``)
+and the image's GSD when known (``detect_scene(gsd=)``); predictions of a group's classes are merged into
+one class and de-duplicated by rotated NMS (IoU 0.4, the cross-level merge's threshold), ground truth of
+other classes is dropped, difficult objects are ignored (DOTA devkit rules).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+import warnings
+from pathlib import Path
+
+GROUPS = {
+    "boats": ("ship", "boat"),
+    "vehicles": ("car", "truck", "engineering_vehicle"),
+    "aircraft": ("airplane",),
+}
+SETS = ("p0706", "ships_ge", "vehicles", "aircraft", "synthetic")
+
+
+def group_only(det, vocab, names, nms_iou: float = 0.4):
+    """Detections of ``names`` merged into one class (label 0), de-duplicated by rotated NMS."""
+    import torch
+
+    from sgg.ops import rotated_nms
+    from sgg.structures import Detections
+
+    ids = torch.tensor([vocab.object_index(n) for n in names])
+    if len(det) == 0:
+        return Detections.empty()
+    keep = torch.isin(det.labels, ids).nonzero().flatten()
+    det = det[keep]
+    if len(det) == 0:
+        return Detections.empty()
+    k = rotated_nms(det.boxes.tensor, det.scores, nms_iou)
+    return Detections(det.boxes[k], torch.zeros(len(k), dtype=torch.long), det.scores[k])
+
+
+def gt_only(sg, names):
+    """The annotation with only the objects of ``names``, all as class 0 of a one-class vocabulary."""
+    import torch
+
+    from sgg.structures import Detections, SceneGraph, Vocabulary
+
+    ids = torch.tensor([sg.vocabulary.object_index(n) for n in names])
+    keep = torch.isin(sg.detections.labels, ids).nonzero().flatten()
+    det = sg.detections[keep]
+    diff = sg.difficult[keep] if sg.difficult is not None else None
+    return SceneGraph(Detections(det.boxes, torch.zeros(len(keep), dtype=torch.long)),
+                      vocabulary=Vocabulary(("object",), ()), difficult=diff)
+
+
+def dota_items(real: Path, which: str, limit: int = 0) -> list[tuple[Path, Path, str]]:
+    """(image, label file, box type) of a set."""
+    from sgg.datasets.datamodules import hbb_split
+
+    if which == "p0706":
+        return [(real / "dota" / "P0706.png", real / "dota" / "P0706.txt", "obb")]
+    if which == "vehicles":
+        return [(real / "dota" / f"{s}.png", real / "dota" / f"{s}.txt", "obb") for s in ("P0003", "P1478__1__853___962")]
+    if which == "ships_ge":
+        root = real / "ships_ge"
+        return [(root / "images" / f"{s}.png", root / "labelTxt" / f"{s}.txt", "hbb")
+                for s in hbb_split(str(root), 0.2, 0)["val"]]
+    if which == "aircraft":
+        root = real / "airbus_aircraft"
+        labels = sorted((root / "labelTxt").glob("*.txt"))[: limit or None]
+        return [(root / "images" / f"{f.stem}.jpg", f, "hbb") for f in labels]
+    raise ValueError(which)
+
+
+def eval_dota_set(model, real: Path, which: str, args) -> dict:
+    from sgg.datasets.dota import read_dota_labels
+    from sgg.detectors.inference import detect_scene
+    from sgg.evaluation.detection import rotated_map
+
+    group = GROUPS["boats" if which in ("p0706", "ships_ge") else which]
+    aliases = {"boat": "ship"} if which == "ships_ge" else "dota_to_star"
+    preds, gts, box_type, t0, tiles = [], [], "obb", time.perf_counter(), 0
+    for image, label, box_type in dota_items(real, which, args.aircraft_limit):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # no-CRS PNGs, unknown GSD (ships_ge): expected here
+            gt = read_dota_labels(label, aliases=aliases)
+            sg = detect_scene(model, image, tile_size=args.tile_size, overlap=args.overlap, zoom="full",
+                              progress=False, gsd=gt.metadata.get("gsd"))
+        tiles += sum(v["run"] for v in sg.metadata["tiles"].values())
+        preds.append(group_only(sg.detections, model.vocabulary, group))
+        gts.append(gt_only(gt, group))
+    r = rotated_map(preds, gts, box_type=box_type, class_names=["object"])
+    return {"AP50": r["AP"].get("object", 0.0), "recall": r["recall"].get("object", 0.0),
+            "gts": r["num_gts"]["object"], "dets": r["num_dets"]["object"], "images": len(gts),
+            "box_type": box_type, "tiles": tiles, "seconds": round(time.perf_counter() - t0, 1)}
+
+
+def eval_synthetic(model, data: Path, split: str, args) -> dict:
+    from sgg.datasets.native import read_scene_json
+    from sgg.datasets.tiling import read_split
+    from sgg.detectors.inference import detect_scene
+    from sgg.evaluation.detection import rotated_map
+
+    ids = read_split(data)[split]
+    preds, gts, t0 = [], [], time.perf_counter()
+    for i in ids:
+        gts.append(read_scene_json(data / "annotations" / f"{i}.json"))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            sg = detect_scene(model, data / "scenes" / f"{i}.tif", tile_size=args.tile_size, overlap=args.overlap,
+                              zoom="full", progress=False)
+        preds.append(sg.detections)
+    r = rotated_map(preds, gts, class_names=list(model.vocabulary.objects))
+    return {"mAP50": r["mAP"], "classes": len(r["classes_evaluated"]), "images": len(ids),
+            "seconds": round(time.perf_counter() - t0, 1)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("weights")
+    ap.add_argument("--real", default="../shared/real", help="the real-data folder")
+    ap.add_argument("--synth", help="scene directory for held-out synthetic mAP (sgg synth)")
+    ap.add_argument("--split", default="test", help="split of --synth")
+    ap.add_argument("--sets", default=",".join(SETS), help=f"comma-separated subset of {', '.join(SETS)}")
+    ap.add_argument("--aircraft-limit", type=int, default=0, help="first N airbus images (0 = all 10)")
+    ap.add_argument("--tile-size", type=int, default=512)
+    ap.add_argument("--overlap", type=int, default=128)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--json", help="write the results as JSON")
+    a = ap.parse_args(argv)
+
+    import torch
+
+    from sgg.detectors.checkpoint import load_detector
+
+    torch.set_num_threads(a.threads)
+    model = load_detector(a.weights).eval()
+    real = Path(a.real)
+    out = {"weights": a.weights, "gsd_range": model.config.get("gsd_range")}
+    for which in a.sets.split(","):
+        if which == "synthetic":
+            if not a.synth:
+                continue
+            out[which] = eval_synthetic(model, Path(a.synth), a.split, a)
+        else:
+            out[which] = eval_dota_set(model, real, which, a)
+        print(which, json.dumps(out[which]), flush=True)
+    if a.json:
+        from sgg.datasets.native import atomic_write_text
+
+        atomic_write_text(a.json, json.dumps(out, indent=1) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
