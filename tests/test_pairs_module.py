@@ -98,3 +98,21 @@ def test_vocabulary_mismatch_refused(data_dir):
     trainer = pl.Trainer(max_epochs=1, logger=False, enable_progress_bar=False, enable_model_summary=False)
     with pytest.raises(SggInputError, match="vocabulary"):
         trainer.fit(PPGModule(), dm)  # STAR's 48 classes against a 3-class data set
+
+
+def test_shipped_synthetic_ppg_loads_and_ranks():
+    from pathlib import Path
+
+    from sgg.pairs import PairProposer, star_pair_features
+
+    path = Path(__file__).resolve().parents[1] / "weights" / "ppg_synth.pt"
+    raw = torch.load(path, weights_only=True)
+    assert raw["format"] == "sgg-pair-proposer/1"
+    assert all(v.dtype == torch.float16 for v in raw["ppg"]["state_dict"].values())
+    prop = PairProposer.load(path)
+    star = Vocabulary.star()
+    assert prop.ppg.vocabulary.objects == star.objects and prop.budget == 10_000
+    car, park = star.object_index("car"), star.object_index("car_parking")
+    boxes = torch.tensor([[500, 500, 9, 4, 0.1], [510, 505, 160, 80, 0.1], [3000, 3000, 9, 4, 0.1]], dtype=torch.float64)
+    s = prop.ppg.score(star_pair_features(boxes, torch.tensor([car, park, car]), torch.tensor([[0, 1], [2, 1]])))
+    assert s[0] < s[1]  # the car inside the car park before the car 3 km away
