@@ -279,3 +279,27 @@ def test_hbb_split_and_mixed_tiles(tmp_path):
                 assert torch.allclose(torch.sort(t["boxes"][0, 2:4]).values, torch.tensor([20.0, 40.0]) * t["scale"],
                                       atol=1e-3)  # the 40×20 label at the tile's rate (≈ 1.5)
     assert 10 < sum(kinds) < 30
+
+
+def test_sgg_detect_gsd_and_bands(tmp_path, capsys):
+    from PIL import Image
+
+    from sgg.cli import main
+    from sgg.detectors.checkpoint import save_detector
+    from sgg.detectors.hodnet import HODNet
+
+    torch.manual_seed(0)
+    m = HODNet(pretrained=False, backbone="mobilenet_v3_large", fpn_channels=16, representation_size=32,
+               vocabulary=Vocabulary(("ship", "boat"), ()), gsd_range=[0.4, 2.0])
+    w = save_detector(m, tmp_path / "w.pt", m.vocabulary, inference={"tile_size": 128, "overlap": 0})
+    img = tmp_path / "img.png"
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (300, 300, 3), dtype=np.uint8)).save(img)
+    out = tmp_path / "out.scene.json"
+    assert main(["detect", str(img), "--weights", str(w), "--out", str(out), "--gsd", "0.1", "--bands", "3", "2", "1",
+                 "--zoom", "full"]) == 0
+    from sgg.graph import read
+
+    assert read(out).metadata["levels"] == [2] and read(out).metadata["gsd"] == 0.1
+    assert main(["detect", str(img), "--weights", str(w), "--out", str(out), "--zoom", "full"]) == 0
+    assert "ground sampling distance unknown" in capsys.readouterr().err
+    assert main(["detect", str(img), "--weights", str(w), "--out", str(out), "--gsd", "0"]) == 2
