@@ -123,6 +123,9 @@ def test_star_score_matches_reference():
     # float32 path agrees to float32 precision; chunking changes nothing
     got32 = ppg.score(x.float(), chunk_size=37).numpy()
     np.testing.assert_allclose(got32, ref, rtol=1e-4)
+    # the one-hot shortcut of the pipeline gives the same scores
+    fast = ppg.score_onehot(labels[pairs[:, 0]], labels[pairs[:, 1]], x[:, 96:], chunk_size=50).numpy()
+    np.testing.assert_allclose(fast, ref, rtol=1e-9)
     hbb = PPG.from_star(kind="hbb").score(x)
     assert not torch.allclose(hbb, torch.as_tensor(got))
 

@@ -51,30 +51,24 @@ def union_rect_area(a: torch.Tensor, b: torch.Tensor, chunk_size: int = _CHUNK) 
     out = torch.empty(m, dtype=dtype, device=a.device)
     for lo in range(0, m, chunk_size):
         aa, bb = a[lo:lo + chunk_size].to(dtype), b[lo:lo + chunk_size].to(dtype)
-        d = (bb[:, :2] - aa[:, :2])[:, None, :]  # (K,1,2) b's centre relative to a's
-        ax = torch.stack([torch.cos(aa[:, 4]), torch.sin(aa[:, 4])], -1)[:, None, :]  # (K,1,2) unit axes
-        bx = torch.stack([torch.cos(bb[:, 4]), torch.sin(bb[:, 4])], -1)[:, None, :]
-        perp = lambda x: torch.stack([-x[..., 1], x[..., 0]], -1)  # noqa: E731
-        ay, by = perp(ax), perp(bx)
-        sx = torch.tensor([-0.5, 0.5, 0.5, -0.5], dtype=dtype, device=a.device)
-        sy = torch.tensor([-0.5, -0.5, 0.5, 0.5], dtype=dtype, device=a.device)
-        ca = (sx[:, None] * aa[:, None, 2:3]) * ax + (sy[:, None] * aa[:, None, 3:4]) * ay  # (K,4,2) corners
-        cb = d + (sx[:, None] * bb[:, None, 2:3]) * bx + (sy[:, None] * bb[:, None, 3:4]) * by
-        cross = (cb[:, :, None, :] - ca[:, None, :, :]).reshape(-1, 16, 2)
-        u = torch.cat([ax, bx, cross], dim=1)  # (K,18,2)
-        norm = torch.linalg.vector_norm(u, dim=-1)
-        valid = norm > 0
-        u = u / norm.clamp_min(torch.finfo(dtype).tiny)[..., None]
-        v = perp(u)
-
-        def span(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:  # |u·x|, |u·y| of a box's axes x, y
-            p = (u * x).sum(-1).abs()
-            return p, (u * perp(x)).sum(-1).abs()
-
-        pa, qa = span(ax)
-        pb, qb = span(bx)
+        dx, dy = (bb[:, 0] - aa[:, 0])[:, None], (bb[:, 1] - aa[:, 1])[:, None]  # b's centre relative to a's
+        ac, as_ = torch.cos(aa[:, 4])[:, None], torch.sin(aa[:, 4])[:, None]  # a's axes x̂ = (ac, as_)
+        bc, bs = torch.cos(bb[:, 4])[:, None], torch.sin(bb[:, 4])[:, None]
         wa, ha, wb, hb = (t[:, None] / 2 for t in (aa[:, 2], aa[:, 3], bb[:, 2], bb[:, 3]))
-        du, dv = (u * d).sum(-1), (v * d).sum(-1)
+        sx = torch.tensor([-1.0, 1.0, 1.0, -1.0], dtype=dtype, device=a.device)
+        sy = torch.tensor([-1.0, -1.0, 1.0, 1.0], dtype=dtype, device=a.device)
+        # corners (K,4): a's around 0, b's around (dx, dy); ŷ = (-sin, cos)
+        cax, cay = sx * wa * ac - sy * ha * as_, sx * wa * as_ + sy * ha * ac
+        cbx, cby = dx + sx * wb * bc - sy * hb * bs, dy + sx * wb * bs + sy * hb * bc
+        ux = torch.cat([ac, bc, (cbx[:, :, None] - cax[:, None, :]).reshape(-1, 16)], 1)  # (K,18) directions
+        uy = torch.cat([as_, bs, (cby[:, :, None] - cay[:, None, :]).reshape(-1, 16)], 1)
+        norm = torch.hypot(ux, uy)
+        valid = norm > 0
+        inv = 1 / norm.clamp_min(torch.finfo(dtype).tiny)
+        ux, uy = ux * inv, uy * inv
+        pa, qa = (ux * ac + uy * as_).abs(), (uy * ac - ux * as_).abs()  # |u·x̂|, |u·ŷ| of a
+        pb, qb = (ux * bc + uy * bs).abs(), (uy * bc - ux * bs).abs()
+        du, dv = ux * dx + uy * dy, uy * dx - ux * dy  # (v = (-uy, ux); sign of dv is irrelevant)
         ea_u, eb_u = pa * wa + qa * ha, pb * wb + qb * hb
         ea_v, eb_v = qa * wa + pa * ha, qb * wb + pb * hb
         len_u = torch.maximum(ea_u, du + eb_u) - torch.minimum(-ea_u, du - eb_u)

@@ -41,14 +41,15 @@ class AutoEncoder(nn.Module):
         self.encoder = nn.Sequential(nn.Linear(in_dim, hidden), nn.ReLU(), nn.Linear(hidden, latent), nn.ReLU())
         self.decoder = nn.Sequential(nn.Linear(latent, hidden), nn.ReLU(), nn.Linear(hidden, in_dim), nn.Sigmoid())
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Reconstruction of ``x``, computed in ``x``'s dtype (weights cast: float64 features stay float64)."""
-        for seq in (self.encoder, self.decoder):
-            for layer in seq:
-                if isinstance(layer, nn.Linear):
-                    x = F.linear(x, layer.weight.to(x.dtype), layer.bias.to(x.dtype))
-                else:
-                    x = layer(x)
+    def forward(self, x: torch.Tensor, skip_first: bool = False) -> torch.Tensor:
+        """Reconstruction of ``x``, computed in ``x``'s dtype (weights cast: float64 features stay float64).
+        ``skip_first``: ``x`` is already the first Linear's output (see :meth:`PPG.score_onehot`)."""
+        layers = [*self.encoder, *self.decoder][1 if skip_first else 0:]
+        for layer in layers:
+            if isinstance(layer, nn.Linear):
+                x = F.linear(x, layer.weight.to(x.dtype), layer.bias.to(x.dtype))
+            else:
+                x = layer(x)
         return x
 
 
@@ -107,6 +108,34 @@ class PPG(nn.Module):
         out = torch.empty(x.shape[0], dtype=x.dtype, device=x.device)
         for lo in range(0, x.shape[0], chunk_size):
             out[lo:lo + chunk_size] = self(x[lo:lo + chunk_size].to(dev)).to(x.device)
+        return out
+
+    @torch.no_grad()
+    def score_onehot(self, subj: torch.Tensor, obj: torch.Tensor, spatial: torch.Tensor,
+                     chunk_size: int = DEFAULT_CHUNK) -> torch.Tensor:
+        """:meth:`score` of the features ``[one-hot(subj), one-hot(obj), spatial]`` without building them:
+        AE1's first layer on a one-hot is a column gather, and the squared error on the one-hot part is
+        ``Σw² − 2·w[s] − 2·w[C+o] + 2``. Same result as ``score``, about a fifth less work and memory."""
+        c = self.num_classes
+        x = torch.as_tensor(spatial)
+        x = x.float() if not x.is_floating_point() or x.dtype == torch.float16 else x
+        dev = self.ae1.encoder[0].weight.device
+        w0 = self.ae1.encoder[0].weight.to(dev, x.dtype)
+        w0s, w0o, w0x = w0[:, :c].t().contiguous(), w0[:, c:2 * c].t().contiguous(), w0[:, 2 * c:]
+        b0 = self.ae1.encoder[0].bias.to(dev, x.dtype)
+        out = torch.empty(x.shape[0], dtype=x.dtype, device=x.device)
+        for lo in range(0, x.shape[0], chunk_size):
+            s, o = subj[lo:lo + chunk_size].to(dev), obj[lo:lo + chunk_size].to(dev)
+            xs = x[lo:lo + chunk_size].to(dev)
+            w1 = self.ae1(w0s[s] + w0o[o] + F.linear(xs, w0x, b0), skip_first=True)
+            w2 = self.ae2(w1)
+            rows = torch.arange(s.shape[0], device=dev)
+
+            def err(w: torch.Tensor) -> torch.Tensor:
+                cls = w[:, :2 * c].pow(2).sum(1) - 2 * w[rows, s] - 2 * w[rows, c + o] + 2
+                return (cls + (w[:, 2 * c:] - xs).pow(2).sum(1)) / self.in_dim
+
+            out[lo:lo + chunk_size] = (self.alpha * err(w1) + self.beta * err(w2)).to(x.device)
         return out
 
     # vocabulary -------------------------------------------------------------------------------

@@ -17,7 +17,7 @@ from sgg.errors import SggInputError
 from sgg.structures import Detections, PairSet, Vocabulary
 
 from .candidates import PairPrior, candidate_pairs
-from .features import star_pair_features
+from .features import spatial_pair_features
 from .ppg import PPG
 
 __all__ = ["select_pairs", "PairProposer", "PROPOSER_FORMAT"]
@@ -97,8 +97,9 @@ class PairProposer:
         boxes = detections.boxes.tensor.detach().cpu()
         out = torch.empty(p.shape[0])
         for lo in range(0, p.shape[0], self.chunk_size):
-            f = star_pair_features(boxes, lab, p[lo:lo + self.chunk_size], self.ppg.num_classes).float()
-            out[lo:lo + self.chunk_size] = self.ppg.score(f, chunk_size=self.chunk_size)
+            q = p[lo:lo + self.chunk_size]
+            x = spatial_pair_features(boxes, q).float()
+            out[lo:lo + self.chunk_size] = self.ppg.score_onehot(lab[q[:, 0]], lab[q[:, 1]], x, self.chunk_size)
         return out
 
     def __call__(self, detections: Detections, vocabulary: Vocabulary | None = None) -> PairSet:
