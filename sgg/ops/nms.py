@@ -121,10 +121,11 @@ def rotated_nms(
         if r1 == n:
             break
         for qi, j in index.query(env[kept], max_candidates):
-            ok = alive[j]
+            qi = kept.index_select(0, qi)
+            ok = alive.index_select(0, j)
             if lab is not None:
-                ok &= lab[kept[qi]] == lab[j]
-            qi, j = kept[qi[ok]], j[ok]
+                ok &= lab.index_select(0, qi) == lab.index_select(0, j)
+            qi, j = qi[ok], j[ok]
             if j.numel():
                 alive[j[_above(bs, area, env, qi, j, iou_threshold, chunk_size)]] = False
     return order[keep]

@@ -123,8 +123,7 @@ class EnvelopeIndex:
         e = _check_env(env, "env")
         self.env = e
         dev = e.device
-        fin = _finite(e)
-        ids = None if bool(fin.all()) else fin.nonzero().flatten()  # None: every row takes part
+        ids = None if bool(torch.isfinite(e.sum())) else _finite(e).nonzero().flatten()  # None: all take part
         if ids is not None:
             e = e[ids]
         m = e.shape[0]
@@ -142,8 +141,11 @@ class EnvelopeIndex:
         self.width = 2 * self.u.numel() + 2  # x codes lie in [0, width)
         # width classes by binary exponent (zero widths apart): within one, widths differ by < 2x
         w = x2 - x1
-        expo = torch.where(w > 0, torch.frexp(w).exponent.long(), torch.full_like(lo, -(1 << 20)))
-        _, cls = torch.unique(expo, return_inverse=True)
+        expo = torch.frexp(w).exponent.long()
+        first = int(expo.min())
+        cls = torch.where(w > 0, expo - first + 1, 0)  # class 0: zero widths
+        if int(cls.max()) > 32:  # widths over > 2^32: number the classes that occur only
+            cls = torch.unique(cls, return_inverse=True)[1]
         self.ncls = int(cls.max()) + 1
         self.wmax = torch.zeros(self.ncls, dtype=e.dtype, device=dev).scatter_reduce(0, cls, w, "amax")
         cnt = hi - lo + 1
@@ -187,14 +189,14 @@ class EnvelopeIndex:
         nb = 2 * self.ncls
         blk = torch.arange(nb, device=dev)
         base = ((blk[None, :] * self.nstrip + strip[:, None]) * self.width).reshape(-1)
-        x1, x2 = q[qi, 0][:, None], q[qi, 2][:, None]
-        wmax = self.wmax.repeat_interleave(2)[None, :]
-        lower = x1 - wmax - (x1.abs() + wmax) * 1e-12
-        r_lo = torch.searchsorted(self.key, base + _ranks(self.u, lower.reshape(-1)))
-        cnt = torch.searchsorted(self.key, base + _ranks(self.u, x2.expand(-1, nb).reshape(-1)), right=True) - r_lo
+        qx1, qy1, qy2, qx2 = (q[:, c].index_select(0, qi) for c in (0, 1, 3, 2))
+        x1, wmax = qx1[:, None], self.wmax[None, :]
+        lower = _ranks(self.u, (x1 - wmax - (x1.abs() + wmax) * 1e-12).reshape(-1)).reshape(-1, self.ncls)
+        upper = _ranks(self.u, qx2)[:, None].expand(-1, nb).reshape(-1)
+        r_lo = torch.searchsorted(self.key, base + lower.repeat_interleave(2, dim=1).reshape(-1))
+        cnt = torch.searchsorted(self.key, base + upper, right=True) - r_lo
         q_later = (strip != lo[qi])[:, None] & (blk[None, :] % 2 == 1)
         cnt = cnt.masked_fill(q_later.reshape(-1), 0)
-        qx1, qy1, qy2 = (q[:, c].index_select(0, qi) for c in (0, 1, 3))
         for e, pos in _expand(r_lo, cnt, max_candidates):
             e = torch.div(e, nb, rounding_mode="floor")
             if rank is not None:
