@@ -55,18 +55,26 @@ def evaluate(head, graphs, mode: str, ks, inputs=None) -> dict:
     return out
 
 
-def detect(detector_path: str, scenes) -> list:
+def detect(detector_path: str, scenes, cache: str | None = None) -> list:
+    """Detections per scene (``cache``: a directory of ``<scene>.json`` detections reused across runs)."""
+    from sgg.datasets.native import read_scene_json, write_scene_json
     from sgg.detectors import detect_scene, load_detector
 
-    det = load_detector(detector_path)
-    torch.set_num_threads(1)
-    graphs = []
+    det, graphs = None, []
     for sc in scenes:
+        path = Path(cache) / f"{sc.scene_id}.json" if cache else None
+        if path is not None and path.exists():
+            graphs.append(read_scene_json(path))
+            continue
+        det = det or load_detector(detector_path)
         t = time.perf_counter()
         g = detect_scene(det, sc.image_path, progress=False)
         print(f"  detected {len(g.detections)} objects in {sc.scene_id} ({len(sc.graph.detections)} annotated) "
               f"in {time.perf_counter() - t:.0f} s", file=sys.stderr)
-        graphs.append(g.replace(pairs=PairSet.empty(), predicate_scores=None, predicate_labels=None))
+        g = g.replace(pairs=PairSet.empty(), predicate_scores=None, predicate_labels=None)
+        if path is not None:
+            write_scene_json(g, path)
+        graphs.append(g)
     return graphs
 
 
@@ -83,6 +91,10 @@ def main(argv=None) -> int:
     p.add_argument("--ks", type=int, nargs="+", default=[20, 50, 100, 1000, 1500, 2000])
     p.add_argument("--sgdet", metavar="DETECTOR", help="also run SGDet with this detector checkpoint")
     p.add_argument("--scenes", type=int, default=3, help="scenes for SGDet (detection is slow on CPU)")
+    p.add_argument("--sgdet-only", action="store_true", help="skip the PredCls/SGCls evaluation")
+    p.add_argument("--det-cache", metavar="DIR", help="keep/reuse SGDet detections here (<scene>.json)")
+    p.add_argument("--logit-adjust", type=float, help="τ of the post-hoc logit adjustment (default: the head's)")
+    p.add_argument("--neg-ratio", type=float, default=3.0, help="negatives per positive of training, for the prior")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--json", metavar="OUT")
     args = p.parse_args(argv)
@@ -94,14 +106,29 @@ def main(argv=None) -> int:
           file=sys.stderr)
     results, lines = {}, []
     head_of = {spec: _head(spec) for spec in args.heads}
+    if args.logit_adjust is not None:  # override τ; heads trained before the prior was stored get it from --data
+        from sgg.relation_heads.module import training_log_prior
+
+        prior = None
+        for head in head_of.values():
+            if head.kind == "freq":
+                continue
+            head.logit_adjust = args.logit_adjust
+            if not bool(head.log_prior.any()):
+                if prior is None:
+                    train = [sc.graph for sc in load_scenes(args.data, read_split(args.data)["train"])]
+                    prior = training_log_prior(train, head.num_predicates, args.neg_ratio)
+                head.log_prior.copy_(prior)
     for spec, head in head_of.items():
+        if args.sgdet_only:
+            break
         name = Path(spec).stem if spec != "freq-star" else "freq (STAR counts)"
         r = evaluate(head, graphs, head.mode, args.ks)
         results[f"{name}/{head.mode}"] = r
         lines.append(row(name, head.mode, r, args.ks))
         print(lines[-1], f"({r['seconds']:.0f} s, {r['pairs']} pairs)", file=sys.stderr)
     if args.sgdet:
-        dets = detect(args.sgdet, scenes[: args.scenes])
+        dets = detect(args.sgdet, scenes[: args.scenes], args.det_cache)
         for spec, head in head_of.items():
             if head.mode != "predcls":
                 continue

@@ -174,7 +174,8 @@ def test_checkpoint_roundtrip_fp16(tmp_path):
     back = load_relation_head(path)
     assert isinstance(back, RPCM) and back.vocabulary == VOC and back.config == head.config
     sd = torch.load(path, weights_only=True)["state_dict"]
-    assert all(v.dtype == torch.float16 for v in sd.values() if v.is_floating_point())
+    params = {k for k, _ in head.named_parameters()}
+    assert all(v.dtype == torch.float16 for k, v in sd.items() if k in params) and sd["log_prior"].dtype == torch.float32
     g = scene(6).replace(predicate_labels=None)
     assert torch.allclose(back.predict(g).predicate_scores, head.predict(g).predicate_scores, atol=5e-3)
     (tmp_path / "bad.pt").write_bytes(b"not a checkpoint")
@@ -203,3 +204,20 @@ def test_frequency_prior():
     assert star.counts.shape == (48, 48, 59) and float(star.counts[..., 0].sum()) == 0 and float(star.counts.sum()) > 1e5
     with pytest.raises(SggInputError, match="needs object classes"):
         star(torch.zeros(2, 5), None, torch.tensor([[0, 1]]))
+
+
+def test_training_prior_and_logit_adjustment():
+    from sgg.relation_heads.module import training_log_prior
+
+    g = scene(6)  # 5 'right of' + 5 'left of' pairs
+    lp = training_log_prior([g], 3, neg_ratio=2.0)  # background: 2 × 10 pairs
+    assert torch.allclose(lp.exp(), torch.tensor([20 / 30, 5 / 30, 5 / 30]), atol=1e-6)
+    empty = training_log_prior([scene(3).replace(predicate_labels=torch.tensor([1, 1, 1, 1]))], 3, 0.0)
+    assert empty[2] == 0 and empty[1] == 0  # an unseen predicate is not boosted
+    head = build_head("mlp", VOC, hidden=8, class_dim=4).eval()
+    head.log_prior.copy_(torch.log(torch.tensor([0.5, 0.4, 0.1])))
+    x = g.replace(predicate_labels=None)
+    z = head(x.detections.boxes.tensor, x.detections.labels, x.pairs.pairs)["rel_logits"]
+    head.logit_adjust = 1.0
+    want = torch.softmax(z - head.log_prior, 1)
+    assert torch.allclose(head.predict(x).predicate_scores, want, atol=1e-6)

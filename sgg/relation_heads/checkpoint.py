@@ -68,6 +68,7 @@ def head_from_dict(data: Any, path: Any = "<memory>"):
         config = dict(data["config"])
         head = build_head(data["kind"], vocab, **config)
         state = {k: v.float() if v.is_floating_point() else v for k, v in data["state_dict"].items()}
+        state.setdefault("log_prior", head.log_prior)  # checkpoints written before the prior existed
         head.load_state_dict(state)
     except (KeyError, ValueError, RuntimeError, TypeError) as exc:
         raise SggInputError(f"cannot rebuild the relation head ({exc})", path=path) from None

@@ -41,8 +41,8 @@ class _Encoders(RelationHead):
     """Object and pair encoders shared by the learned heads."""
 
     def __init__(self, vocabulary=None, mode: str = "predcls", hidden: int = 128, class_dim: int = 64,
-                 raster: int = 8, visual_dim: int = 0, pair_rule: dict | None = None):
-        super().__init__(vocabulary, mode, pair_rule)
+                 raster: int = 8, visual_dim: int = 0, pair_rule: dict | None = None, logit_adjust: float = 0.0):
+        super().__init__(vocabulary, mode, pair_rule, logit_adjust)
         self.hidden, self.raster, self.visual_dim = int(hidden), int(raster), int(visual_dim)
         self.config.update(hidden=self.hidden, class_dim=int(class_dim), raster=self.raster, visual_dim=self.visual_dim)
         obj_in = OBJECT_DIM
@@ -80,8 +80,9 @@ class PairMLP(_Encoders):
     kind = "mlp"
 
     def __init__(self, vocabulary=None, mode: str = "predcls", hidden: int = 128, class_dim: int = 64,
-                 raster: int = 8, visual_dim: int = 0, pair_rule: dict | None = None, **_: object):
-        super().__init__(vocabulary, mode, hidden, class_dim, raster, visual_dim, pair_rule)
+                 raster: int = 8, visual_dim: int = 0, pair_rule: dict | None = None, logit_adjust: float = 0.0,
+                 **_: object):
+        super().__init__(vocabulary, mode, hidden, class_dim, raster, visual_dim, pair_rule, logit_adjust)
         self.classifier = mlp(hidden, hidden, self.num_predicates)
 
     def forward(self, boxes, labels, pairs, features=None):
@@ -122,8 +123,8 @@ class RPCM(_Encoders):
     def __init__(self, vocabulary=None, mode: str = "predcls", hidden: int = 128, class_dim: int = 64,
                  raster: int = 8, visual_dim: int = 0, steps: int = 3, proto_dim: int = 128,
                  sep_weight: float = 0.1, compact_weight: float = 0.5, margin: float = 0.2,
-                 pair_rule: dict | None = None, **_: object):
-        super().__init__(vocabulary, mode, hidden, class_dim, raster, visual_dim, pair_rule)
+                 pair_rule: dict | None = None, logit_adjust: float = 0.0, **_: object):
+        super().__init__(vocabulary, mode, hidden, class_dim, raster, visual_dim, pair_rule, logit_adjust)
         self.config.update(steps=int(steps), proto_dim=int(proto_dim), sep_weight=float(sep_weight),
                            compact_weight=float(compact_weight), margin=float(margin))
         self.steps = nn.ModuleList(_Step(hidden) for _ in range(int(steps)))

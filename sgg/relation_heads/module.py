@@ -23,6 +23,22 @@ from sgg.structures import Vocabulary
 from .checkpoint import build_head, save_relation_head
 
 
+def training_log_prior(graphs, num_predicates: int, neg_ratio: float) -> torch.Tensor:
+    """log frequency of each predicate over training pairs: a pair's predicates share one count (as in the
+    multi-hot targets), background = ``neg_ratio`` × the annotated pairs (the negatives served per scene).
+    Predicates without training instance get 0 (no boost from the adjustment)."""
+    from .candidates import pair_targets
+
+    counts = torch.zeros(num_predicates, dtype=torch.float64)
+    for g in graphs:
+        lab = g.predicate_labels if g.predicate_labels is not None else torch.zeros(len(g.pairs), dtype=torch.long)
+        _, t = pair_targets(g.pairs.pairs, lab, len(g.detections), num_predicates)
+        counts += (t / t.sum(1, keepdim=True).clamp_min(1)).sum(0).double()
+        counts[0] += max(neg_ratio, 0.0) * len(t)
+    logp = torch.log(counts / counts.sum().clamp_min(1))
+    return torch.where(counts > 0, logp, torch.zeros_like(logp)).float()  # unseen predicates: no boost
+
+
 def _vocabulary(spec: str | None) -> Vocabulary:
     if spec in (None, "star"):
         return Vocabulary.star()
@@ -34,7 +50,8 @@ def _vocabulary(spec: str | None) -> Vocabulary:
 
 class RelationModule(pl.LightningModule):
     """Args: ``head`` kind, ``mode`` (predcls/sgcls), the head's hyper-parameters, ``reweight`` β (CE weight
-    (n_p / median n)^-β per predicate, 0 = plain CE), ``obj_weight`` (SGCls object loss), optimiser
+    (n_p / median n)^-β per predicate, 0 = plain CE), ``obj_weight`` (SGCls object loss), ``logit_adjust`` τ (predict() subtracts τ·log prior of the
+    training predicates, stored in the head at ``setup``), optimiser
     settings, ``export`` path, ``num_threads`` (torch threads while fitting; 0 keeps torch's default)."""
 
     def __init__(
@@ -54,6 +71,7 @@ class RelationModule(pl.LightningModule):
         alpha: float = 0.5,
         reweight: float = 0.0,
         obj_weight: float = 1.0,
+        logit_adjust: float = 0.0,
         lr: float = 1e-3,
         weight_decay: float = 1e-4,
         seed: int = 0,
@@ -65,7 +83,8 @@ class RelationModule(pl.LightningModule):
         self.save_hyperparameters()
         pl.seed_everything(seed, workers=True, verbose=False)
         cfg = dict(mode=mode, hidden=hidden, class_dim=class_dim, raster=raster, visual_dim=visual_dim, steps=steps,
-                   proto_dim=proto_dim, sep_weight=sep_weight, compact_weight=compact_weight, margin=margin, alpha=alpha)
+                   proto_dim=proto_dim, sep_weight=sep_weight, compact_weight=compact_weight, margin=margin, alpha=alpha,
+                   logit_adjust=logit_adjust)
         self.head = build_head(head, _vocabulary(vocabulary), **cfg)
         self.register_buffer("class_weight", torch.ones(self.head.num_predicates))
         if head == "freq":
@@ -82,6 +101,8 @@ class RelationModule(pl.LightningModule):
         if dm.vocabulary is not None and dm.vocabulary != self.head.vocabulary:
             raise SggInputError(f"the data's vocabulary ({dm.vocabulary!r}) differs from the head's "
                                 f"({self.head.vocabulary!r}); set model.vocabulary", path=dm.data_dir)
+        self.head.log_prior.copy_(training_log_prior([sc.graph for sc in train.scenes], self.head.num_predicates,
+                                                     float(dm.hparams.neg_ratio)))
         if self.hparams.reweight > 0:
             p = self.head.num_predicates
             n = torch.zeros(p)
