@@ -22,9 +22,9 @@ import importlib
 import inspect
 import os
 import time
+from collections.abc import MutableMapping
 from functools import lru_cache
 from pathlib import Path
-from collections.abc import MutableMapping
 from typing import Any, Callable
 
 import torch
