@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import sgg.ops.pairs as pairs_module
-from sgg.ops import EnvelopeIndex, spatial_pairs
+from sgg.ops import EnvelopeIndex, envelopes_meet, spatial_pairs
 
 
 def dense_pairs(a: torch.Tensor, b: torch.Tensor | None, margin=0.0, k: int = 0) -> list[tuple[int, int]]:
@@ -86,6 +86,7 @@ def test_touching_edges_and_corners_count():
                       [1.0 + 1e-9, 0.0, 2.0, 1.0],  # just apart
                       [0.5, 0.5, 0.5, 0.5]], dtype=torch.float64)  # a point inside
     assert spatial_pairs(a, b).tolist() == [[0, 0], [0, 1], [0, 3]]
+    assert envelopes_meet(a.double().expand(4, 4), b).tolist() == [True, True, False, True]  # aligned pairs
     assert spatial_pairs(a, b, margin=1e-9).tolist() == [[0, 0], [0, 1], [0, 2], [0, 3]]
     # -0.0 and 0.0 are the same coordinate; negative coordinates keep their order
     left = torch.tensor([[-3.0, -2.0, -0.0, -1.0], [-2.5, -2.5, -2.0, 0.0]], dtype=torch.float64)

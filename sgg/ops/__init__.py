@@ -18,7 +18,7 @@ from .conversions import (
 )
 from .iou import pairwise_intersection, rotated_iof, rotated_iou, rotated_iou_aligned
 from .nms import batched_rotated_nms, rotated_nms
-from .pairs import EnvelopeIndex, grow_envelopes, spatial_pairs
+from .pairs import EnvelopeIndex, envelopes_meet, grow_envelopes, spatial_pairs
 from .roi_align import rotated_roi_align
 
 __all__ = [
@@ -40,5 +40,6 @@ __all__ = [
     "spatial_pairs",
     "EnvelopeIndex",
     "grow_envelopes",
+    "envelopes_meet",
     "rotated_roi_align",
 ]

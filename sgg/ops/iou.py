@@ -16,7 +16,7 @@ from typing import Any
 import torch
 
 from .conversions import _as_boxes, box_to_envelope
-from .pairs import spatial_pairs
+from .pairs import envelopes_meet, spatial_pairs
 
 __all__ = ["rotated_iou", "rotated_iou_aligned", "rotated_iof", "pairwise_intersection"]
 
@@ -152,8 +152,7 @@ def rotated_iou_aligned(a: Any, b: Any, chunk_size: int = DEFAULT_CHUNK) -> torc
     dtype = torch.promote_types(a.dtype, b.dtype)
     out = torch.zeros(a.shape[0], dtype=dtype, device=a.device)
     ea, eb = box_to_envelope(a.double()), box_to_envelope(b.double())
-    ov = (ea[:, 0] <= eb[:, 2]) & (eb[:, 0] <= ea[:, 2]) & (ea[:, 1] <= eb[:, 3]) & (eb[:, 1] <= ea[:, 3])
-    idx = ov.nonzero(as_tuple=True)[0]
+    idx = envelopes_meet(ea, eb).nonzero(as_tuple=True)[0]
     if idx.numel() == 0:
         return out
     inter = pairwise_intersection(a[idx], b[idx], chunk_size)

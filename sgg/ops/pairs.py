@@ -25,14 +25,14 @@ import numpy as np
 import torch
 from torch import Tensor
 
-__all__ = ["spatial_pairs", "EnvelopeIndex", "grow_envelopes"]
+__all__ = ["spatial_pairs", "EnvelopeIndex", "grow_envelopes", "envelopes_meet"]
 
 DEFAULT_MAX_CANDIDATES = 1 << 22
 DENSE_MAX = 1 << 16  # spatial_pairs tests N·M ≤ this many pairs densely
 
 
-def _meets(a: Tensor, b: Tensor) -> Tensor:
-    """Closed intersection test of broadcast envelopes (..., 4)."""
+def envelopes_meet(a: Tensor, b: Tensor) -> Tensor:
+    """Closed intersection test of envelopes (..., 4) that broadcast: aligned pairs or an (N, 1) × (1, M) grid."""
     return (a[..., 0] <= b[..., 2]) & (b[..., 0] <= a[..., 2]) & (a[..., 1] <= b[..., 3]) & (b[..., 1] <= a[..., 3])
 
 
@@ -248,7 +248,7 @@ def _knn(a: Tensor, b: Tensor, k: int, self_mode: bool) -> tuple[Tensor, Tensor]
 
 def _dense_keys(a: Tensor, b: Tensor, self_mode: bool) -> Tensor:
     """Pair keys ``i * M + j`` of grown ``a`` meeting ``b`` by the dense test (self mode: i < j, either way)."""
-    hit = _meets(a[:, None], b[None])
+    hit = envelopes_meet(a[:, None], b[None])
     if self_mode:
         hit = torch.triu(hit | hit.T, diagonal=1)
     i, j = hit.nonzero(as_tuple=True)
