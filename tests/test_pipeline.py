@@ -362,3 +362,24 @@ def test_config_paths_resolve_beside_the_config(tmp_path, monkeypatch):
     sg = Pipeline.from_config(tmp_path / "cfg" / "p.yaml").run(path)
     assert sg.detections.labels.tolist() == [7] and sg.metadata["mode"] == "predcls"
     assert sg.pairs.pairs.shape == (0, 2) and sg.predicate_scores is None
+
+
+def test_cli_options_reach_the_pipeline(tmp_path, capsys):
+    from sgg.cli import main
+    from sgg.datasets.synthetic import generate_scene
+    from sgg.graph import read
+
+    truth = generate_scene(5, size=512, layout="harbour", out_path=tmp_path / "lot.tif")
+    from sgg.datasets.native import write_scene_json
+
+    write_scene_json(truth, tmp_path / "ann" / "lot.json")
+    out = tmp_path / "out"
+    rc = main(["infer", str(tmp_path / "lot.tif"), "--out", str(out), "--from-annotation", str(tmp_path / "ann"),
+               "--pair-budget", "5", "--relation-head", "frequency", "--formats", "gpkg,caption", "--top-k", "3"])
+    assert rc == 0, capsys.readouterr().err
+    assert sorted(p.name for p in out.iterdir()) == ["lot.caption.txt", "lot.gpkg"]
+    g = read(out / "lot.gpkg")
+    assert len(g.detections) == len(truth.detections) and g.metadata["mode"] == "predcls"
+    assert g.metadata["models"]["relations"] == "FrequencyPrior.from_star"
+    assert len(g.pairs) == 3  # --top-k relations exported, from the 5 pairs kept
+    assert "lot: " in capsys.readouterr().out
