@@ -85,3 +85,18 @@ def test_module_fits_and_exports(rel_dir, tmp_path, head):
     if head == "freq":  # the two training scenes, counted once, plus their background candidates
         want = FrequencyPrior(STAR).fit([read_scene_json(rel_dir / "annotations" / f"r{i}.json") for i in (0, 1)])
         assert torch.equal(back.counts, want.counts)
+
+
+def test_frequency_bias_starts_from_training_counts(rel_dir):
+    model = RelationModule(head="mlp", hidden=8, class_dim=4, freq_bias=True, alpha=0.5)
+    dm = RelationDataModule(str(rel_dir))
+    trainer = pl.Trainer(accelerator="cpu", max_steps=0, logger=False, enable_checkpointing=False,
+                         enable_progress_bar=False, enable_model_summary=False, limit_val_batches=0)
+    trainer.fit(model, datamodule=dm)
+    counts = FrequencyPrior(STAR).fit([read_scene_json(rel_dir / "annotations" / f"r{i}.json") for i in (0, 1)]).counts
+    want = torch.log((counts + 0.5) / (counts + 0.5).sum(-1, keepdim=True)).reshape(-1, STAR.num_predicates)
+    assert torch.allclose(model.head.freq_bias.weight, want, atol=1e-5)
+    # the bias is added for the pair's classes
+    b = torch.tensor([[0.0, 0, 10, 5, 0], [20, 0, 10, 5, 0]])
+    lab, pairs = torch.tensor([1, 2]), torch.tensor([[0, 1]])
+    assert torch.allclose(model.head.bias(lab, pairs), want[1 * 48 + 2][None])

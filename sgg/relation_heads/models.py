@@ -41,10 +41,18 @@ class _Encoders(RelationHead):
     """Object and pair encoders shared by the learned heads."""
 
     def __init__(self, vocabulary=None, mode: str = "predcls", hidden: int = 128, class_dim: int = 64,
-                 raster: int = 8, visual_dim: int = 0, pair_rule: dict | None = None, logit_adjust: float = 0.0):
+                 raster: int = 8, visual_dim: int = 0, pair_rule: dict | None = None, logit_adjust: float = 0.0,
+                 freq_bias: bool = False):
         super().__init__(vocabulary, mode, pair_rule, logit_adjust)
         self.hidden, self.raster, self.visual_dim = int(hidden), int(raster), int(visual_dim)
-        self.config.update(hidden=self.hidden, class_dim=int(class_dim), raster=self.raster, visual_dim=self.visual_dim)
+        freq_bias = bool(freq_bias) and mode == "predcls"
+        self.config.update(hidden=self.hidden, class_dim=int(class_dim), raster=self.raster, visual_dim=self.visual_dim,
+                           freq_bias=freq_bias)
+        # MOTIFS-style frequency bias: a learned (subject class, object class) → predicate logit table,
+        # initialised by RelationModule from the training counts (log frequencies)
+        self.freq_bias = nn.Embedding(self.num_classes ** 2, self.num_predicates) if freq_bias else None
+        if self.freq_bias is not None:
+            nn.init.zeros_(self.freq_bias.weight)
         obj_in = OBJECT_DIM
         if mode == "predcls":
             self.class_embed = nn.Embedding(self.num_classes, class_dim)
@@ -73,6 +81,11 @@ class _Encoders(RelationHead):
         rel = self.rel_init(torch.cat([obj[pairs[:, 0]], obj[pairs[:, 1]], self.pair_enc(geo)], 1))
         return obj, rel
 
+    def bias(self, labels: torch.Tensor | None, pairs: torch.Tensor) -> torch.Tensor | float:
+        if self.freq_bias is None or labels is None:
+            return 0.0
+        return self.freq_bias(labels[pairs[:, 0]] * self.num_classes + labels[pairs[:, 1]])
+
 
 class PairMLP(_Encoders):
     """Baseline: each pair classified from its own subject, object and pair encodings (no context)."""
@@ -81,13 +94,13 @@ class PairMLP(_Encoders):
 
     def __init__(self, vocabulary=None, mode: str = "predcls", hidden: int = 128, class_dim: int = 64,
                  raster: int = 8, visual_dim: int = 0, pair_rule: dict | None = None, logit_adjust: float = 0.0,
-                 **_: object):
-        super().__init__(vocabulary, mode, hidden, class_dim, raster, visual_dim, pair_rule, logit_adjust)
+                 freq_bias: bool = False, **_: object):
+        super().__init__(vocabulary, mode, hidden, class_dim, raster, visual_dim, pair_rule, logit_adjust, freq_bias)
         self.classifier = mlp(hidden, hidden, self.num_predicates)
 
     def forward(self, boxes, labels, pairs, features=None):
         obj, rel = self.encode(boxes, labels, pairs, features)
-        return {"rel_logits": self.classifier(rel), "obj_logits": self.obj_cls(obj) if self.obj_cls is not None else None}
+        return {"rel_logits": self.classifier(rel) + self.bias(labels, pairs), "obj_logits": self.obj_cls(obj) if self.obj_cls is not None else None}
 
 
 class _Step(nn.Module):
@@ -123,8 +136,8 @@ class RPCM(_Encoders):
     def __init__(self, vocabulary=None, mode: str = "predcls", hidden: int = 128, class_dim: int = 64,
                  raster: int = 8, visual_dim: int = 0, steps: int = 3, proto_dim: int = 128,
                  sep_weight: float = 0.1, compact_weight: float = 0.5, margin: float = 0.2,
-                 pair_rule: dict | None = None, logit_adjust: float = 0.0, **_: object):
-        super().__init__(vocabulary, mode, hidden, class_dim, raster, visual_dim, pair_rule, logit_adjust)
+                 pair_rule: dict | None = None, logit_adjust: float = 0.0, freq_bias: bool = False, **_: object):
+        super().__init__(vocabulary, mode, hidden, class_dim, raster, visual_dim, pair_rule, logit_adjust, freq_bias)
         self.config.update(steps=int(steps), proto_dim=int(proto_dim), sep_weight=float(sep_weight),
                            compact_weight=float(compact_weight), margin=float(margin))
         self.steps = nn.ModuleList(_Step(hidden) for _ in range(int(steps)))
@@ -139,7 +152,7 @@ class RPCM(_Encoders):
         emb = F.normalize(self.project(rel), dim=1)
         cos = emb @ F.normalize(self.prototypes, dim=1).t()
         scale = self.log_scale.exp().clamp(1.0, 100.0)
-        return {"rel_logits": scale * cos, "cos": cos,
+        return {"rel_logits": scale * cos + self.bias(labels, pairs), "cos": cos,
                 "obj_logits": self.obj_cls(obj) if self.obj_cls is not None else None}
 
     def loss(self, out, targets, obj_labels=None, class_weight=None):

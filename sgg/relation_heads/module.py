@@ -50,7 +50,8 @@ def _vocabulary(spec: str | None) -> Vocabulary:
 
 class RelationModule(pl.LightningModule):
     """Args: ``head`` kind, ``mode`` (predcls/sgcls), the head's hyper-parameters, ``reweight`` β (CE weight
-    (n_p / median n)^-β per predicate, 0 = plain CE), ``obj_weight`` (SGCls object loss), ``logit_adjust`` τ (predict() subtracts τ·log prior of the
+    (n_p / median n)^-β per predicate, 0 = plain CE), ``obj_weight`` (SGCls object loss), ``freq_bias`` (PredCls: add a learned class-pair predicate bias
+    initialised from the training counts, as MOTIFS does), ``logit_adjust`` τ (predict() subtracts τ·log prior of the
     training predicates, stored in the head at ``setup``), optimiser
     settings, ``export`` path, ``num_threads`` (torch threads while fitting; 0 keeps torch's default)."""
 
@@ -72,6 +73,7 @@ class RelationModule(pl.LightningModule):
         reweight: float = 0.0,
         obj_weight: float = 1.0,
         logit_adjust: float = 0.0,
+        freq_bias: bool = False,
         lr: float = 1e-3,
         weight_decay: float = 1e-4,
         seed: int = 0,
@@ -84,7 +86,7 @@ class RelationModule(pl.LightningModule):
         pl.seed_everything(seed, workers=True, verbose=False)
         cfg = dict(mode=mode, hidden=hidden, class_dim=class_dim, raster=raster, visual_dim=visual_dim, steps=steps,
                    proto_dim=proto_dim, sep_weight=sep_weight, compact_weight=compact_weight, margin=margin, alpha=alpha,
-                   logit_adjust=logit_adjust)
+                   logit_adjust=logit_adjust, freq_bias=freq_bias)
         self.head = build_head(head, _vocabulary(vocabulary), **cfg)
         self.register_buffer("class_weight", torch.ones(self.head.num_predicates))
         if head == "freq":
@@ -103,6 +105,13 @@ class RelationModule(pl.LightningModule):
                                 f"({self.head.vocabulary!r}); set model.vocabulary", path=dm.data_dir)
         self.head.log_prior.copy_(training_log_prior([sc.graph for sc in train.scenes], self.head.num_predicates,
                                                      float(dm.hparams.neg_ratio)))
+        if getattr(self.head, "freq_bias", None) is not None:  # log frequencies of the class pair's predicates
+            from .frequency import FrequencyPrior
+
+            prior = FrequencyPrior(self.head.vocabulary, pair_rule=self.head.pair_rule).fit([sc.graph for sc in train.scenes])
+            cnt = prior.counts + self.hparams.alpha
+            with torch.no_grad():
+                self.head.freq_bias.weight.copy_(torch.log(cnt / cnt.sum(-1, keepdim=True)).reshape(-1, cnt.shape[-1]))
         if self.hparams.reweight > 0:
             p = self.head.num_predicates
             n = torch.zeros(p)
