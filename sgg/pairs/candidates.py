@@ -39,8 +39,8 @@ class UnknownClassWarning(UserWarning):
 
 
 def normalised_distance(boxes: torch.Tensor, pairs: torch.Tensor) -> torch.Tensor:
-    """(M,) centre distance over the larger of the two boxes' diagonals."""
-    b = boxes.double()
+    """(M,) centre distance over the larger of the two boxes' diagonals (in the boxes' float dtype)."""
+    b = boxes if boxes.is_floating_point() else boxes.double()
     s, o = b[pairs[:, 0]], b[pairs[:, 1]]
     dist = torch.hypot(o[:, 0] - s[:, 0], o[:, 1] - s[:, 1])
     return dist / torch.maximum(torch.hypot(s[:, 2], s[:, 3]), torch.hypot(o[:, 2], o[:, 3]))
@@ -91,7 +91,7 @@ class PairPrior:
             if len(p):
                 lab = g.detections.labels
                 rows.append(torch.stack([lab[p[:, 0]].double(), lab[p[:, 1]].double(),
-                                         normalised_distance(g.detections.boxes.tensor, p)], 1))
+                                         normalised_distance(g.detections.boxes.tensor.double(), p)], 1))
         if vocab is None or not rows:
             raise SggInputError("PairPrior.fit: no annotated relations to learn from")
         data = torch.cat(rows)
@@ -210,15 +210,21 @@ def candidate_pairs(detections: Detections, prior: PairPrior | None = None, *, v
     rmax = torch.maximum(radius.amax(1), radius.amax(0))[ci]  # any role
     diag = torch.hypot(boxes[:, 2], boxes[:, 3])
     env = box_to_envelope(boxes)
+    boxes32, radius32 = boxes.float(), radius.float().clamp_min(1e-12)
 
     def keep_allowed(und: torch.Tensor, exempt: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Both directions of unordered pairs, kept where the class pair relates and lies within its
-        radius (or is ``exempt``: touching or k-nearest); with distance / radius."""
-        both, ex = torch.cat([und, und.flip(1)]), torch.cat([exempt, exempt])
-        cs, co = ci[both[:, 0]], ci[both[:, 1]]
-        ratio = normalised_distance(boxes, both) / radius[cs, co].clamp_min(1e-12)
-        keep = allowed[cs, co] & ((ratio <= 1) | ex)
-        return both[keep], ratio[keep]
+        radius (or is ``exempt``: touching or k-nearest); with distance / radius. The normalised distance
+        is symmetric, so it is computed once per unordered pair (float32 is ample for a ≤ 1 test)."""
+        d = normalised_distance(boxes32, und)
+        c0, c1 = ci[und[:, 0]], ci[und[:, 1]]
+        out_p, out_r = [], []
+        for p, cs, co in ((und, c0, c1), (und.flip(1), c1, c0)):
+            ratio = d / radius32[cs, co]
+            keep = allowed[cs, co] & ((ratio <= 1) | exempt)
+            out_p.append(p[keep])
+            out_r.append(ratio[keep].double())
+        return torch.cat(out_p), torch.cat(out_r)
 
     far = spatial_pairs(env, margin=rmax * diag)  # (P,2) i<j: a superset of every class pair's disc
     parts = []
@@ -241,10 +247,10 @@ def candidate_pairs(detections: Detections, prior: PairPrior | None = None, *, v
     return PairSet(both, (-ratio).float())  # sorted by (subject, object)
 
 
-def _rank_within(group: torch.Tensor, value: torch.Tensor, tiebreak: torch.Tensor) -> torch.Tensor:
-    """Rank (0-based) of each row among rows of the same ``group`` by ascending ``value``, then ``tiebreak``."""
-    order = torch.argsort(tiebreak, stable=True)
-    order = order[torch.argsort(value[order], stable=True)]
+def _rank_within(group: torch.Tensor, value: torch.Tensor) -> torch.Tensor:
+    """Rank (0-based) of each row among rows of the same ``group`` by ascending ``value``; ties keep the
+    rows' order (pairs come sorted by (subject, object), so ties go to the lower partner index)."""
+    order = torch.argsort(value, stable=True)
     order = order[torch.argsort(group[order], stable=True)]
     g = group[order]
     start = torch.ones_like(g, dtype=torch.bool)
@@ -256,5 +262,6 @@ def _rank_within(group: torch.Tensor, value: torch.Tensor, tiebreak: torch.Tenso
 
 
 def _cap(pairs: torch.Tensor, ratio: torch.Tensor, n: int, cap: int) -> tuple[torch.Tensor, torch.Tensor]:
-    keep = (_rank_within(pairs[:, 0], ratio, pairs[:, 1]) < cap) | (_rank_within(pairs[:, 1], ratio, pairs[:, 0]) < cap)
+    """Pairs (sorted by (subject, object)) that rank < ``cap`` for their subject or for their object."""
+    keep = (_rank_within(pairs[:, 0], ratio) < cap) | (_rank_within(pairs[:, 1], ratio) < cap)
     return pairs[keep], ratio[keep]
