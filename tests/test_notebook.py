@@ -18,6 +18,6 @@ def test_quickstart_notebook_runs(tmp_path):
     assert not errors
     # the walkthrough printed what it promises: objects, pairs, timings, the GeoPackage's CRS, a caption
     assert "objects:" in text and "candidate pairs" in text and "'detect'" in text
-    assert "32633" in text and "This 512 × 512 px image shows" in text
+    assert "32633" in text and "This 512 × 512 px image" in text and " shows " in text
     images = [o for c in nb.cells for o in c.get("outputs", []) if "image/png" in o.get("data", {})]
     assert len(images) == 1

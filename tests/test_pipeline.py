@@ -346,7 +346,7 @@ def test_demo_runs_end_to_end(tmp_path, capsys):
     g = read(out / "harbour_512.gpkg")
     assert len(g.detections) > 10 and len(g.pairs) > 0
     assert set(g.metadata["models"]) == {"detector", "pairs", "relations"}
-    assert "image shows" in (out / "harbour_512.caption.txt").read_text()
+    assert " shows " in (out / "harbour_512.caption.txt").read_text()
 
 
 def test_config_paths_resolve_beside_the_config(tmp_path, monkeypatch):
