@@ -70,6 +70,7 @@ def test_matches_dense_reference(n, m, seed, grid, k, per_box, self_mode):
         assert torch.equal(spatial_pairs(a, b, margin=margin, k=k), got)
 
 
+@patch.object(pairs_module, "DENSE_MAX", -1)
 def test_small_chunks_and_larger_sets():
     g = torch.Generator().manual_seed(7)
     a, b = random_env(300, g, 500, grid=True), random_env(250, g, 500)
@@ -128,12 +129,15 @@ def test_empty_inputs():
         assert out.shape == (0, 2) and out.dtype == torch.long
 
 
-def test_non_finite_rows_take_no_part():
+@pytest.mark.parametrize("dense_max", [-1, 1 << 20])  # the sweep and the dense test
+def test_non_finite_rows_take_no_part(dense_max, monkeypatch):
+    monkeypatch.setattr(pairs_module, "DENSE_MAX", dense_max)
     g = torch.Generator().manual_seed(11)
     a, b = random_env(30, g), random_env(30, g)
     bad_a, bad_b = torch.tensor([3, 17]), torch.tensor([0, 9, 29])
     a2, b2 = a.clone(), b.clone()
-    a2[bad_a, 0], b2[bad_b[:2], 3], b2[bad_b[2]] = float("nan"), float("nan"), float("inf")
+    a2[bad_a, 0], b2[bad_b[:2], 3] = float("nan"), float("nan")
+    b2[bad_b[2]] = torch.tensor([-1.0, -1.0, 1.0, 1.0]) * float("inf")  # would meet everything
     ka, kb = torch.ones(30, dtype=torch.bool), torch.ones(30, dtype=torch.bool)
     ka[bad_a], kb[bad_b] = False, False
     ia, ib = ka.nonzero().flatten(), kb.nonzero().flatten()

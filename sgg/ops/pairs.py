@@ -28,7 +28,7 @@ from torch import Tensor
 __all__ = ["spatial_pairs", "EnvelopeIndex", "grow_envelopes", "envelopes_meet"]
 
 DEFAULT_MAX_CANDIDATES = 1 << 22
-DENSE_MAX = 1 << 16  # spatial_pairs tests N·M ≤ this many pairs densely
+DENSE_MAX = 1 << 20  # spatial_pairs tests N·M ≤ this many pairs densely (faster up to ~1000 × 1000)
 
 
 def envelopes_meet(a: Tensor, b: Tensor) -> Tensor:
@@ -248,7 +248,7 @@ def _knn(a: Tensor, b: Tensor, k: int, self_mode: bool) -> tuple[Tensor, Tensor]
 
 def _dense_keys(a: Tensor, b: Tensor, self_mode: bool) -> Tensor:
     """Pair keys ``i * M + j`` of grown ``a`` meeting ``b`` by the dense test (self mode: i < j, either way)."""
-    hit = envelopes_meet(a[:, None], b[None])
+    hit = envelopes_meet(a[:, None], b[None]) & _finite(a)[:, None] & _finite(b)[None]
     if self_mode:
         hit = torch.triu(hit | hit.T, diagonal=1)
     i, j = hit.nonzero(as_tuple=True)
