@@ -19,6 +19,8 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 import torch
 
+from sgg.ops import wrap_le90
+
 BACKGROUND = "__background__"
 
 
@@ -175,7 +177,7 @@ class OrientedBoxes:
         a = t[:, 4]
         if t.numel() and bool(((a < -math.pi / 2) | (a >= math.pi / 2)).any()):
             t = t.clone()
-            t[:, 4] = torch.remainder(a + math.pi / 2, math.pi) - math.pi / 2
+            t[:, 4] = wrap_le90(a)
         self.tensor = t
 
     # construction -----------------------------------------------------------------------------
