@@ -221,3 +221,20 @@ def test_training_prior_and_logit_adjustment():
     head.logit_adjust = 1.0
     want = torch.softmax(z - head.log_prior, 1)
     assert torch.allclose(head.predict(x).predicate_scores, want, atol=1e-6)
+
+
+@pytest.mark.parametrize("name", ["rpcm_predcls_fb_synth.pt", "rpcm_sgcls_synth.pt", "relation_freq_synth.pt"])
+def test_shipped_weights_load_and_predict(name):
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "weights" / name
+    head = load_relation_head(path)
+    star = Vocabulary.star()
+    assert head.vocabulary == star
+    # a quay with two ships moored side by side and a car: predictions over the full STAR predicate list
+    boxes = torch.tensor([[100.0, 100, 200, 20, 0], [100, 125, 120, 24, 0], [100, 152, 110, 24, 0], [300, 300, 9, 4, 0.3]])
+    labels = torch.tensor([star.object_index(c) for c in ("dock", "ship", "ship", "car")])
+    g = SceneGraph(Detections(boxes, labels), vocabulary=star)
+    out = head.predict(g)
+    assert out.predicate_scores.shape == (len(out.pairs), star.num_predicates) and len(out.pairs) >= 4
+    assert torch.allclose(out.predicate_scores.sum(1), torch.ones(len(out.pairs)), atol=1e-4)
