@@ -227,3 +227,16 @@ def test_qgis_opens_gpkg_coloured_by_class(tmp_path, rgb_scene):
     assert info["valid"] and info["count"] == sg.num_objects and info["crs"] == "EPSG:32618"
     assert info["renderer"] == "categorizedSymbol" and info["attr"] == "class"  # the stored default style
     assert set(info["categories"]) == {VOCAB.objects[i] for i in sg.detections.labels.tolist()}
+
+
+def test_run_table_names_what_the_graph_is(tmp_path, rgb_scene):
+    """The GeoPackage run record says annotation, detection (detector output) or prediction."""
+    sg, _ = rgb_scene
+    det_only = sg.replace(pairs=sg.pairs.__class__.empty(), metadata={**sg.metadata, "detector": "HODNet"})
+    scored = det_only.replace(pairs=sg.pairs, predicate_scores=torch.full((len(sg.pairs), VOCAB.num_predicates), 0.1))
+    kinds = {}
+    for name, g in (("ann", sg), ("det", det_only), ("pred", scored)):
+        path = export(g, tmp_path / f"{name}.gpkg", top_k=10) if name == "pred" else export(g, tmp_path / f"{name}.gpkg")
+        with sqlite3.connect(path) as db:
+            kinds[name] = dict(db.execute("SELECT key, value FROM run").fetchall())["kind"]
+    assert kinds == {"ann": "annotation", "det": "detection", "pred": "prediction"}

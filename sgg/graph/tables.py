@@ -45,6 +45,17 @@ def _georef_is_map(sg: Any) -> bool:
     return sg.georef is not None and sg.georef.crs_wkt is not None
 
 
+def scene_kind(sg: Any) -> str:
+    """``prediction`` (predicate scores), ``detection`` (objects from a detector or detector results, no
+    relations scored) or ``annotation`` (ground truth)."""
+    if sg.predicate_scores is not None:
+        return "prediction"
+    meta = sg.metadata or {}
+    if "detector" in meta or meta.get("source") == "dota-results":
+        return "detection"
+    return "annotation"
+
+
 def scene_meta(sg: Any, options: dict[str, Any] | None = None) -> dict[str, Any]:
     """The run record of a scene graph: everything except nodes and edges."""
     from sgg import __version__
@@ -52,7 +63,7 @@ def scene_meta(sg: Any, options: dict[str, Any] | None = None) -> dict[str, Any]
     g = sg.georef
     return {
         "sgg_version": __version__,
-        "kind": "prediction" if sg.predicate_scores is not None else "annotation",
+        "kind": scene_kind(sg),
         "coordinates": "map" if _georef_is_map(sg) else "pixel",
         "pixel_frame": None if _georef_is_map(sg) else "x = column, y = -row (QGIS frame of an un-georeferenced image)",
         "has_georef": g is not None,
