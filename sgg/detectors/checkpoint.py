@@ -9,13 +9,13 @@ vocabulary or architecture with a message that says which.
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from sgg.errors import SggInputError
+from sgg.io.atomic import atomic_paths
 from sgg.structures import Vocabulary
 
 from .hodnet import ARCHITECTURE_KEYS, HODNet, resolve_config
@@ -51,15 +51,8 @@ def save_detector(model: HODNet, path: str | os.PathLike, vocabulary: Vocabulary
     payload = {"format": FORMAT, "version": VERSION, "vocabulary": vocab.to_dict(), "config": cfg, "state_dict": sd,
                "inference": hint}
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
+    with atomic_paths(path) as (tmp,):  # stale parts of a killed run are removed; a failure leaves nothing
         torch.save(payload, tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
     return path
 
 

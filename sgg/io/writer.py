@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import os
-import tempfile
 import warnings
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 
+from .atomic import atomic_paths
 
 CODECS = ("deflate", "lzw", "zstd", "jpeg", "webp", "lerc", "packbits")
 
@@ -81,11 +81,7 @@ def write_geotiff(path: str | os.PathLike, array: np.ndarray, crs: Any = None, t
     factors = overview_factors(w, h) if overviews is True else list(overviews or [])
 
     out = Path(path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp.tif", dir=out.parent)
-    os.close(fd)
-    try:
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600; a written raster is an ordinary shared file
+    with atomic_paths(out) as (tmp,):  # stale parts of a killed run are removed; a failure leaves nothing
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", NotGeoreferencedWarning)  # no CRS is allowed: pixel coordinates
             dst = rasterio.open(tmp, "w", **profile)
@@ -99,9 +95,4 @@ def write_geotiff(path: str | os.PathLike, array: np.ndarray, crs: Any = None, t
             if factors:
                 dst.build_overviews(factors, Resampling[overview_resampling])
                 dst.update_tags(ns="rio_overview", resampling=overview_resampling)
-        os.replace(tmp, out)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
     return out
