@@ -19,7 +19,10 @@ from rasterio.env import get_gdal_config, set_gdal_config
 
 MB = 2**20
 FLOOR = 64 * MB
-CAP = 512 * MB
+# Above this a band of tiles is not held anyway (a coarse level of a file without overviews spans 16× the
+# tile in source pixels): the cache then only needs a few block rows of one window, and a larger one is
+# memory that grows with the image (512 MB made `sgg infer` peak 1.58× higher on 20,000² than on 4,000²).
+CAP = 128 * MB
 
 _lock = threading.Lock()
 _active: dict[int, int] = {}
