@@ -52,7 +52,10 @@ class RelationModule(pl.LightningModule):
     """Args: ``head`` kind, ``mode`` (predcls/sgcls), the head's hyper-parameters, ``reweight`` β (CE weight
     (n_p / median n)^-β per predicate, 0 = plain CE), ``obj_weight`` (SGCls object loss), ``freq_bias`` (PredCls: add a learned class-pair predicate bias
     initialised from the training counts, as MOTIFS does), ``logit_adjust`` τ (predict() subtracts τ·log prior of the
-    training predicates, stored in the head at ``setup``), optimiser
+    training predicates, stored in the head at ``setup``), ``train_logit_adjust`` τ' (logit-adjusted loss, Menon et
+    al. 2021: the loss sees logits + τ'·log prior, so the head's own logits come out balanced over predicates and
+    rare ones are not drowned by frequent ones — the long-tail remedy for mR), ``bg_weight`` (CE weight of the
+    background column, multiplied into the class weights), optimiser
     settings, ``export`` path, ``num_threads`` (torch threads while fitting; 0 keeps torch's default)."""
 
     def __init__(
@@ -74,6 +77,8 @@ class RelationModule(pl.LightningModule):
         obj_weight: float = 1.0,
         logit_adjust: float = 0.0,
         freq_bias: bool = False,
+        train_logit_adjust: float = 0.0,
+        bg_weight: float = 1.0,
         lr: float = 1e-3,
         weight_decay: float = 1e-4,
         seed: int = 0,
@@ -124,6 +129,7 @@ class RelationModule(pl.LightningModule):
             w = torch.ones(p)
             w[1:] = ((fg.clamp_min(1) / med) ** -self.hparams.reweight).clamp(0.1, 10.0)
             self.class_weight.copy_(w)
+        self.class_weight[0] *= float(self.hparams.bg_weight)
 
     def _step(self, batch: list[dict], split: str) -> torch.Tensor:
         total, parts = 0.0, {}
@@ -131,6 +137,8 @@ class RelationModule(pl.LightningModule):
             keep = s["crop_objects"]
             boxes, labels = s["boxes"][keep], s["labels"][keep]
             out = self.head(boxes, labels if self.head.mode == "predcls" else None, s["candidates"])
+            if self.hparams.train_logit_adjust:  # logit-adjusted loss: balanced logits at test time
+                out["rel_logits"] = out["rel_logits"] + self.hparams.train_logit_adjust * self.head.log_prior
             losses = self.head.loss(out, s["candidate_targets"], labels, self.class_weight)
             if "obj" in losses:
                 losses["obj"] = losses["obj"] * self.hparams.obj_weight
