@@ -223,7 +223,8 @@ def test_training_prior_and_logit_adjustment():
     assert torch.allclose(head.predict(x).predicate_scores, want, atol=1e-6)
 
 
-@pytest.mark.parametrize("name", ["rpcm_predcls_fb_synth.pt", "rpcm_sgcls_synth.pt", "relation_freq_synth.pt"])
+@pytest.mark.parametrize("name", ["rpcm_predcls_fb_synth.pt", "rpcm_predcls_lt_synth.pt", "rpcm_sgcls_synth.pt",
+                                  "relation_freq_synth.pt"])
 def test_shipped_weights_load_and_predict(name):
     from pathlib import Path
 
