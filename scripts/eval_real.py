@@ -88,9 +88,40 @@ def dota_items(real: Path, which: str, limit: int = 0) -> list[tuple[Path, Path,
     raise ValueError(which)
 
 
+def detect_cached(model, image: Path, args, key: str, **kw):
+    """``detect_scene`` detections of one image, or ``None`` when another shard owns it. With ``--cache DIR``
+    results are stored per image (``<key>.pt``) and reused, so ``--shard k/N`` processes can split a set and a
+    last run without ``--shard`` computes the figures from the cache."""
+    import zlib
+
+    import torch
+
+    from sgg.detectors.inference import detect_scene
+    from sgg.structures import Detections
+
+    cache = Path(args.cache) / f"{key}.pt" if args.cache else None
+    if cache is not None and cache.exists():
+        d = torch.load(cache, weights_only=True)
+        return Detections(d["boxes"], d["labels"], d["scores"]), int(d["tiles"])
+    if args.shard:
+        k, n = (int(v) for v in args.shard.split("/"))
+        if zlib.crc32(key.encode()) % n != k:
+            return None
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # no-CRS PNGs, unknown GSD (ships_ge): expected here
+        sg = detect_scene(model, image, tile_size=args.tile_size, overlap=args.overlap, zoom="full",
+                          progress=False, **kw)
+    det, tiles = sg.detections, sum(v["run"] for v in sg.metadata["tiles"].values())
+    if cache is not None:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        tmp = cache.with_suffix(".tmp")
+        torch.save({"boxes": det.boxes.tensor, "labels": det.labels, "scores": det.scores, "tiles": tiles}, tmp)
+        tmp.replace(cache)
+    return det, tiles
+
+
 def eval_dota_set(model, real: Path, which: str, args) -> dict:
     from sgg.datasets.dota import read_dota_labels
-    from sgg.detectors.inference import detect_scene
     from sgg.evaluation.detection import rotated_map
 
     group = GROUPS["boats" if which in ("p0706", "ships_ge") else which]
@@ -98,12 +129,13 @@ def eval_dota_set(model, real: Path, which: str, args) -> dict:
     preds, gts, box_type, t0, tiles = [], [], "obb", time.perf_counter(), 0
     for image, label, box_type in dota_items(real, which, args.aircraft_limit):
         with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # no-CRS PNGs, unknown GSD (ships_ge): expected here
+            warnings.simplefilter("ignore")
             gt = read_dota_labels(label, aliases=aliases)
-            sg = detect_scene(model, image, tile_size=args.tile_size, overlap=args.overlap, zoom="full",
-                              progress=False, gsd=gt.metadata.get("gsd"))
-        tiles += sum(v["run"] for v in sg.metadata["tiles"].values())
-        preds.append(group_only(sg.detections, model.vocabulary, group))
+        got = detect_cached(model, image, args, f"{which}/{image.stem}", gsd=gt.metadata.get("gsd"))
+        if got is None:
+            continue
+        tiles += got[1]
+        preds.append(group_only(got[0], model.vocabulary, group))
         gts.append(gt_only(gt, group))
     r = rotated_map(preds, gts, box_type=box_type, class_names=["object"])
     return {"AP50": r["AP"].get("object", 0.0), "recall": r["recall"].get("object", 0.0),
@@ -114,20 +146,18 @@ def eval_dota_set(model, real: Path, which: str, args) -> dict:
 def eval_synthetic(model, data: Path, split: str, args) -> dict:
     from sgg.datasets.native import read_scene_json
     from sgg.datasets.tiling import read_split
-    from sgg.detectors.inference import detect_scene
     from sgg.evaluation.detection import rotated_map
 
     ids = read_split(data)[split]
     preds, gts, t0 = [], [], time.perf_counter()
     for i in ids:
+        got = detect_cached(model, data / "scenes" / f"{i}.tif", args, f"synthetic/{i}")
+        if got is None:
+            continue
         gts.append(read_scene_json(data / "annotations" / f"{i}.json"))
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            sg = detect_scene(model, data / "scenes" / f"{i}.tif", tile_size=args.tile_size, overlap=args.overlap,
-                              zoom="full", progress=False)
-        preds.append(sg.detections)
+        preds.append(got[0])
     r = rotated_map(preds, gts, class_names=list(model.vocabulary.objects))
-    return {"mAP50": r["mAP"], "classes": len(r["classes_evaluated"]), "images": len(ids),
+    return {"mAP50": r["mAP"], "classes": len(r["classes_evaluated"]), "images": len(gts),
             "seconds": round(time.perf_counter() - t0, 1)}
 
 
@@ -143,6 +173,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--overlap", type=int, default=128)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--json", help="write the results as JSON")
+    ap.add_argument("--cache", help="directory of per-image detections (reused; lets shards split the work)")
+    ap.add_argument("--shard", metavar="K/N", help="with --cache: detect only this shard's images (figures are "
+                    "then partial: run once more without --shard to score everything from the cache)")
     a = ap.parse_args(argv)
 
     import torch
