@@ -4,8 +4,8 @@ The sample is a synthetic georeferenced harbour scene (UTM 33N, 0.5 m pixels) dr
 ``sgg.datasets.synthetic.generate_scene`` — the same generator the shipped weights were trained on, with a
 seed they never saw. No real VHR image ships: the real images the project can read (DOTA/Google Earth,
 Airbus Pléiades CC BY-NC-SA) do not allow redistribution inside an Apache-2.0 package. Weights: the
-shipped HOD-Net detector, STAR's released PPG pair scorer and the relation head of the pipeline config
-(``configs/pipeline/demo.yaml``'s settings, built in here so the demo needs no file from the source tree).
+shipped HOD-Net detector, sgg's PPG and RPCM relation head trained on synthetic scenes (``weights/``;
+``configs/pipeline/demo.yaml``'s settings, built in here so the demo needs no file from the source tree).
 """
 
 from __future__ import annotations
@@ -16,8 +16,10 @@ from pathlib import Path
 
 DEMO_CONFIG = {
     "detector": {"weights": "bundled", "zoom": "guided"},
-    "pairs": {"proposer": "default", "budget": 2000},
-    "relations": {"head": "frequency"},
+    # the learned stages trained on synthetic scenes like the sample: our PPG and RPCM (PredCls head with
+    # post-hoc logit adjustment), all shipped in weights/ (sgg/data/weights in an installed package)
+    "pairs": {"proposer": "bundled:ppg_synth.pt", "budget": 2000},
+    "relations": {"head": "bundled:rpcm_predcls_lt_synth.pt"},
     "caption": True,
     "output": {"top_k": 50},
 }
@@ -76,13 +78,14 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if not args.quiet:
         print(f"sgg demo: running {pipe!r} (detector {pipe.models.get('detector')}) …")
-    status = run_scenes(pipe, [str(tif)], out, ["gpkg", "graphml", "caption", "preview"], quiet=args.quiet,
+    status = run_scenes(pipe, [str(tif)], out, ["gpkg", "graphml", "caption", "preview", "qgis"], quiet=args.quiet,
                         debug=args.debug)
     if status == 0 and not args.quiet:
         stem = tif.stem
         print(f"\nsgg demo: done in {time.perf_counter() - t0:.0f} s. Look at:\n"
               f"  {out / (stem + '.preview.png')}   the scene with its objects and top relations\n"
-              f"  {out / (stem + '.gpkg')}          open in QGIS (layers objects, relations; table run)\n"
+              f"  {out / (stem + '.qgz')}           open in QGIS: the scene under its styled layers\n"
+              f"  {out / (stem + '.gpkg')}          the layers objects, relations and the run table (GDAL/OGR)\n"
               f"  {out / (stem + '.graphml')}       the graph for networkx / Gephi\n"
               f"  {out / (stem + '.caption.txt')}   the scene described in words\n"
               f"  {ann}   the ground truth it was drawn from\n"

@@ -23,9 +23,10 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-FORMATS = ("gpkg", "graphml", "caption", "preview", "geojson", "parquet", "json")
-DEFAULT_FORMATS = "gpkg,graphml,caption,preview"
-SUFFIX = {"gpkg": ".gpkg", "graphml": ".graphml", "caption": ".caption.txt", "preview": ".preview.png",
+FORMATS = ("gpkg", "graphml", "caption", "preview", "qgis", "geojson", "parquet", "json")
+DEFAULT_FORMATS = "gpkg,graphml,caption,preview,qgis"
+OUTPUT_THRESHOLD = "0.3"  # objects written to layers, captions and previews (detection keeps >= 0.05 for mAP)
+SUFFIX = {"gpkg": ".gpkg", "graphml": ".graphml", "caption": ".caption.txt", "preview": ".preview.png", "qgis": ".qgz",
           "geojson": ".geojson", "parquet": ".parquet", "json": ".json"}
 
 
@@ -34,6 +35,8 @@ def _formats(text: str) -> list[str]:
     bad = [f for f in out if f not in FORMATS]
     if bad or not out:
         raise argparse.ArgumentTypeError(f"unknown format(s) {bad}; choose from {', '.join(FORMATS)}")
+    if "qgis" in out and "gpkg" not in out:
+        raise argparse.ArgumentTypeError("qgis (the .qgz project) opens the GeoPackage: add gpkg")
     return out
 
 
@@ -48,6 +51,12 @@ def _levels(text: str):
 
 def _none(text: str) -> str | None:
     return None if text.lower() in ("none", "null", "off") else text
+
+
+def _threshold(text: str):
+    from sgg.graph.cli import threshold_arg
+
+    return threshold_arg(text)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -78,6 +87,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--formats", type=_formats, default=DEFAULT_FORMATS,
                    help=f"comma-separated, from {', '.join(FORMATS)}")
     p.add_argument("--top-k", type=int_range(0), help="relations kept in exports, captions and previews (config default 100)")
+    p.add_argument("--min-score", type=_threshold, default=OUTPUT_THRESHOLD,
+                   help="output threshold: objects scoring below it are left out of every written file, "
+                        "e.g. 0.3 or 0.3,airplane=0.5 (the evaluation threshold is --score-threshold)")
     p.add_argument("--keep-ledger", action="store_true", help="keep the per-tile ledger after a scene completes")
     p.add_argument("--threads", type=int_range(1), help="torch intra-op threads")
     return p
@@ -150,6 +162,8 @@ def write_outputs(sg: Any, out: Path, name: str, formats: list[str], caption: st
     finals: list[Path] = []
     try:
         for f in formats:
+            if f == "qgis":  # written after the layers it opens are in place
+                continue
             target = stage / f"{name}{SUFFIX[f]}"
             if f == "caption":
                 if caption is None:
@@ -168,6 +182,10 @@ def write_outputs(sg: Any, out: Path, name: str, formats: list[str], caption: st
         for t in finals:
             os.replace(t, out / t.name)
             moved.append(out / t.name)
+        if "qgis" in formats and "gpkg" in formats:  # the raster under the scene's layers, in its CRS
+            from sgg.graph.qgis import write_scene_project
+
+            moved.append(write_scene_project(out / f"{name}.qgz", out / f"{name}.gpkg", sg))
         return moved
     finally:
         shutil.rmtree(stage, ignore_errors=True)
@@ -205,9 +223,12 @@ def summary(sg: Any, name: str, files: list[Path], top: int = 8) -> str:
 
 # ------------------------------------------------------------------------------------------ main
 def run_scenes(pipe: Any, scenes: list[str], out: Path, formats: list[str], *, quiet: bool = False,
-               keep_ledger: bool = False, debug: bool = False) -> int:
-    """Run ``pipe`` on each scene and write its outputs; returns the exit status (2 if any scene failed)."""
+               keep_ledger: bool = False, debug: bool = False, min_score: Any = OUTPUT_THRESHOLD) -> int:
+    """Run ``pipe`` on each scene and write its outputs; returns the exit status (2 if any scene failed).
+    ``min_score``: the output threshold (objects below it are left out of every written file; None keeps all)."""
     from sgg.cli_support import _is_input_error, describe_error, progress_for
+    from sgg.errors import SggInputError
+    from sgg.graph.thresholds import select_objects
     from sgg.pipeline import TileLedger
 
     status, used = 0, set()
@@ -224,7 +245,7 @@ def run_scenes(pipe: Any, scenes: list[str], out: Path, formats: list[str], *, q
             if not path.exists():
                 raise SggInputError("raster not found", path=path)
             t0 = time.perf_counter()
-            sg = pipe.run(path, ledger=ledger, progress=progress)
+            sg = select_objects(pipe.run(path, ledger=ledger, progress=progress), min_score)
             if len(sg.detections) == 0:
                 warnings.warn(f"{path}: no objects found (empty or all-nodata scene); writing empty layers")
             t1 = time.perf_counter()
@@ -277,7 +298,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"sgg infer: error: {' '.join(str(exc).split())}", file=sys.stderr)
         return 2
     return run_scenes(pipe, args.scenes, out, args.formats, quiet=args.quiet, keep_ledger=args.keep_ledger,
-                      debug=args.debug)
+                      debug=args.debug, min_score=args.min_score)
 
 
 if __name__ == "__main__":  # pragma: no cover

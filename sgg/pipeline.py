@@ -143,6 +143,13 @@ def bundled_weights(name: str = BUNDLED_DETECTOR) -> Path:
                         f"weights/); pass a checkpoint path instead")
 
 
+def _weights_path(spec: str, base_dir: Path | None) -> Path:
+    """A weights file from a config value: ``bundled:NAME`` (a file shipped in ``weights/``) or a path."""
+    if spec.startswith("bundled:"):
+        return bundled_weights(spec.partition(":")[2])
+    return _resolve_path(spec, base_dir)
+
+
 def _default_ppg_id() -> str:
     """File id of the PPG weights ``PairProposer.default()`` loads (STAR's release, shipped in sgg.data)."""
     from importlib import resources
@@ -238,7 +245,7 @@ class Pipeline:
                 self._proposer = mod.PairProposer.default()
                 self.models["pairs"] = _default_ppg_id()
             else:
-                path = _resolve_path(spec, self.base_dir)
+                path = _weights_path(spec, self.base_dir)
                 if not path.is_file():
                     raise SggInputError("pair proposer weights not found", path=path)
                 self._proposer = mod.PairProposer.load(path)
@@ -250,7 +257,7 @@ class Pipeline:
         r = self.config["relations"]
         if self._head is None and r and r.get("head"):
             spec = str(r["head"])
-            if ":" in spec and not Path(spec).exists():  # "package.module:factory" plug-in
+            if ":" in spec and not spec.startswith("bundled:") and not Path(spec).exists():  # "module:factory" plug-in
                 mod_name, _, attr = spec.partition(":")
                 try:
                     factory = getattr(importlib.import_module(mod_name), attr)
@@ -263,7 +270,7 @@ class Pipeline:
                 self._head = _stage_module("sgg.relation_heads").FrequencyPrior.from_star()
                 self.models["relations"] = "FrequencyPrior.from_star"
             else:
-                path = _resolve_path(spec, self.base_dir)
+                path = _weights_path(spec, self.base_dir)
                 if not path.is_file():
                     raise SggInputError("relation head weights not found", path=path)
                 self._head = _stage_module("sgg.relation_heads").load_relation_head(path)

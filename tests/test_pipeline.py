@@ -328,7 +328,11 @@ def test_demo_stages_are_all_bundled():
     pipe = Pipeline(DEMO_CONFIG).check()
     assert set(pipe.models) == {"detector", "pairs", "relations"}
     assert pipe.models["detector"].startswith("hodnet_effl0_synth.pt@")
-    assert pipe.models["pairs"].startswith("star_ppg_obb.pth@")
+    assert pipe.models["pairs"].startswith("ppg_synth.pt@")
+    assert pipe.models["relations"].startswith("rpcm_predcls_lt_synth.pt@")
+    # every bundled file is in sgg/data/weights, so an installed wheel (no source tree) has them too
+    for name in ("hodnet_effl0_synth.pt", "ppg_synth.pt", "rpcm_predcls_lt_synth.pt"):
+        assert (Path(__file__).resolve().parents[1] / "sgg" / "data" / "weights" / name).is_file()
     assert callable(pipe.captioner)
 
 
@@ -342,7 +346,8 @@ def test_demo_runs_end_to_end(tmp_path, capsys):
     printed = capsys.readouterr().out
     assert "Look at:" in printed and "harbour_512.preview.png" in printed
     assert sorted(p.name for p in out.iterdir()) == ["harbour_512.caption.txt", "harbour_512.gpkg",
-                                                      "harbour_512.graphml", "harbour_512.preview.png", "sample"]
+                                                      "harbour_512.graphml", "harbour_512.preview.png", "harbour_512.qgz",
+                                                      "sample"]
     g = read(out / "harbour_512.gpkg")
     assert len(g.detections) > 10 and len(g.pairs) > 0
     assert set(g.metadata["models"]) == {"detector", "pairs", "relations"}
@@ -383,3 +388,29 @@ def test_cli_options_reach_the_pipeline(tmp_path, capsys):
     assert g.metadata["models"]["relations"] == "FrequencyPrior.from_star"
     assert len(g.pairs) == 3  # --top-k relations exported, from the 5 pairs kept
     assert "lot: " in capsys.readouterr().out
+
+
+def test_infer_output_threshold_and_qgis_project(tmp_path):
+    """`sgg infer` writes only objects at or above --min-score, records both thresholds, and a .qgz that
+    opens the raster under the GeoPackage's layers."""
+    import zipfile
+
+    from sgg.cli import main as sgg_main
+    from sgg.datasets.native import write_scene_json
+    from sgg.datasets.synthetic import generate_scene
+    from sgg.graph import read
+
+    tif = tmp_path / "s.tif"
+    gt = generate_scene(4, 512, out_path=tif)
+    scores = torch.linspace(0.05, 0.95, len(gt.detections))
+    ann = gt.replace(detections=type(gt.detections)(gt.detections.boxes, gt.detections.labels, scores))
+    write_scene_json(ann, tmp_path / "s.json")
+    out = tmp_path / "out"
+    assert sgg_main(["infer", str(tif), "--from-annotation", str(tmp_path / "s.json"), "--out", str(out),
+                     "--relation-head", "frequency", "--pair-proposer", "none", "--min-score", "0.5", "--quiet"]) == 0
+    back = read(out / "s.gpkg")
+    assert len(back.detections) == int((scores >= 0.5).sum()) and bool((back.detections.scores >= 0.5).all())
+    assert back.metadata["thresholds"]["output"] == {"default": 0.5} or back.metadata["thresholds"]["output"] == 0.5
+    with zipfile.ZipFile(out / "s.qgz") as z:
+        qgs = z.read(next(n for n in z.namelist() if n.endswith(".qgs"))).decode()
+    assert "s.gpkg" in qgs and "s.tif" in qgs
