@@ -583,6 +583,16 @@ class SceneGraph:
     def device(self) -> torch.device:
         return self.detections.device
 
+    def related_pairs(self) -> torch.Tensor:
+        """(K, 2) distinct ordered (subject, object) pairs that carry at least one foreground predicate
+        (annotations: a foreground label; predictions: every pair)."""
+        p = self.pairs.pairs
+        if self.predicate_labels is not None:
+            p = p[self.predicate_labels > 0]
+        if p.numel() == 0:
+            return torch.zeros(0, 2, dtype=torch.long, device=p.device)
+        return torch.unique(p[p[:, 0] != p[:, 1]], dim=0)
+
     def replace(self, **changes: Any) -> "SceneGraph":
         """A new SceneGraph with ``changes`` applied and validated (``sg.replace(pairs=p, predicate_scores=s)``).
         Changing the pairs without new predicate scores/labels drops the old ones (they described other pairs)."""

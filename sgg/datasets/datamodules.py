@@ -21,7 +21,7 @@ Batches (torchvision style): ``images`` (B,3,T,T) float in [0,1]; ``targets`` a 
 ``RelationDataModule`` yields whole-scene graphs (boxes, labels, relation pairs and predicates, and the
 SceneGraph annotation itself under ``graph``), optionally with the scene image at a pyramid level whose long
 side fits ``image_max_side``, plus training pairs: ``candidates`` (annotated pairs then background
-candidates, rule in ``sgg.relation_heads.candidates``) with multi-hot ``candidate_targets``, optionally
+candidates, rule in ``sgg.datasets.relation_pairs``) with multi-hot ``candidate_targets``, optionally
 inside a random ``crop`` window. Lightning moves batches itself (``SceneGraph.to``).
 """
 
@@ -36,7 +36,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from sgg.datasets.tiling import ReaderCache, SceneRecord, load_scenes, read_split, read_window, sample_window
-from sgg.datasets.transforms import padded_grid_windows as grid_windows, photometric, random_flip_rot90, rotate_about_centre, tile_targets
+from sgg.datasets.transforms import padded_grid_windows, photometric, random_flip_rot90, rotate_about_centre, tile_targets
 from sgg.errors import SggInputError
 
 
@@ -132,7 +132,7 @@ class DetectorTileDataset(Dataset):
             for i, sc in enumerate(self.scenes):
                 for s in self.scales:
                     size = self.tile_size / s
-                    win = grid_windows(sc.width, sc.height, size, overlap / s)
+                    win = padded_grid_windows(sc.width, sc.height, size, overlap / s)
                     rows.append(np.column_stack([np.full(len(win), i), np.full(len(win), s), win]))
             self.grid = np.concatenate(rows)
 
@@ -360,7 +360,7 @@ class DetectorDataModule(pl.LightningDataModule):
 class SceneGraphDataset(Dataset):
     """Whole-scene annotations as relation-training samples (optionally with a downsampled image).
 
-    With ``pairs`` settings (a dict for ``sgg.relation_heads.training_pairs``: ``neg_ratio``, ``max_pairs``
+    With ``pairs`` settings (a dict for ``sgg.datasets.relation_pairs.training_pairs``: ``neg_ratio``, ``max_pairs``
     and the candidate rule) each sample also carries ``candidates`` (K, 2) and ``candidate_targets`` (K, P);
     with ``crop`` > 0 those come from the objects whose centres fall in a ``crop``-pixel square around a
     random object (boxes keep level-0 coordinates; ``crop_objects`` indexes the scene's objects). Random
@@ -379,7 +379,7 @@ class SceneGraphDataset(Dataset):
         return len(self.scenes)
 
     def _training_pairs(self, index: int, sc: SceneRecord, labels: torch.Tensor) -> dict[str, torch.Tensor]:
-        from sgg.relation_heads.candidates import training_pairs
+        from sgg.datasets.relation_pairs import training_pairs
 
         draw = self.draws if self.random else 0
         self.draws += 1
@@ -440,7 +440,7 @@ class RelationDataModule(pl.LightningDataModule):
         neg_ratio, max_pairs, margin_px, margin_rel, k: training pairs (``candidates``): every annotated pair
             plus at most ``neg_ratio`` background candidates per annotated pair, ≤ ``max_pairs`` per sample;
             candidates are objects whose envelopes grown by max(margin_px, margin_rel × long side) meet, or
-            k nearest (``sgg.relation_heads.candidates``). ``neg_ratio`` < 0 serves no candidates.
+            k nearest (``sgg.datasets.relation_pairs``). ``neg_ratio`` < 0 serves no candidates.
         crop: training samples use the objects within a random ``crop``-pixel square (0: whole scenes);
             validation/test crops are fixed per scene.
 

@@ -12,9 +12,6 @@ envelope op (``sgg.ops.spatial_pairs``) and rotated IoU of the touching pairs on
 
 from __future__ import annotations
 
-import argparse
-import json
-import sys
 from typing import Any, Sequence
 
 import torch
@@ -46,9 +43,7 @@ def match_boxes(pred: Detections, gt: Detections, iou_threshold: float = 0.5, ma
 
 
 def _related(gt: SceneGraph) -> torch.Tensor:
-    from sgg.pairs.module import related_pairs
-
-    return related_pairs(gt)
+    return gt.related_pairs()
 
 
 def first_hit_ranks(pairs: torch.Tensor, gt_pairs: torch.Tensor, num_gt: int, matches: torch.Tensor | None = None) -> torch.Tensor:
@@ -136,62 +131,3 @@ def format_pair_table(named: dict[str, dict[str, Any]]) -> str:
     for name, r in named.items():
         lines.append(f"| {name} | " + " | ".join(f"{r.get(c, float('nan')):.3f}" for c in cols) + " |")
     return "\n".join(lines)
-
-
-def load_proposer(spec: str, budget: int | None):
-    """``star`` (STAR's released PPG), ``star-hbb``, ``nearest`` (no PPG: nearest relative to the prior's
-    radius) or a PPG / proposer file."""
-    from sgg.pairs import PPG, PairPrior, PairProposer
-
-    if spec == "star":
-        return PairProposer(PPG.from_star(), PairPrior.star(), budget=budget)
-    if spec == "star-hbb":
-        return PairProposer(PPG.from_star(kind="hbb"), PairPrior.star(), budget=budget)
-    if spec == "nearest":
-        return PairProposer(None, PairPrior.star(), budget=budget)
-    return PairProposer.load(spec, budget=budget)
-
-
-def main(argv: list[str]) -> int:
-    p = argparse.ArgumentParser(prog="sgg eval pairs", description="Pair recall of a pair proposer against "
-                                "annotated relations (GT boxes, or detections matched at rotated IoU).")
-    p.add_argument("--gt", required=True, help="native JSON annotations with relations (dir or file)")
-    p.add_argument("--proposer", default="star", help="star (default), star-hbb, nearest, or a PPG/proposer file")
-    p.add_argument("--pred", help="detections to propose pairs on (DOTA results dir or scene-graph JSON); "
-                   "default: the ground-truth boxes")
-    p.add_argument("--budget", type=int, nargs="*", default=list(DEFAULT_BUDGETS), help="absolute budgets")
-    p.add_argument("--fraction", type=float, nargs="*", default=list(DEFAULT_FRACTIONS),
-                   help="budgets as shares of the N(N-1) ordered pairs")
-    p.add_argument("--iou-threshold", type=float, default=0.5)
-    p.add_argument("--json", metavar="OUT", help="also write per-image and mean results as JSON")
-    args = p.parse_args(argv)
-
-    from sgg.errors import SggInputError
-    from sgg.evaluation.cli import load_ground_truth, load_predictions
-
-    gts = load_ground_truth(args.gt)
-    if not gts:
-        raise SggInputError("no annotated images", path=args.gt)
-    vocab = next(iter(gts.values())).vocabulary
-    preds = load_predictions(args.pred, vocab) if args.pred else None
-    proposer = load_proposer(args.proposer, None)  # rank every candidate; budgets are applied here
-    per_image = {}
-    for image_id in sorted(gts):
-        gt = gts[image_id]
-        det = gt.detections if preds is None else preds.get(image_id, Detections.empty())
-        ranked = proposer(det, vocabulary=vocab)
-        per_image[image_id] = pair_recall(ranked, gt, None if preds is None else det, budgets=args.budget,
-                                          fractions=args.fraction, iou_threshold=args.iou_threshold)
-    mean = mean_pair_recall(list(per_image.values()))
-    print(f"{mean.get('images', 0)} images with relations, {mean.get('gt_pairs', 0)} related pairs, "
-          f"{mean.get('kept', 0)} candidates ranked ({'detections' if preds else 'ground-truth boxes'})")
-    print(format_pair_table({args.proposer: mean}))
-    if args.json:
-        from sgg.datasets.native import atomic_write_text
-
-        atomic_write_text(args.json, json.dumps({"mean": mean, "images": per_image}, indent=1) + "\n")
-    return 0
-
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main(sys.argv[1:]))

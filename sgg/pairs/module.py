@@ -34,14 +34,7 @@ __all__ = ["PPGModule", "PPGDataModule", "related_pairs", "pair_auc"]
 
 def related_pairs(graph: SceneGraph) -> torch.Tensor:
     """(K, 2) distinct ordered (subject, object) pairs that carry at least one foreground predicate."""
-    p = graph.pairs.pairs
-    lab = graph.predicate_labels
-    if lab is not None:
-        p = p[lab > 0]
-    if p.numel() == 0:
-        return torch.zeros(0, 2, dtype=torch.long)
-    p = p[p[:, 0] != p[:, 1]]
-    return torch.unique(p, dim=0)
+    return graph.related_pairs()
 
 
 def pair_auc(pos: torch.Tensor, neg: torch.Tensor) -> float:

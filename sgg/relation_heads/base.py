@@ -19,7 +19,7 @@ from torch import nn
 from sgg.errors import SggInputError
 from sgg.structures import Detections, PairSet, SceneGraph, Vocabulary
 
-from .candidates import DEFAULTS, candidate_pairs
+from sgg.datasets.relation_pairs import DEFAULTS, candidate_pairs
 
 MODES = ("predcls", "sgcls")
 

@@ -20,7 +20,7 @@ from sgg.errors import SggInputError
 from sgg.structures import SceneGraph, Vocabulary
 
 from .base import RelationHead
-from .candidates import candidate_pairs, pair_targets
+from sgg.datasets.relation_pairs import candidate_pairs, pair_targets
 
 
 class FrequencyPrior(RelationHead):

@@ -27,7 +27,7 @@ def training_log_prior(graphs, num_predicates: int, neg_ratio: float) -> torch.T
     """log frequency of each predicate over training pairs: a pair's predicates share one count (as in the
     multi-hot targets), background = ``neg_ratio`` × the annotated pairs (the negatives served per scene).
     Predicates without training instance get 0 (no boost from the adjustment)."""
-    from .candidates import pair_targets
+    from sgg.datasets.relation_pairs import pair_targets
 
     counts = torch.zeros(num_predicates, dtype=torch.float64)
     for g in graphs:

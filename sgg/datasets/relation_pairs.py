@@ -1,4 +1,5 @@
-"""Candidate (subject, object) pairs for relation heads, and training pairs with their targets.
+"""Candidate (subject, object) pairs for relation heads, and training pairs with their targets (the rule the
+RelationDataModule serves and the heads propose with, so it lives in the data layer).
 
 Rule (the same at training and inference, so negatives look like what the head will be asked about):
 two objects are candidates when their axis-aligned envelopes, each grown by ``max(margin_px,
