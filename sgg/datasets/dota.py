@@ -101,7 +101,12 @@ def _usable_polygons(corners: np.ndarray, path: Path, where: Sequence[str],
     if len(corners) == 0:
         return np.zeros(0, dtype=bool)
     x, y = corners[..., 0], corners[..., 1]
-    area = 0.5 * np.abs((x * np.roll(y, -1, 1) - np.roll(x, -1, 1) * y).sum(1))
+    # the largest of the three quadrilaterals through the four corners: zero only when all are collinear, so a
+    # "bow-tie" corner order (area 0 as written) is not taken for a degenerate box
+    area = np.zeros(len(corners))
+    for order in ((0, 1, 2, 3), (0, 1, 3, 2), (0, 2, 1, 3)):
+        xo, yo = x[:, order], y[:, order]
+        area = np.maximum(area, 0.5 * np.abs((xo * np.roll(yo, -1, 1) - np.roll(xo, -1, 1) * yo).sum(1)))
     ext = np.maximum(x.max(1) - x.min(1), y.max(1) - y.min(1))
     degenerate = ~(area >= MIN_POLYGON_AREA) | ~(area >= 1e-9 * ext ** 2)  # NaN-safe
     outside = np.zeros(len(corners), dtype=bool)
