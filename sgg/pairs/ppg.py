@@ -195,11 +195,11 @@ class PPG(nn.Module):
 
     def save(self, path: str | os.PathLike, half: bool = False) -> Path:
         """Write an ``sgg-ppg/1`` file atomically (``half``: fp16 weights, a quarter of the float64 size)."""
+        from sgg.io.atomic import atomic_paths
+
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp")
-        torch.save(self.to_dict(half=half), tmp)
-        os.replace(tmp, path)
+        with atomic_paths(path) as (tmp,):
+            torch.save(self.to_dict(half=half), tmp)
         return path
 
     @classmethod

@@ -140,11 +140,11 @@ class PairProposer:
 
     def save(self, path: str | os.PathLike, half: bool = True) -> Path:
         """One file with the PPG (fp16 by default), the prior and the options; loads with weights_only."""
+        from sgg.io.atomic import atomic_paths
+
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp")
-        torch.save(self.to_dict(half=half), tmp)
-        os.replace(tmp, path)
+        with atomic_paths(path) as (tmp,):
+            torch.save(self.to_dict(half=half), tmp)
         return path
 
     @classmethod
