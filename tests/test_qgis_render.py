@@ -76,7 +76,8 @@ def _render(tmp: Path, *args: str, name: str = "render") -> tuple[dict, np.ndarr
     import rasterio
 
     png, rep = tmp / f"{name}.png", tmp / f"{name}.json"
-    env = dict(os.environ, QT_QPA_PLATFORM="offscreen", XDG_RUNTIME_DIR=str(tmp))
+    # Qt and QGIS write their temporary folders under TMPDIR: keep them in the test's own directory
+    env = dict(os.environ, QT_QPA_PLATFORM="offscreen", XDG_RUNTIME_DIR=str(tmp), TMPDIR=str(tmp))
     env.pop("PYTHONPATH", None)
     proc = subprocess.run([SYSTEM_PYTHON, str(ROOT / "scripts" / "render_qgis.py"), *args, "--out", str(png),
                            "--report", str(rep)], capture_output=True, text=True, env=env, timeout=300)
