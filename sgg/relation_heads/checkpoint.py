@@ -14,6 +14,7 @@ from typing import Any
 import torch
 
 from sgg.errors import SggInputError
+from sgg.io.atomic import atomic_paths
 from sgg.structures import Vocabulary
 
 FORMAT = "sgg-relation-head"
@@ -46,15 +47,10 @@ def head_to_dict(head, half: bool = False) -> dict[str, Any]:
 
 
 def save_relation_head(head, path: str | os.PathLike, half: bool = False) -> Path:
-    """Write ``head`` atomically (temporary file in the same directory, then rename)."""
+    """Write ``head`` atomically (:func:`sgg.io.atomic.atomic_paths`: temporary file beside it, then rename)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
+    with atomic_paths(path) as (tmp,):
         torch.save(head_to_dict(head, half), tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
     return path
 
 
