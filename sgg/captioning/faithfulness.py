@@ -28,7 +28,7 @@ from typing import Any
 from sgg.structures import SceneGraph, Vocabulary
 
 from .language import WORD_NUMBERS, class_surfaces, predicate_surfaces
-from .tasks import labelled
+from .tasks import labelled, relation_groups
 
 _BOX = "\u00a7"  # marks where a box was: relations about boxed objects are instance-level
 _NUM = r"(\d[\d,]*|" + "|".join(w for w in WORD_NUMBERS if w not in ("a", "an", "single")) + r")"
@@ -120,15 +120,10 @@ def check_faithfulness(text: str, graph: SceneGraph, top_k: int | None = None) -
     names = [vocab.objects[i] for i in g.detections.labels.tolist()]
     have = Counter(names)
     claims = extract_claims(text, vocab)
-    lab = g.predicate_labels.tolist() if g.predicate_labels is not None else []
-    groups: dict[tuple[str, str, str], tuple[set, set]] = defaultdict(lambda: (set(), set()))
+    groups = relation_groups(g, names)
     related = defaultdict(set)
-    for (s, o), k in zip(g.pairs.pairs.tolist(), lab):
-        if k > 0:
-            key = (names[s], vocab.predicates[k], names[o])
-            groups[key][0].add(s)
-            groups[key][1].add(o)
-            related[(names[s], names[o])].add(vocab.predicates[k])
+    for sc, p, oc in groups:
+        related[(sc, oc)].add(p)
 
     # objects
     asserted_obj = list(dict.fromkeys(claims["objects"]))

@@ -20,7 +20,7 @@ import numpy as np
 from sgg.structures import SceneGraph
 
 from .language import article, counted, noun, number, predicate_phrase, sentence_case
-from .tasks import image_part, labelled
+from .tasks import image_part, labelled, relation_groups
 
 MAX_CLASSES = 6
 MAX_RELATIONS = 5
@@ -104,16 +104,8 @@ def _layout(graph: SceneGraph, names: list[str]) -> str:
 
 def _relations(graph: SceneGraph, names: list[str]) -> str:
     """The groups of relations with most distinct subjects, as sentences."""
-    p = graph.pairs.pairs.tolist()
     lab = graph.predicate_labels.tolist() if graph.predicate_labels is not None else []
-    groups: dict[tuple[str, str, str], tuple[set, set]] = {}
-    for (s, o), k in zip(p, lab):
-        if k <= 0:
-            continue
-        key = (names[s], graph.vocabulary.predicates[k], names[o])
-        subs, objs = groups.setdefault(key, (set(), set()))
-        subs.add(s)
-        objs.add(o)
+    groups = relation_groups(graph, names)
     if not groups:
         return ""
     ranked = sorted(groups.items(), key=lambda kv: (-len(kv[1][0]), -len(kv[1][1]), kv[0]))

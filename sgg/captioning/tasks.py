@@ -56,9 +56,8 @@ def labelled(graph: SceneGraph, top_k: int | None = None, min_score: float | Non
     t = graph.triplets(top_k=top_k)
     keep = torch.ones(len(t["score"]), dtype=torch.bool) if min_score is None else t["score"] >= min_score
     pairs = torch.stack([t["subject"][keep], t["object"][keep]], dim=1)
-    return SceneGraph(graph.detections, PairSet(pairs, t["score"][keep]), predicate_labels=t["predicate"][keep],
-                      vocabulary=graph.vocabulary, georef=graph.georef, metadata=dict(graph.metadata),
-                      image_path=graph.image_path, image_size=graph.image_size, difficult=graph.difficult)
+    return graph.replace(pairs=PairSet(pairs, t["score"][keep]), predicate_labels=t["predicate"][keep],
+                         metadata=dict(graph.metadata))
 
 
 def crop_windows(width: int, height: int, crop: int = 512, gap: int = 100) -> list[tuple[int, int]]:
@@ -126,6 +125,17 @@ def _rows(g: SceneGraph) -> list[tuple[int, int, str]]:
     p = g.pairs.pairs.tolist()
     lab = g.predicate_labels.tolist() if g.predicate_labels is not None else [0] * len(p)
     return [(s, o, g.vocabulary.predicates[k]) for (s, o), k in zip(p, lab) if k > 0]
+
+
+def relation_groups(g: SceneGraph, names: list[str] | None = None) -> dict[tuple[str, str, str], tuple[set, set]]:
+    """(subject class, predicate, object class) -> (distinct subject indices, distinct object indices)."""
+    names = _names(g) if names is None else names
+    groups: dict[tuple[str, str, str], tuple[set, set]] = {}
+    for s, o, p in _rows(g):
+        subs, objs = groups.setdefault((names[s], p, names[o]), (set(), set()))
+        subs.add(s)
+        objs.add(o)
+    return groups
 
 
 def detection_answer(g: SceneGraph, cls: str, crop: int = 512) -> str:
