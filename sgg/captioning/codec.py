@@ -9,9 +9,8 @@ predicates ``<rel>…</rel>``. sgg boxes are le90 radians in crop pixels; the co
 Differences from FIT-RS's own generator (``Tools/process_data_RS_Object_Detection.py``): it truncates the
 angle with ``%d`` (θ = 0.9° is written 0); sgg rounds to the nearest degree (half the angle error) and
 writes a box that rounds to 0° as 90° with w and h swapped, so every angle written stays in (0, 90]. The
-parser accepts any number (0° included), the 8-number polygon form ``{<x1,y1><x2,y2><x3,y3><x4,y4>}`` that
-(or as 8 separate numbers) that
-the official script converts, and reports boxes it cannot read instead of turning them into zeros (the
+parser accepts any number (0° included), the polygon form ``{<x1,y1><x2,y2><x3,y3><x4,y4>}`` (or as 8
+separate numbers) that the official script converts, and reports boxes it cannot read instead of turning them into zeros (the
 official ``extract_rbox_from_str`` returns ``(0, 0, 0, 0, 0)`` for them).
 """
 
@@ -36,7 +35,6 @@ REF_START, REF_END = "<ref>", "</ref>"
 REL_START, REL_END = "<rel>", "</rel>"
 
 BOX_RE = re.compile(r"\{\s*(<[^{}]*?>)\s*\}")
-FIELD_RE = re.compile(r"<([^<>]*)>")
 RBOX_RE = re.compile(r"<rbox>\s*\(?(.*?)\)?\s*</rbox>", re.S)
 REF_RE = re.compile(r"<ref>\s*(.*?)\s*</ref>", re.S)
 REL_RE = re.compile(r"<rel>\s*(.*?)\s*</rel>", re.S)

@@ -46,6 +46,7 @@ import torch
 from sgg.structures import Detections, OrientedBoxes, SceneGraph, Vocabulary
 
 from .codec import REF_RE, REL_RE, RBOX_RE, _read_box, parse_relation_detection, resolve_class
+from .tasks import SIZE_WORDS as SIZES
 
 IOU_THR = 0.25
 # the official script's class list (STAR's 48 in another order, and "null") and predicate order
@@ -62,7 +63,6 @@ MODES = ("faithful", "clean")
 _BOX_ANY = re.compile(r"\{(<.*?>)\}")
 _FIELDS = re.compile(r"<(.*?)>")
 _PLACEHOLDER = [50.0, 50.0, 20.0, 20.0, 0.0]  # the official fixed box of the task5 target
-SIZES = ("small", "medium", "large", "giant")
 
 
 # --------------------------------------------------------------------------------------------------
