@@ -195,12 +195,7 @@ class PPG(nn.Module):
 
     def save(self, path: str | os.PathLike, half: bool = False) -> Path:
         """Write an ``sgg-ppg/1`` file atomically (``half``: fp16 weights, a quarter of the float64 size)."""
-        from sgg.io.atomic import atomic_paths
-
-        path = Path(path)
-        with atomic_paths(path) as (tmp,):
-            torch.save(self.to_dict(half=half), tmp)
-        return path
+        return _save(self.to_dict(half=half), path)
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "PPG":
@@ -215,6 +210,16 @@ class PPG(nn.Module):
             sd = {k[len("ppg."):]: v for k, v in data["state_dict"].items() if k.startswith("ppg.")}
             return cls.from_dict({**meta, "state_dict": sd}, path)
         raise SggInputError("not a PPG file (STAR release, sgg-ppg/1 or PPGModule checkpoint)", path=path)
+
+
+def _save(data: dict[str, Any], path: str | os.PathLike) -> Path:
+    """``torch.save`` ``data`` to ``path`` atomically (:func:`sgg.io.atomic.atomic_paths`)."""
+    from sgg.io.atomic import atomic_paths
+
+    path = Path(path)
+    with atomic_paths(path) as (tmp,):
+        torch.save(data, tmp)
+    return path
 
 
 def _load(path: str | os.PathLike) -> Any:

@@ -18,7 +18,7 @@ from sgg.structures import Detections, PairSet, Vocabulary
 
 from .candidates import PairPrior, candidate_pairs
 from .features import spatial_pair_features
-from .ppg import PPG
+from .ppg import PPG, _load, _save
 
 __all__ = ["select_pairs", "PairProposer", "PROPOSER_FORMAT"]
 
@@ -140,18 +140,11 @@ class PairProposer:
 
     def save(self, path: str | os.PathLike, half: bool = True) -> Path:
         """One file with the PPG (fp16 by default), the prior and the options; loads with weights_only."""
-        from sgg.io.atomic import atomic_paths
-
-        path = Path(path)
-        with atomic_paths(path) as (tmp,):
-            torch.save(self.to_dict(half=half), tmp)
-        return path
+        return _save(self.to_dict(half=half), path)
 
     @classmethod
     def load(cls, path: str | os.PathLike, **overrides: Any) -> "PairProposer":
         """A proposer file, or any PPG file (STAR release, sgg-ppg/1, checkpoint) with the STAR prior."""
-        from .ppg import _load
-
         data = _load(path)
         if isinstance(data, dict) and data.get("format") == PROPOSER_FORMAT:
             prop = cls.from_dict(data, path)
