@@ -29,7 +29,7 @@ import numpy as np
 from sgg.structures import SceneGraph
 
 from .codec import format_rbox
-from .tasks import labelled
+from .tasks import _names, _rows, labelled
 
 CATEGORIES = ("relationship", "object", "subject", "exist")
 LETTERS = "ABCDE"
@@ -57,9 +57,7 @@ def rsrc_questions(graph: SceneGraph, crop: int = 512, per_category: int = 2, nu
     g = labelled(graph)
     rng = random.Random(seed)
     voc = g.vocabulary
-    names = [voc.objects[i] for i in g.detections.labels.tolist()]
-    lab = g.predicate_labels.tolist() if g.predicate_labels is not None else []
-    rows = [(s, o, voc.predicates[k]) for (s, o), k in zip(g.pairs.pairs.tolist(), lab) if k > 0]
+    names, rows = _names(g), _rows(g)
     if not rows:
         return []
     star = _star_counts() if voc.objects == voc.star().objects and voc.predicates == voc.star().predicates else None
