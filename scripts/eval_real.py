@@ -195,7 +195,7 @@ def main(argv: list[str] | None = None) -> int:
             out[which] = eval_dota_set(model, real, which, a)
         print(which, json.dumps(out[which]), flush=True)
     if a.json:
-        from sgg.datasets.native import atomic_write_text
+        from sgg.io.atomic import atomic_write_text
 
         atomic_write_text(a.json, json.dumps(out, indent=1) + "\n")
     return 0

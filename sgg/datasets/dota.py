@@ -33,7 +33,7 @@ import numpy as np
 import torch
 
 from sgg.datasets.aliases import DOTA_CLASSES, map_names
-from sgg.datasets.native import atomic_write_text
+from sgg.io.atomic import atomic_write_text
 from sgg.errors import SggInputError
 from sgg.structures import Vocabulary
 

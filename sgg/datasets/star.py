@@ -40,7 +40,7 @@ import numpy as np
 import torch
 
 from sgg.datasets.aliases import map_names
-from sgg.datasets.native import atomic_write_text
+from sgg.io.atomic import atomic_write_text
 from sgg.errors import SggInputError
 
 H5_NAME = "STAR-SGG-with-attri.h5"

@@ -163,7 +163,7 @@ def generate_dataset(out_dir, scenes: int = 8, size=2048, seed: int = 0, gsd: fl
 
     Scene i uses seed ``seed * 100003 + i`` and layout ``layouts[i % len(layouts)]`` (default: mostly
     "mixed", with every fourth scene one single kind so that each kind also appears at full scale)."""
-    from sgg.datasets.native import atomic_write_text
+    from sgg.io.atomic import atomic_write_text
     from sgg.errors import SggInputError
 
     if scenes < 1:
