@@ -30,6 +30,7 @@ from typing import Any, Callable
 import torch
 
 from sgg.errors import SggInputError
+from sgg.io.atomic import atomic_paths
 
 DEFAULTS: dict[str, Any] = {
     "device": "cpu",
@@ -487,8 +488,6 @@ class TileCache(MutableMapping):
         return result
 
     def __setitem__(self, key: str, result: Any) -> None:
-        import tempfile
-
         det = result.detections
         payload = {"key": key, "level": int(result.level), "window": [float(v) for v in result.window],
                    "scale": float(result.scale), "boxes": det.boxes.tensor.detach().cpu()}
@@ -496,15 +495,8 @@ class TileCache(MutableMapping):
             value = getattr(det, name, None)
             if value is not None:
                 payload[name] = value.detach().cpu()
-        self.dir.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".tile.", suffix=".tmp", dir=self.dir)
-        os.close(fd)
-        try:
+        with atomic_paths(self._path(key)) as (tmp,):
             torch.save(payload, tmp)
-            os.replace(tmp, self._path(key))
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
         self.stored += 1
 
     def __delitem__(self, key: str) -> None:
@@ -513,15 +505,18 @@ class TileCache(MutableMapping):
             raise KeyError(key)
         path.unlink()
 
+    def _files(self) -> list[Path]:  # stored tiles, not atomic_paths' hidden in-flight parts
+        return sorted(p for p in self.dir.glob("*.pt") if not p.name.startswith("."))
+
     def __iter__(self):  # keys are hashed on disk; iterate the stored ones by reading them
-        for p in sorted(self.dir.glob("*.pt")):
+        for p in self._files():
             try:
                 yield torch.load(p, map_location="cpu", weights_only=True)["key"]
             except Exception:  # noqa: BLE001
                 continue
 
     def __len__(self) -> int:
-        return len(list(self.dir.glob("*.pt"))) if self.dir.is_dir() else 0
+        return len(self._files()) if self.dir.is_dir() else 0
 
     def get(self, key: str, default: Any = None) -> Any:
         if not self._path(key).is_file():
