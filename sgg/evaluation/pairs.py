@@ -42,10 +42,6 @@ def match_boxes(pred: Detections, gt: Detections, iou_threshold: float = 0.5, ma
     return cand[iou >= iou_threshold - 1e-12]
 
 
-def _related(gt: SceneGraph) -> torch.Tensor:
-    return gt.related_pairs()
-
-
 def first_hit_ranks(pairs: torch.Tensor, gt_pairs: torch.Tensor, num_gt: int, matches: torch.Tensor | None = None) -> torch.Tensor:
     """(G,) rank (0-based position in ``pairs``, best first) of the first pair hitting each ground-truth
     pair, or ``MISSED`` (the largest int64) when none does. ``matches`` (K,2) maps prediction to
@@ -92,7 +88,7 @@ def pair_recall(ranked: PairSet | torch.Tensor, gt: SceneGraph, detections: Dete
     objects when ``detections`` is None). Keys ``R@<budget>``, ``R@<fraction>%``, ``R@all``, plus counts."""
     pairs = ranked.pairs if isinstance(ranked, PairSet) else torch.as_tensor(ranked, dtype=torch.long).reshape(-1, 2)
     pairs = pairs.cpu()
-    gt_pairs = _related(gt)
+    gt_pairs = gt.related_pairs()
     n_gt = len(gt.detections)
     matches = None
     n = n_gt
