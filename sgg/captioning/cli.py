@@ -97,23 +97,10 @@ def _export(args) -> int:
     res = export_instructions(scenes, args.out, crop=args.crop, gap=args.gap, seed=args.seed, top_k=args.top_k,
                               min_score=args.min_score, write_images=not args.no_images, questions=args.questions)
     if args.rsrc:
-        from sgg.io.atomic import atomic_write_text
+        from .export import export_rsrc
 
-        from .export import crop_name
-        from .rsrc import circular_variants, rsrc_questions
-        from .tasks import crop_graph, crop_windows, labelled
-
-        lines = []
-        for n, (g, img) in enumerate(scenes):
-            g = labelled(g, top_k=args.top_k, min_score=args.min_score)
-            stem = Path(str(img or g.image_path or f"scene{n}")).stem
-            for x, y in crop_windows(*g.image_size, crop=args.crop, gap=args.gap):
-                cg = crop_graph(g, x, y, args.crop)
-                name = crop_name(stem, x, y, args.crop)
-                for j, q in enumerate(rsrc_questions(cg, args.crop, seed=args.seed + x * 7919 + y)):
-                    lines += [json.dumps(v) for v in circular_variants(q, f"{name}_{j}", f"{name}.png")]
-        atomic_write_text(Path(args.out) / "rsrc_questions.jsonl", "\n".join(lines) + ("\n" if lines else ""))
-        res["rsrc_questions"] = len(lines)
+        res["rsrc_questions"] = export_rsrc(scenes, args.out, crop=args.crop, gap=args.gap, seed=args.seed,
+                                            top_k=args.top_k, min_score=args.min_score)
     print(json.dumps(res))
     return 0
 

@@ -129,6 +129,27 @@ def export_instructions(scenes: Iterable[tuple[SceneGraph, str | Path | None]], 
     return result
 
 
+def export_rsrc(scenes: Iterable[tuple[SceneGraph, str | Path | None]], out_dir: str | Path, crop: int = 512,
+                gap: int = 100, seed: int = 0, top_k: int | None = None, min_score: float | None = None) -> int:
+    """Write ``rsrc_questions.jsonl`` (FIT-RSRC CircularEval variants of every crop) under ``out_dir``;
+    returns the number of lines."""
+    from sgg.io.atomic import atomic_write_text
+
+    from .rsrc import circular_variants, rsrc_questions
+
+    lines = []
+    for n, (g, img) in enumerate(scenes):
+        g = labelled(g, top_k=top_k, min_score=min_score)
+        stem = Path(str(img or g.image_path or f"scene{n}")).stem
+        for x, y in crop_windows(*g.image_size, crop=crop, gap=gap):
+            cg = crop_graph(g, x, y, crop)
+            name = crop_name(stem, x, y, crop)
+            for j, q in enumerate(rsrc_questions(cg, crop, seed=seed + x * 7919 + y)):
+                lines += [json.dumps(v) for v in circular_variants(q, f"{name}_{j}", f"{name}.png")]
+    atomic_write_text(Path(out_dir) / "rsrc_questions.jsonl", "\n".join(lines) + ("\n" if lines else ""))
+    return len(lines)
+
+
 def read_jsonl(path: str | Path) -> list[dict[str, Any]]:
     """Records of a JSONL file (or a JSON list); bad lines raise SggInputError naming the line."""
     from sgg.errors import SggInputError
