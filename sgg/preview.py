@@ -9,19 +9,18 @@ at once; PIL draws them.
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
+from sgg.io.atomic import atomic_paths
+
 
 def _colour(index: int) -> tuple[int, int, int]:
-    try:
-        from sgg.graph.styles import class_colour
-    except ImportError:  # older layout
-        from sgg.graph.gis import class_colour
+    from sgg.graph.styles import class_colour
+
     return class_colour(index)
 
 
@@ -105,18 +104,8 @@ def render_preview(sg: Any, out_path: str | os.PathLike | None = None, *, top_k:
             draw.text((20, y), f"{voc.objects[c]} ({int(counts[c])})", fill=(255, 255, 255), font=font)
     if out_path is not None:
         out_path = Path(out_path)
-        out_path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{out_path.stem}.", suffix=".png", dir=out_path.parent)
-        os.close(fd)
-        try:
+        with atomic_paths(out_path) as (tmp,):
             img.save(tmp, format="PNG", optimize=True)
-            umask = os.umask(0)
-            os.umask(umask)
-            os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes it private
-            os.replace(tmp, out_path)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
     return img
 
 
