@@ -80,14 +80,12 @@ class PairPrior:
         """Learn both tables from annotated scenes: ``radius`` = ``slack`` × the ``quantile`` of normalised
         distances of each class pair seen ≥ ``min_count`` times (else the quantile over all relations);
         ``allowed`` = seen at least once, or ``allowed_from``'s mask (e.g. STAR's real counts) when given."""
-        from .module import related_pairs
-
         vocab, rows = None, []
         for g in graphs:
             vocab = vocab or g.vocabulary
             if tuple(g.vocabulary.objects) != tuple(vocab.objects):
                 raise SggInputError("PairPrior.fit: scenes use different vocabularies")
-            p = related_pairs(g)
+            p = g.related_pairs()
             if len(p):
                 lab = g.detections.labels
                 rows.append(torch.stack([lab[p[:, 0]].double(), lab[p[:, 1]].double(),

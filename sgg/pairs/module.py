@@ -26,7 +26,7 @@ from torch.utils.data import BatchSampler, DataLoader, RandomSampler, Sequential
 from sgg.errors import SggInputError
 from sgg.structures import SceneGraph, Vocabulary
 
-from .features import star_pair_features
+from .features import pair_feature_dim, star_pair_features
 from .ppg import FORMAT, PPG
 
 __all__ = ["PPGModule", "PPGDataModule", "related_pairs", "pair_auc"]
@@ -85,7 +85,7 @@ class PPGDataModule(pl.LightningDataModule):
             elif tuple(voc.objects) != tuple(self.vocabulary.objects):
                 raise SggInputError("scenes of one data directory use different vocabularies", path=self.data_dir,
                                     where=sc.scene_id)
-            rel = related_pairs(sc.graph)
+            rel = sc.graph.related_pairs()
             pos.append(star_pair_features(sc.boxes, sc.labels, rel, voc.num_classes).float())
             n = len(sc.labels)
             if split != "train" and n > 1:
@@ -94,7 +94,7 @@ class PPGDataModule(pl.LightningDataModule):
                 key = cand[:, 0] * n + cand[:, 1]
                 cand = cand[~torch.isin(key, rel[:, 0] * n + rel[:, 1])]
                 neg.append(star_pair_features(sc.boxes, sc.labels, cand, voc.num_classes).float())
-        d = 2 * (self.vocabulary.num_classes if self.vocabulary else 0) + 7
+        d = pair_feature_dim(self.vocabulary.num_classes if self.vocabulary else 0)
         x = torch.cat(pos) if pos else torch.zeros(0, d)
         y = torch.ones(x.shape[0], dtype=torch.bool)
         if neg:
