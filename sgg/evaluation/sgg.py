@@ -34,16 +34,12 @@ BOX_TYPES = ("obb", "hbb")
 
 def hbb_iou(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """(N, M) IoU of the axis-aligned envelopes of le90 boxes ``a`` (N,5) and ``b`` (M,5)."""
+    from torchvision.ops import box_iou
+
     from sgg.ops import box_to_envelope
 
-    ea, eb = box_to_envelope(a.double()), box_to_envelope(b.double())
-    lt = torch.maximum(ea[:, None, :2], eb[None, :, :2])
-    rb = torch.minimum(ea[:, None, 2:], eb[None, :, 2:])
-    inter = (rb - lt).clamp_min(0).prod(-1)
-    area_a = (ea[:, 2:] - ea[:, :2]).prod(-1)
-    area_b = (eb[:, 2:] - eb[:, :2]).prod(-1)
-    union = area_a[:, None] + area_b[None, :] - inter
-    return torch.where(union > 0, inter / union.clamp_min(1e-300), torch.zeros_like(inter))
+    iou = box_iou(box_to_envelope(a.double()), box_to_envelope(b.double()))
+    return torch.nan_to_num(iou, nan=0.0)  # 0/0 of two empty envelopes: no overlap
 
 
 def zero_shot_mask(train_counts: Any, num_classes: int, num_predicates: int) -> torch.Tensor:
