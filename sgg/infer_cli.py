@@ -154,7 +154,7 @@ def check_writable(out: Path) -> None:
 # ------------------------------------------------------------------------------------------ outputs
 def write_outputs(sg: Any, out: Path, name: str, formats: list[str], caption: str | None, top_k: int) -> list[Path]:
     """Write the chosen outputs of one scene into a staging folder, then move each into ``out``."""
-    from sgg.datasets.native import atomic_write_text
+    from sgg.io.atomic import atomic_write_text
     from sgg.graph import export
     from sgg.preview import render_preview
 
