@@ -230,7 +230,7 @@ def detection_main(argv: list[str]) -> int:
     print(f"{len(ids)} images, {sum(len(preds.get(i, [])) for i in ids)} detections")
     print(format_table(result))
     if args.json:
-        from sgg.datasets.native import atomic_write_text
+        from sgg.io.atomic import atomic_write_text
 
         atomic_write_text(args.json, json.dumps(result, indent=1) + "\n")
     return 0
@@ -272,9 +272,7 @@ def sgg_main(argv: list[str]) -> int:
             raise SggInputError(f"cannot read training counts ({exc})", path=args.train_counts) from None
     ev = SGGEvaluator(args.mode, ks=args.ks, iou_threshold=args.iou_threshold, box_type=args.box_type,
                       train_counts=counts)
-    pred_path = Path(args.pred)
-    if not pred_path.exists():
-        raise SggInputError("predictions not found", path=pred_path)
+    pred_path = Path(args.pred)  # checked by _check_paths
     seen = set()
     for f in _graph_files(pred_path):
         pr = read(f)
@@ -301,7 +299,7 @@ def sgg_main(argv: list[str]) -> int:
           f"{args.box_type} IoU ≥ {args.iou_threshold}")
     print(format_sgg_table(result))
     if args.json:
-        from sgg.datasets.native import atomic_write_text
+        from sgg.io.atomic import atomic_write_text
 
         clean = json.loads(json.dumps(result).replace("NaN", "null"))
         atomic_write_text(args.json, json.dumps(clean, indent=1) + "\n")
@@ -360,7 +358,7 @@ def pairs_main(argv: list[str]) -> int:
           f"{mean.get('kept', 0)} candidates ranked ({'detections' if preds else 'ground-truth boxes'})")
     print(format_pair_table({args.proposer: mean}))
     if args.json:
-        from sgg.datasets.native import atomic_write_text
+        from sgg.io.atomic import atomic_write_text
 
         atomic_write_text(args.json, json.dumps({"mean": mean, "images": per_image}, indent=1) + "\n")
     return 0
