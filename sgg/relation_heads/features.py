@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import torch
 
-from sgg.ops import box_to_corners, normalize_le90, pairwise_intersection
+from sgg.ops import box_to_corners, box_to_envelope, normalize_le90, pairwise_intersection
 
 OBJECT_DIM = 5
 PAIR_DIM = 16
@@ -52,7 +52,7 @@ def pair_geometry(boxes: torch.Tensor, pairs: torch.Tensor) -> torch.Tensor:
     so = _to_frame(o[:, :2], s)  # object centre in the subject's frame
     os_ = _to_frame(s[:, :2], o)
     dist = torch.linalg.norm(o[:, :2] - s[:, :2], dim=1)
-    env = torch.cat([b[:, :2] - _half_extent(b), b[:, :2] + _half_extent(b)], 1)
+    env = box_to_envelope(b)
     es, eo = env[pairs[:, 0]], env[pairs[:, 1]]
     gap = torch.hypot((torch.maximum(es[:, 0], eo[:, 0]) - torch.minimum(es[:, 2], eo[:, 2])).clamp_min(0),
                       (torch.maximum(es[:, 1], eo[:, 1]) - torch.minimum(es[:, 3], eo[:, 3])).clamp_min(0))
@@ -68,11 +68,6 @@ def pair_geometry(boxes: torch.Tensor, pairs: torch.Tensor) -> torch.Tensor:
         inter / area_s, inter / area_o, iou,
         _slog(so[:, 0] / _UNIT), _slog(so[:, 1] / _UNIT),
     ], 1)
-
-
-def _half_extent(b: torch.Tensor) -> torch.Tensor:
-    c, s = torch.cos(b[:, 4]).abs(), torch.sin(b[:, 4]).abs()
-    return torch.stack([b[:, 2] * c + b[:, 3] * s, b[:, 2] * s + b[:, 3] * c], 1) / 2
 
 
 def footprint_raster(boxes: torch.Tensor, pairs: torch.Tensor, size: int = 8) -> torch.Tensor:
