@@ -166,7 +166,11 @@ class PPG(nn.Module):
             ref = resources.files("sgg.data").joinpath("ppg", STAR_WEIGHTS[kind])
             with resources.as_file(ref) as p:
                 return cls.from_star(p)
-        data = _load(path)
+        return cls._from_star_data(_load(path), path)
+
+    @classmethod
+    def _from_star_data(cls, data: Any, path: str | os.PathLike) -> "PPG":
+        """:meth:`from_star` of the already loaded contents of ``path``."""
         if not (isinstance(data, dict) and "model_state_dict1" in data and "model_state_dict2" in data):
             raise SggInputError("not a STAR PPG file (expected model_state_dict1 and model_state_dict2)", path=path)
         ppg = cls(48, Vocabulary.star(), source=f"STAR SGG-ToolKit PPG ({Path(path).name})")
@@ -200,9 +204,13 @@ class PPG(nn.Module):
     @classmethod
     def load(cls, path: str | os.PathLike) -> "PPG":
         """Any PPG file: STAR's release, an ``sgg-ppg/1`` file, or a ``PPGModule`` Lightning checkpoint."""
-        data = _load(path)
+        return cls._from_file_data(_load(path), path)
+
+    @classmethod
+    def _from_file_data(cls, data: Any, path: str | os.PathLike) -> "PPG":
+        """:meth:`load` of the already loaded contents of ``path`` (read once)."""
         if isinstance(data, dict) and "model_state_dict1" in data:
-            return cls.from_star(path)
+            return cls._from_star_data(data, path)
         if isinstance(data, dict) and data.get("format") == FORMAT:
             return cls.from_dict(data, path)
         if isinstance(data, dict) and "sgg_ppg" in data and "state_dict" in data:

@@ -149,7 +149,7 @@ class PairProposer:
         if isinstance(data, dict) and data.get("format") == PROPOSER_FORMAT:
             prop = cls.from_dict(data, path)
         else:
-            prop = cls(PPG.load(path))
+            prop = cls(PPG._from_file_data(data, path))
         for k, v in overrides.items():
             if not hasattr(prop, k):
                 raise SggInputError(f"unknown PairProposer option {k!r}", path=path)
