@@ -251,9 +251,7 @@ def run_scenes(pipe: Any, scenes: list[str], out: Path, formats: list[str], *, q
             t1 = time.perf_counter()
             caption = pipe.caption(sg) if "caption" in formats else None
             timing = dict(sg.metadata.get("timing_s", {}), caption=round(time.perf_counter() - t1, 4))
-            from sgg.pipeline import _replace
-
-            sg = _replace(sg, metadata=dict(sg.metadata, timing_s=timing))
+            sg = sg.replace(metadata=dict(sg.metadata, timing_s=timing))
             files = write_outputs(sg, out, name, formats, caption, top_k)
             timing["write"] = round(time.perf_counter() - t1 - timing["caption"], 4)
             timing["total"] = round(time.perf_counter() - t0, 4)

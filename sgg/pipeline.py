@@ -16,7 +16,6 @@ detection resumable.
 from __future__ import annotations
 
 import copy
-import dataclasses
 import hashlib
 import importlib
 import inspect
@@ -162,11 +161,6 @@ def _default_ppg_id() -> str:
             return file_id(p)
     except (ImportError, KeyError, OSError):
         return "PairProposer.default"
-
-
-def _replace(sg: Any, **changes: Any) -> Any:
-    """``SceneGraph.replace`` when the structures have it, else a validating dataclasses.replace."""
-    return sg.replace(**changes) if hasattr(sg, "replace") else dataclasses.replace(sg, **changes)
 
 
 def _resolve_path(value: Any, base: Path | None) -> Path:
@@ -331,7 +325,7 @@ class Pipeline:
         cache = ledger.cache(self.models.get("detector", type(model).__name__), options)
         sg = detect_scene(model, scene, progress=progress, cache=cache, **kwargs)
         meta = dict(sg.metadata, ledger={"tiles_reused": cache.hits, "tiles_run": cache.stored})
-        return _replace(sg, metadata=meta)
+        return sg.replace(metadata=meta)
 
     def _from_annotation(self, scene: Any, d: dict):
         src = _resolve_path(d["from_annotation"], self.base_dir)
@@ -370,7 +364,7 @@ class Pipeline:
         if len(sg.detections) < 2:
             from sgg.structures import PairSet
 
-            return _replace(sg, pairs=PairSet.empty(), predicate_scores=None, predicate_labels=None)
+            return sg.replace(pairs=PairSet.empty(), predicate_scores=None, predicate_labels=None)
         budget = (self.config["pairs"] or {}).get("budget")
         if budget is not None and hasattr(proposer, "budget"):
             proposer.budget = int(budget)
@@ -387,7 +381,7 @@ class Pipeline:
             # PPG's are negated reconstruction errors. exp(s - max) keeps their order and puts the best at 1.
             pairs = type(pairs)(pairs.pairs, torch.exp(s - s.max()))
             meta = dict(meta, pair_scores="exp(s - max s) of the proposer's scores (higher = keep)")
-        return _replace(sg, pairs=pairs, predicate_scores=None, predicate_labels=None, metadata=meta)
+        return sg.replace(pairs=pairs, predicate_scores=None, predicate_labels=None, metadata=meta)
 
     def predict_relations(self, sg: Any):
         head = self.relation_head
@@ -420,7 +414,7 @@ class Pipeline:
         timing["total"] = time.perf_counter() - t_all
         meta = dict(sg.metadata)
         meta.update(timing_s={k: round(v, 4) for k, v in timing.items()}, models=dict(self.models), mode=self.mode)
-        return _replace(sg, metadata=meta)
+        return sg.replace(metadata=meta)
 
     def __repr__(self) -> str:
         stages = [self.mode, "pairs" if self.config["pairs"] else None, "relations" if self.config["relations"] else None]
