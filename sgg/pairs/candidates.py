@@ -24,7 +24,7 @@ import torch
 
 from sgg.errors import SggInputError
 from sgg.ops import box_to_envelope
-from sgg.ops.pairs import spatial_pairs
+from sgg.ops.pairs import envelopes_meet, spatial_pairs
 from sgg.structures import Detections, PairSet, SceneGraph, Vocabulary
 
 __all__ = ["PairPrior", "UnknownClassWarning", "candidate_pairs", "normalised_distance"]
@@ -228,9 +228,7 @@ def candidate_pairs(detections: Detections, prior: PairPrior | None = None, *, v
     parts = []
     for lo in range(0, far.shape[0], _BLOCK):  # blocks bound the memory of the exact test
         f = far[lo:lo + _BLOCK]
-        ea, eb = env[f[:, 0]], env[f[:, 1]]
-        touch = (ea[:, 0] <= eb[:, 2]) & (eb[:, 0] <= ea[:, 2]) & (ea[:, 1] <= eb[:, 3]) & (eb[:, 1] <= ea[:, 3])
-        parts.append(keep_allowed(f, touch))
+        parts.append(keep_allowed(f, envelopes_meet(env[f[:, 0]], env[f[:, 1]])))
     del far
     if k > 0:  # each box's k nearest (centres as point envelopes), exempt from the radius test
         near = spatial_pairs(boxes[:, :2].repeat(1, 2), k=k)
