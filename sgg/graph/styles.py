@@ -67,10 +67,6 @@ def fill_alpha(score: float) -> int:
     return int(round(FILL_ALPHA[0] + FILL_ALPHA[1] * min(max(score, 0.0), 1.0)))
 
 
-def line_alpha(score: float) -> int:
-    return int(round(LINE_ALPHA[0] + LINE_ALPHA[1] * min(max(score, 0.0), 1.0)))
-
-
 # --------------------------------------------------------------------------------------------------
 # XML pieces
 # --------------------------------------------------------------------------------------------------
