@@ -16,17 +16,14 @@ official one, including its quirk that an answer opening with the article "A" re
 
 from __future__ import annotations
 
-import json
 import random
 import re
 from collections import defaultdict
-from functools import lru_cache
-from importlib import resources
 from typing import Any, Iterable
 
 import numpy as np
 
-from sgg.structures import SceneGraph
+from sgg.structures import SceneGraph, star_triplet_counts
 
 from .codec import format_rbox
 from .tasks import _names, _rows, labelled
@@ -36,10 +33,9 @@ LETTERS = "ABCDE"
 INSTRUCTION = "Answer with the option's letter from the given choices directly."
 
 
-@lru_cache(maxsize=1)
 def _star_counts() -> np.ndarray:
     """(49, 49, 59) subject × object × predicate counts (index 0 background), STAR vocabulary order."""
-    return np.asarray(json.loads(resources.files("sgg.data").joinpath("star_triplet_counts.json").read_text()))
+    return star_triplet_counts()
 
 
 def _ranked(cands: list[str], prior: dict[str, float], scene: set[str], rng: random.Random) -> list[str]:

@@ -25,7 +25,7 @@ import torch
 from sgg.errors import SggInputError
 from sgg.ops import box_to_envelope
 from sgg.ops.pairs import envelopes_meet, spatial_pairs
-from sgg.structures import Detections, PairSet, SceneGraph, Vocabulary
+from sgg.structures import Detections, PairSet, SceneGraph, Vocabulary, star_triplet_counts
 
 __all__ = ["PairPrior", "UnknownClassWarning", "candidate_pairs", "normalised_distance"]
 
@@ -112,8 +112,7 @@ class PairPrior:
         """STAR's real class-pair mask (its training triplet counts) with radii learned from ``sgg synth``
         training scenes (``sgg/data/ppg/synth_pair_radius.json``) where available."""
         voc = Vocabulary.star()
-        counts = json.loads(resources.files("sgg.data").joinpath("star_triplet_counts.json").read_text())
-        cnt = torch.tensor(counts["counts"] if isinstance(counts, dict) else counts)[1:, 1:, 1:]
+        cnt = torch.tensor(star_triplet_counts())[1:, 1:, 1:]
         prior = cls.from_counts(voc.objects, cnt, source="STAR training triplet counts")
         ref = resources.files("sgg.data").joinpath("ppg", SYNTH_RADIUS)
         if ref.is_file():

@@ -9,15 +9,12 @@ pairs which are seldom related rank lower.
 
 from __future__ import annotations
 
-import json
-from importlib import resources
 from typing import Iterable
 
-import numpy as np
 import torch
 
 from sgg.errors import SggInputError
-from sgg.structures import SceneGraph, Vocabulary
+from sgg.structures import SceneGraph, Vocabulary, star_triplet_counts
 
 from .base import RelationHead
 from sgg.datasets.relation_pairs import candidate_pairs, pair_targets
@@ -42,8 +39,7 @@ class FrequencyPrior(RelationHead):
     @classmethod
     def from_star(cls, alpha: float = 0.5) -> "FrequencyPrior":
         """STAR's training counts (48 classes, 58 predicates), background counts dropped."""
-        data = json.loads(resources.files("sgg.data").joinpath("star_triplet_counts.json").read_text())
-        t = torch.as_tensor(np.asarray(data, dtype=np.float32))[1:, 1:]
+        t = torch.tensor(star_triplet_counts(), dtype=torch.float32)[1:, 1:]
         t[..., 0] = 0
         return cls(Vocabulary.star(), alpha=alpha, counts=t)
 

@@ -8,7 +8,7 @@ Construction validates input and raises ``ValueError`` naming the offending fiel
 
 from .boxes import Detections, OrientedBoxes, as_boxes
 from .graph import GeoReference, PairSet, SceneGraph
-from .vocabulary import BACKGROUND, Vocabulary
+from .vocabulary import BACKGROUND, Vocabulary, star_triplet_counts
 
 __all__ = ["BACKGROUND", "Vocabulary", "OrientedBoxes", "Detections", "PairSet", "GeoReference", "SceneGraph",
-           "as_boxes"]
+           "as_boxes", "star_triplet_counts"]

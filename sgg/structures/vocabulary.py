@@ -8,6 +8,8 @@ from functools import lru_cache
 from importlib import resources
 from typing import Any
 
+import numpy as np
+
 BACKGROUND = "__background__"
 
 
@@ -99,3 +101,14 @@ class Vocabulary:
 def _star_vocabulary() -> Vocabulary:
     text = resources.files("sgg.data").joinpath("star_vocabulary.json").read_text()
     return Vocabulary.from_dict(json.loads(text))
+
+
+@lru_cache(maxsize=1)
+def star_triplet_counts() -> np.ndarray:
+    """STAR's training triplet counts, read once: (49, 49, 59) subject × object × predicate (index 0 of each
+    axis background; classes and predicates in ``Vocabulary.star()`` order). Read-only: copy before changing."""
+    text = resources.files("sgg.data").joinpath("star_triplet_counts.json").read_text()
+    data = json.loads(text)
+    counts = np.asarray(data["counts"] if isinstance(data, dict) else data, dtype=np.int64)
+    counts.setflags(write=False)
+    return counts
