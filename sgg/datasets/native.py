@@ -39,7 +39,7 @@ import torch
 
 from sgg.datasets.aliases import map_names
 from sgg.errors import SggInputError
-from sgg.io.atomic import atomic_write_text  # noqa: F401 - re-exported (callers import it from here)
+from sgg.io.atomic import atomic_write_text
 
 FORMAT_VERSION = "sgg-scene/1"
 SCHEMA_PATH = Path(__file__).with_name("scene_graph.schema.json")

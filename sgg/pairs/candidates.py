@@ -155,7 +155,7 @@ class PairPrior:
             raise SggInputError(f"not a valid {PRIOR_FORMAT} table ({exc})", path=path) from None
 
     def save(self, path: str | os.PathLike) -> Path:
-        from sgg.datasets.native import atomic_write_text
+        from sgg.io.atomic import atomic_write_text
 
         atomic_write_text(path, json.dumps(self.to_dict()) + "\n")
         return Path(path)
