@@ -46,7 +46,8 @@ def read_window(reader, width: int, height: int, window: Sequence[float], out_si
     """(3, out_size, out_size) float image in [0, 1] of a square level-0 ``window``, zero-padded off-image.
 
     Reads at the coarsest pyramid level that still has at least the output resolution, then resizes
-    (antialiased when shrinking) to exactly ``out_size``.
+    (antialiased when shrinking) to exactly ``out_size``. Corners and size may be fractional (scaled or
+    turned training windows): the whole pixels covering the window are placed to the nearest output pixel.
     """
     x0, y0, size = float(window[0]), float(window[1]), float(window[2])
     s = out_size / size  # output pixels per level-0 pixel
@@ -58,13 +59,17 @@ def read_window(reader, width: int, height: int, window: Sequence[float], out_si
     level = max(0, int(math.floor(math.log2(1.0 / s) + 1e-9))) if s < 1 else 0
     level = min(level, max(0, int(math.floor(math.log2(max(1, min(ix1 - ix0, iy1 - iy0)))))))
     part = _to_chw_float(reader.read((ix0, iy0, ix1 - ix0, iy1 - iy0), level))
+    # the whole-pixel read [ix0, ix1) at output scale, placed at the nearest output pixel; a fractional corner
+    # puts it up to one level-0 pixel before the window (negative offset) and past its end: crop, don't squeeze
     ox, oy = round((ix0 - x0) * s), round((iy0 - y0) * s)
-    tw = min(out_size - ox, max(1, round((ix1 - ix0) * s)))
-    th = min(out_size - oy, max(1, round((iy1 - iy0) * s)))
-    if part.shape[-2:] != (th, tw):
-        shrink = th < part.shape[-2] or tw < part.shape[-1]
-        part = F.interpolate(part[None], size=(th, tw), mode="bilinear", align_corners=False, antialias=shrink)[0]
-    canvas[:, oy : oy + th, ox : ox + tw] = part.clamp_(0, 1)
+    pw, ph = max(1, round((ix1 - ix0) * s)), max(1, round((iy1 - iy0) * s))
+    if part.shape[-2:] != (ph, pw):
+        shrink = ph < part.shape[-2] or pw < part.shape[-1]
+        part = F.interpolate(part[None], size=(ph, pw), mode="bilinear", align_corners=False, antialias=shrink)[0]
+    cx0, cy0 = max(0, ox), max(0, oy)
+    cx1, cy1 = min(out_size, ox + pw), min(out_size, oy + ph)
+    if cx1 > cx0 and cy1 > cy0:
+        canvas[:, cy0:cy1, cx0:cx1] = part[:, cy0 - oy : cy1 - oy, cx0 - ox : cx1 - ox].clamp_(0, 1)
     return canvas
 
 
