@@ -24,6 +24,7 @@ from sgg.relation_heads import (
     shared_object_mean,
     training_pairs,
 )
+from sgg.relation_heads.base import shared_object_max
 from sgg.structures import Detections, PairSet, SceneGraph, Vocabulary
 
 VOC = Vocabulary(("car", "ship"), ("right of", "left of"))
@@ -107,6 +108,47 @@ def test_scatter_and_shared_object_mean_match_dense():
             rows = [q for q in range(len(pairs)) if q != r and obj in pairs[q].tolist()]
             want = x[rows].mean(0) if rows else torch.zeros(4)
             assert torch.allclose(got[r], want, atol=1e-5)
+
+
+def test_shared_object_max_hand_worked_and_dense():
+    # objects 0..3; relations r0 = (0, 1), r1 = (0, 2), r2 = (3, 0), r3 = (2, 3)
+    pairs = torch.tensor([[0, 1], [0, 2], [3, 0], [2, 3]])
+    x = torch.tensor([[1.0, -5.0], [2.0, -6.0], [0.0, 4.0], [7.0, -1.0]])
+    a, b = shared_object_max(x, pairs, 4)
+    # r0's subject 0 is touched by r0, r1, r2 → max (2, 4); its object 1 by r0 alone → (1, -5)
+    assert torch.equal(a[0], torch.tensor([2.0, 4.0])) and torch.equal(b[0], torch.tensor([1.0, -5.0]))
+    # r3's subject 2 is touched by r1, r3 → (7, -1); its object 3 by r2, r3 → (7, 4)
+    assert torch.equal(a[3], torch.tensor([7.0, -1.0])) and torch.equal(b[3], torch.tensor([7.0, 4.0]))
+    gen = torch.Generator().manual_seed(2)
+    pairs = torch.randint(0, 9, (40, 2), generator=gen)
+    pairs = pairs[pairs[:, 0] != pairs[:, 1]]
+    x = torch.randn(len(pairs), 3, generator=gen, requires_grad=True)
+    a, b = shared_object_max(x, pairs, 9)
+    touch = (pairs[:, None, :] == pairs[None, :, 0:1]).any(2), (pairs[:, None, :] == pairs[None, :, 1:2]).any(2)
+    for got, t in zip((a, b), touch):  # t[q, r]: relation q touches relation r's subject (object)
+        want = torch.where(t[:, :, None], x[:, None, :], torch.tensor(float("-inf"))).max(0).values
+        assert torch.equal(got, want)
+    (a.sum() + b.sum()).backward()  # differentiable (the pooled messages are trained)
+    assert x.grad is not None and bool((x.grad >= 0).all())
+
+
+def test_rpcm_skip_starts_from_the_pair_encoding():
+    """With ``skip`` a fresh RPCM's message steps leave the relation states unchanged (LayerNorm rounding
+    aside), so it starts as a context-free classifier; without it the context changes them at once."""
+    g = scene(8, 1)
+    cand = candidate_pairs(g.detections.boxes.tensor)
+    boxes, labels = g.detections.boxes.tensor, g.detections.labels
+    for skip in (True, False):
+        torch.manual_seed(0)
+        head = RPCM(VOC, hidden=16, class_dim=4, proto_dim=8, steps=3, pool="meanmax", skip=skip)
+        obj, rel = head.encode(boxes, labels, cand, None)
+        obj1, rel1 = obj, rel
+        for step in head.steps:
+            obj1, rel1 = step(obj1, rel1, cand)
+        same = torch.allclose(rel1, rel, atol=1e-3) and torch.allclose(obj1, obj, atol=1e-3)  # LayerNorm eps: ~1e-4
+        assert same == skip
+    with pytest.raises(ValueError, match="pool"):
+        RPCM(VOC, pool="sum")
 
 
 # ------------------------------------------------------------------------------------------ heads

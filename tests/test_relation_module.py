@@ -100,3 +100,35 @@ def test_frequency_bias_starts_from_training_counts(rel_dir):
     b = torch.tensor([[0.0, 0, 10, 5, 0], [20, 0, 10, 5, 0]])
     lab, pairs = torch.tensor([1, 2]), torch.tensor([[0, 1]])
     assert torch.allclose(model.head.bias(lab, pairs), want[1 * 48 + 2][None])
+
+
+def test_context_pairs_all_messages_over_every_candidate(rel_dir):
+    """``context_pairs='all'``: RPCM runs over every candidate pair of the sample, the loss rows are the
+    served pairs that the candidate rule proposes (with their own targets), and the MLP gets those rows."""
+    from sgg.relation_heads import candidate_pairs
+
+    dm = RelationDataModule(str(rel_dir), neg_ratio=1.0, crop=300, seed=1)
+    s = dm._dataset("train")[0]
+    keep = s["crop_objects"]
+    boxes, labels = s["boxes"][keep], s["labels"][keep]
+    served, targets = s["candidates"], s["candidate_targets"]
+    graph = candidate_pairs(boxes)
+    index = {tuple(p): i for i, p in enumerate(graph.tolist())}
+    ok = [tuple(p) in index for p in served.tolist()]
+    assert any(ok) and len(graph) > len(served)  # the full graph holds more pairs than the served ones
+    for head in ("rpcm", "mlp"):
+        model = RelationModule(head=head, hidden=16, class_dim=4, proto_dim=8, steps=2, context_pairs="all",
+                               pool="meanmax", skip=False)
+        out, tgt = model._forward(boxes, labels, served, targets)
+        assert torch.equal(tgt, targets[torch.tensor(ok)])
+        if head == "rpcm":
+            full = model.head(boxes, labels, graph)["rel_logits"]
+            want = full[[index[tuple(p)] for p, k in zip(served.tolist(), ok) if k]]
+            # the served pairs alone give other logits: the context differs
+            alone = model.head(boxes, labels, served[torch.tensor(ok)])["rel_logits"]
+            assert not torch.allclose(alone, want, atol=1e-4)
+        else:
+            want = model.head(boxes, labels, served[torch.tensor(ok)])["rel_logits"]
+        assert torch.allclose(out["rel_logits"], want, atol=1e-5)
+    with pytest.raises(SggInputError, match="context_pairs"):
+        RelationModule(context_pairs="some")

@@ -41,6 +41,18 @@ def shared_object_mean(m: torch.Tensor, pairs: torch.Tensor, num_objects: int) -
     return ((total[s] - m) / (deg[s] - 1).clamp_min(1)[:, None], (total[o] - m) / (deg[o] - 1).clamp_min(1)[:, None])
 
 
+def shared_object_max(m: torch.Tensor, pairs: torch.Tensor, num_objects: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """For each relation r = (s, o): the element-wise max of ``m`` over the relations touching s, and over
+    those touching o (r itself included). Detects "some relation of my subject has property X" where the
+    mean dilutes it among many neighbours (a car with one car alongside among 15 candidates). One
+    ``scatter_reduce`` per call, memory O(N + M)."""
+    s, o = pairs[:, 0], pairs[:, 1]
+    d = m.shape[1]
+    idx = torch.cat([s, o])[:, None].expand(-1, d)
+    best = m.new_full((num_objects, d), float("-inf")).scatter_reduce(0, idx, torch.cat([m, m]), "amax")
+    return best[s], best[o]
+
+
 class RelationHead(nn.Module):
     """Base class; subclasses set ``kind`` and implement ``forward``."""
 

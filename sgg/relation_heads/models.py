@@ -5,7 +5,8 @@ none in SGCls) and, when given, visual features (N, D); per pair the relative ge
 raster of subject and object over their union.
 
 RPCM (DESIGN §5.4) runs ``steps`` rounds of message passing over a sparse graph, mean aggregation and
-residual updates (LayerNorm):
+residual updates (LayerNorm; ``skip``: zero-initialised, so training starts from the context-free pair
+encoding), mean and — with ``pool='meanmax'`` — element-wise max aggregation:
 
 * objects ← neighbouring objects (the candidate pairs, both ways), relations where they are subject, and
   relations where they are object;
@@ -29,7 +30,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .base import RelationHead, scatter_mean, shared_object_mean
+from .base import RelationHead, scatter_mean, shared_object_max, shared_object_mean
 from .features import OBJECT_DIM, PAIR_DIM, footprint_raster, object_geometry, pair_geometry
 
 
@@ -104,17 +105,26 @@ class PairMLP(_Encoders):
 
 
 class _Step(nn.Module):
-    """One round of messages; ``context`` is the relation–relation aggregation (sparse by default; the
-    benchmark swaps in a dense one)."""
+    """One round of messages; ``context`` is the relation–relation mean (sparse by default; the benchmark
+    swaps in a dense one). ``pool='meanmax'`` adds the element-wise max of the relation messages touching
+    each end (:func:`shared_object_max`), and ``skip`` zero-initialises the last layer of both updates, so a
+    fresh step is the identity (up to LayerNorm rounding) and a fresh RPCM classifies the same pair encoding
+    as the pair MLP: the context starts as a no-op and is learned on top."""
 
     context = staticmethod(shared_object_mean)
 
-    def __init__(self, h: int):
+    def __init__(self, h: int, pool: str = "mean", skip: bool = False):
         super().__init__()
+        self.pool = pool
         self.nb, self.rs, self.ro, self.rr = (nn.Linear(h, h) for _ in range(4))
+        self.rx = nn.Linear(h, h) if pool == "meanmax" else None
         self.obj_up = mlp(4 * h, h, h)
-        self.rel_up = mlp(5 * h, h, h)
+        self.rel_up = mlp((7 if self.rx is not None else 5) * h, h, h)
         self.obj_norm, self.rel_norm = nn.LayerNorm(h), nn.LayerNorm(h)
+        if skip:
+            for up in (self.obj_up, self.rel_up):
+                nn.init.zeros_(up[-1].weight)
+                nn.init.zeros_(up[-1].bias)
 
     def forward(self, obj: torch.Tensor, rel: torch.Tensor, pairs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         n = obj.shape[0]
@@ -123,8 +133,10 @@ class _Step(nn.Module):
         nb = scatter_mean(self.nb(obj)[src], dst, n)
         from_sub, from_obj = scatter_mean(self.rs(rel), s, n), scatter_mean(self.ro(rel), o, n)
         obj = self.obj_norm(obj + self.obj_up(torch.cat([obj, nb, from_sub, from_obj], 1)))
-        rr_s, rr_o = self.context(self.rr(rel), pairs, n)
-        rel = self.rel_norm(rel + self.rel_up(torch.cat([rel, obj[s], obj[o], rr_s, rr_o], 1)))
+        parts = [rel, obj[s], obj[o], *self.context(self.rr(rel), pairs, n)]
+        if self.rx is not None:
+            parts += shared_object_max(self.rx(rel), pairs, n)
+        rel = self.rel_norm(rel + self.rel_up(torch.cat(parts, 1)))
         return obj, rel
 
 
@@ -136,11 +148,14 @@ class RPCM(_Encoders):
     def __init__(self, vocabulary=None, mode: str = "predcls", hidden: int = 128, class_dim: int = 64,
                  raster: int = 8, visual_dim: int = 0, steps: int = 3, proto_dim: int = 128,
                  sep_weight: float = 0.1, compact_weight: float = 0.5, margin: float = 0.2,
-                 pair_rule: dict | None = None, logit_adjust: float = 0.0, freq_bias: bool = False, **_: object):
+                 pair_rule: dict | None = None, logit_adjust: float = 0.0, freq_bias: bool = False,
+                 pool: str = "mean", skip: bool = False, **_: object):
         super().__init__(vocabulary, mode, hidden, class_dim, raster, visual_dim, pair_rule, logit_adjust, freq_bias)
+        if pool not in ("mean", "meanmax"):
+            raise ValueError(f"RPCM: pool must be 'mean' or 'meanmax', got {pool!r}")
         self.config.update(steps=int(steps), proto_dim=int(proto_dim), sep_weight=float(sep_weight),
-                           compact_weight=float(compact_weight), margin=float(margin))
-        self.steps = nn.ModuleList(_Step(hidden) for _ in range(int(steps)))
+                           compact_weight=float(compact_weight), margin=float(margin), pool=pool, skip=bool(skip))
+        self.steps = nn.ModuleList(_Step(hidden, pool, bool(skip)) for _ in range(int(steps)))
         self.project = nn.Sequential(mlp(hidden, hidden, proto_dim))
         self.prototypes = nn.Parameter(torch.randn(self.num_predicates, proto_dim) / math.sqrt(proto_dim))
         self.log_scale = nn.Parameter(torch.tensor(math.log(10.0)))

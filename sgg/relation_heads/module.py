@@ -20,6 +20,8 @@ import torch
 from sgg.errors import SggInputError
 from sgg.structures import Vocabulary
 
+from sgg.datasets.relation_pairs import candidate_pairs
+
 from .checkpoint import build_head, save_relation_head
 
 
@@ -55,8 +57,11 @@ class RelationModule(pl.LightningModule):
     training predicates, stored in the head at ``setup``), ``train_logit_adjust`` τ' (logit-adjusted loss, Menon et
     al. 2021: the loss sees logits + τ'·log prior, so the head's own logits come out balanced over predicates and
     rare ones are not drowned by frequent ones — the long-tail remedy for mR), ``bg_weight`` (CE weight of the
-    background column, multiplied into the class weights), optimiser
-    settings, ``export`` path, ``num_threads`` (torch threads while fitting; 0 keeps torch's default)."""
+    background column, multiplied into the class weights), ``context_pairs`` (``served``: a head sees only the
+    served training pairs — every annotated pair plus a few negatives, a graph whose very edges give the
+    labels away; ``all``: messages run over every candidate pair of the crop, as at inference, and the loss
+    is taken on the served pairs among them), optimiser settings, ``export`` path, ``num_threads`` (torch
+    threads while fitting; 0 keeps torch's default). RPCM's ``pool`` and ``skip``: :class:`~.models.RPCM`."""
 
     def __init__(
         self,
@@ -79,6 +84,9 @@ class RelationModule(pl.LightningModule):
         freq_bias: bool = False,
         train_logit_adjust: float = 0.0,
         bg_weight: float = 1.0,
+        context_pairs: str = "served",
+        pool: str = "mean",
+        skip: bool = False,
         lr: float = 1e-3,
         weight_decay: float = 1e-4,
         seed: int = 0,
@@ -87,11 +95,13 @@ class RelationModule(pl.LightningModule):
         num_threads: int = 0,
     ):
         super().__init__()
+        if context_pairs not in ("served", "all"):
+            raise SggInputError(f"relation module: context_pairs must be 'served' or 'all', got {context_pairs!r}")
         self.save_hyperparameters()
         pl.seed_everything(seed, workers=True, verbose=False)
         cfg = dict(mode=mode, hidden=hidden, class_dim=class_dim, raster=raster, visual_dim=visual_dim, steps=steps,
                    proto_dim=proto_dim, sep_weight=sep_weight, compact_weight=compact_weight, margin=margin, alpha=alpha,
-                   logit_adjust=logit_adjust, freq_bias=freq_bias)
+                   logit_adjust=logit_adjust, freq_bias=freq_bias, pool=pool, skip=skip)
         self.head = build_head(head, _vocabulary(vocabulary), **cfg)
         self.register_buffer("class_weight", torch.ones(self.head.num_predicates))
         if head == "freq":
@@ -136,10 +146,11 @@ class RelationModule(pl.LightningModule):
         for s in batch:
             keep = s["crop_objects"]
             boxes, labels = s["boxes"][keep], s["labels"][keep]
-            out = self.head(boxes, labels if self.head.mode == "predcls" else None, s["candidates"])
+            out, targets = self._forward(boxes, labels if self.head.mode == "predcls" else None, s["candidates"],
+                                         s["candidate_targets"])
             if self.hparams.train_logit_adjust:  # logit-adjusted loss: balanced logits at test time
                 out["rel_logits"] = out["rel_logits"] + self.hparams.train_logit_adjust * self.head.log_prior
-            losses = self.head.loss(out, s["candidate_targets"], labels, self.class_weight)
+            losses = self.head.loss(out, targets, labels, self.class_weight)
             if "obj" in losses:
                 losses["obj"] = losses["obj"] * self.hparams.obj_weight
             total = total + sum(losses.values())
@@ -150,6 +161,22 @@ class RelationModule(pl.LightningModule):
         for k, v in parts.items():
             self.log(f"{split}/{k}", v / max(len(batch), 1), batch_size=len(batch))
         return loss
+
+    def _forward(self, boxes, labels, served, targets):
+        """The head on one sample → (outputs for the loss rows, their targets); see ``context_pairs``."""
+        if self.hparams.context_pairs == "served":
+            return self.head(boxes, labels, served), targets
+        n = len(boxes)
+        graph = candidate_pairs(boxes, **self.head.pair_rule)  # sorted by subject * n + object
+        key, want = graph[:, 0] * n + graph[:, 1], served[:, 0] * n + served[:, 1]
+        at = torch.searchsorted(key, want).clamp_max(max(len(key) - 1, 0))
+        ok = key[at] == want if len(key) else torch.zeros(len(want), dtype=torch.bool)
+        rows, targets = at[ok], targets[ok]  # annotated pairs the rule never proposes cannot be recalled
+        if self.head.kind == "mlp":  # no context: the rows alone give the same logits
+            return self.head(boxes, labels, graph[rows]), targets
+        out = self.head(boxes, labels, graph)
+        out = {k: v[rows] if k in ("rel_logits", "cos") else v for k, v in out.items()}
+        return out, targets
 
     def training_step(self, batch: list[dict], batch_idx: int) -> Any:
         if self.head.kind == "freq":
