@@ -69,22 +69,22 @@ def gt_only(sg, names):
                       vocabulary=Vocabulary(("object",), ()), difficult=diff)
 
 
-def dota_items(real: Path, which: str, limit: int = 0) -> list[tuple[Path, Path, str]]:
-    """(image, label file, box type) of a set."""
+def dota_items(real: Path, which: str, limit: int = 0) -> list[tuple[Path, Path]]:
+    """(image, label file) pairs of a set (each label file's box type is read from it: ``metadata["box_type"]``)."""
     from sgg.datasets.datamodules import hbb_split
 
     if which == "p0706":
-        return [(real / "dota" / "P0706.png", real / "dota" / "P0706.txt", "obb")]
+        return [(real / "dota" / "P0706.png", real / "dota" / "P0706.txt")]
     if which == "vehicles":
-        return [(real / "dota" / f"{s}.png", real / "dota" / f"{s}.txt", "obb") for s in ("P0003", "P1478__1__853___962")]
+        return [(real / "dota" / f"{s}.png", real / "dota" / f"{s}.txt") for s in ("P0003", "P1478__1__853___962")]
     if which == "ships_ge":
         root = real / "ships_ge"
-        return [(root / "images" / f"{s}.png", root / "labelTxt" / f"{s}.txt", "hbb")
+        return [(root / "images" / f"{s}.png", root / "labelTxt" / f"{s}.txt")
                 for s in hbb_split(str(root), 0.2, 0)["val"]]
     if which == "aircraft":
         root = real / "airbus_aircraft"
         labels = sorted((root / "labelTxt").glob("*.txt"))[: limit or None]
-        return [(root / "images" / f"{f.stem}.jpg", f, "hbb") for f in labels]
+        return [(root / "images" / f"{f.stem}.jpg", f) for f in labels]
     raise ValueError(which)
 
 
@@ -126,17 +126,19 @@ def eval_dota_set(model, real: Path, which: str, args) -> dict:
 
     group = GROUPS["boats" if which in ("p0706", "ships_ge") else which]
     aliases = {"boat": "ship"} if which == "ships_ge" else "dota_to_star"
-    preds, gts, box_type, t0, tiles = [], [], "obb", time.perf_counter(), 0
-    for image, label, box_type in dota_items(real, which, args.aircraft_limit):
+    preds, gts, kinds, t0, tiles = [], [], set(), time.perf_counter(), 0
+    for image, label in dota_items(real, which, args.aircraft_limit):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             gt = read_dota_labels(label, aliases=aliases)
+        kinds.add(gt.metadata.get("box_type", "obb"))  # the label file's own kind (hbb: axis-aligned boxes)
         got = detect_cached(model, image, args, f"{which}/{image.stem}", gsd=gt.metadata.get("gsd"))
         if got is None:
             continue
         tiles += got[1]
         preds.append(group_only(got[0], model.vocabulary, group))
         gts.append(gt_only(gt, group))
+    box_type = "hbb" if "hbb" in kinds else "obb"  # a horizontal label fixes only the envelope
     r = rotated_map(preds, gts, box_type=box_type, class_names=["object"])
     return {"AP50": r["AP"].get("object", 0.0), "recall": r["recall"].get("object", 0.0),
             "gts": r["num_gts"]["object"], "dets": r["num_dets"]["object"], "images": len(gts),

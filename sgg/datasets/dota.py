@@ -17,8 +17,12 @@ Class names go through an alias mapping (``sgg.datasets.aliases``; ``aliases="do
 ready DOTA→STAR table). Malformed lines raise :class:`~sgg.errors.SggInputError` naming file and line.
 As the DOTA devkit does, in label files any difficulty ≥ 1 (DOTA_devkit crops use ``2``) means difficult,
 and a degenerate polygon (zero area) or one lying wholly outside its image is skipped with a warning
-naming file and line. ``metadata["box_type"]`` records whether every box is axis-aligned (``"hbb"``:
-horizontal-box labels such as ships_ge's; trained through their envelopes) or not (``"obb"``).
+naming file and line; one reaching more than ``EDGE_TOLERANCE`` px past the image border is kept and
+reported the same way (objects cut by the border are normally clipped to it: a file of such boxes
+usually belongs to another image or another scale). ``metadata["box_type"]`` records per file whether
+every box is axis-aligned (``"hbb"``: horizontal-box labels such as ships_ge's; trained through their
+envelopes) or not (``"obb"``), so a folder mixing both kinds can be treated image by image; it stays in
+the annotation when written as scene JSON (``metadata``).
 """
 
 from __future__ import annotations
@@ -40,6 +44,8 @@ from sgg.structures import Vocabulary
 DOTA_VOCABULARY = Vocabulary(DOTA_CLASSES, ())  # DOTA v2.0's 18 classes under their own names, no predicates
 
 MIN_POLYGON_AREA = 1e-6  # px²; a quadrilateral with less area is degenerate (a line or a point)
+EDGE_TOLERANCE = 2.0  # px; a polygon reaching further past the image border is reported (and kept)
+MAX_LINE_WARNINGS = 5  # per kind and file; the rest of the lines are named in one summary warning
 _RESULT_NAME = re.compile(r"^Task1_(.+)\.txt$")
 
 
@@ -109,13 +115,24 @@ def _usable_polygons(corners: np.ndarray, path: Path, where: Sequence[str],
         area = np.maximum(area, 0.5 * np.abs((xo * np.roll(yo, -1, 1) - np.roll(xo, -1, 1) * yo).sum(1)))
     ext = np.maximum(x.max(1) - x.min(1), y.max(1) - y.min(1))
     degenerate = ~(area >= MIN_POLYGON_AREA) | ~(area >= 1e-9 * ext ** 2)  # NaN-safe
-    outside = np.zeros(len(corners), dtype=bool)
+    outside = past = np.zeros(len(corners), dtype=bool)
     if image_size is not None:
         w, h = image_size
         outside = (x.max(1) <= 0) | (y.max(1) <= 0) | (x.min(1) >= w) | (y.min(1) >= h)
-    for i in np.flatnonzero(degenerate | outside):
-        why = "degenerate polygon (zero area)" if degenerate[i] else f"polygon outside the {w}×{h} image"
-        warnings.warn(f"{path}: {where[i]}: {why}: {corners[i].reshape(-1).tolist()}; skipped", stacklevel=3)
+        reach = np.maximum.reduce([-x.min(1), -y.min(1), x.max(1) - w, y.max(1) - h])
+        past = ~outside & ~degenerate & (reach > EDGE_TOLERANCE)
+    for kind, sel, why, fate in (
+        ("degenerate", degenerate, lambda i: "degenerate polygon (zero area)", "skipped"),
+        ("outside", outside & ~degenerate, lambda i: f"polygon outside the {w}×{h} image", "skipped"),
+        ("past", past, lambda i: f"polygon reaches {reach[i]:.1f} px past the {w}×{h} image", "kept"),
+    ):
+        idx = np.flatnonzero(sel)
+        for i in idx[:MAX_LINE_WARNINGS]:
+            warnings.warn(f"{path}: {where[i]}: {why(i)}: {corners[i].reshape(-1).tolist()}; {fate}", stacklevel=3)
+        if len(idx) > MAX_LINE_WARNINGS:  # a wrong image or a scaled label file: one summary, not a flood
+            rest = idx[MAX_LINE_WARNINGS:]
+            lines = ", ".join(where[i] for i in rest[:10]) + (", …" if len(rest) > 10 else "")
+            warnings.warn(f"{path}: {len(rest)} more {kind} polygons ({lines}); {fate}", stacklevel=3)
     return ~(degenerate | outside)
 
 

@@ -24,6 +24,8 @@ Boxes are level-0 pixels, radians, le90. The image path is written relative to t
 live on the same drive, and read back as a normalised path (relative paths resolve against the JSON's
 directory). Names resolve against the vocabulary passed in, else the file's own ``vocabulary`` block, else
 STAR's. Validation is by hand (``jsonschema`` is not a dependency); every error names the file and record.
+``metadata.box_type`` (``"obb"`` by default, ``"hbb"`` for horizontal-box labels, as ``read_dota_labels``
+records) says how far the boxes can be trusted; objects wholly outside ``image.width``/``height`` are warned.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import warnings
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -59,6 +62,19 @@ def _require(obj: Any, kind: type | tuple, path: Path, where: str) -> Any:
         name = kind.__name__ if isinstance(kind, type) else "/".join(k.__name__ for k in kind)
         raise SggInputError(f"expected a JSON {name}, got {type(obj).__name__}", path=path, where=where)
     return obj
+
+
+def _warn_outside(boxes: np.ndarray, image_size: tuple[int, int], path: Path) -> None:
+    """Warn (file and ``objects[i]``) about objects whose envelope lies wholly outside the image; kept, as
+    relations may refer to them (a wrong image size, or predictions of another image)."""
+    from sgg.ops import box_to_envelope
+
+    env = box_to_envelope(torch.from_numpy(boxes))
+    w, h = image_size
+    out = ((env[:, 2] <= 0) | (env[:, 3] <= 0) | (env[:, 0] >= w) | (env[:, 1] >= h)).nonzero().flatten().tolist()
+    if out:
+        named = ", ".join(f"objects[{i}]" for i in out[:10]) + (", …" if len(out) > 10 else "")
+        warnings.warn(f"{path}: {len(out)} object(s) wholly outside the {w}×{h} image: {named}", stacklevel=3)
 
 
 def scene_from_dict(data: Mapping[str, Any], vocabulary=None, *, path: str | os.PathLike = "<memory>"):
@@ -169,6 +185,11 @@ def scene_from_dict(data: Mapping[str, Any], vocabulary=None, *, path: str | os.
             raise SggInputError(str(exc), path=path, where="transform") from None
     metadata = data.get("metadata") or {}
     _require(metadata, dict, path, "metadata")
+    if metadata.get("box_type", "obb") not in ("obb", "hbb"):
+        raise SggInputError(f"box_type must be 'obb' (oriented labels) or 'hbb' (horizontal labels), got "
+                            f"{metadata['box_type']!r}", path=path, where="metadata.box_type")
+    if image_size is not None and n:
+        _warn_outside(boxes, image_size, path)
 
     dets = Detections(
         OrientedBoxes(torch.from_numpy(boxes).float()), torch.from_numpy(labels), torch.from_numpy(scores)
