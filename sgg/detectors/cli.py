@@ -155,22 +155,6 @@ def _check_raster(raster: Path, out: Path) -> None:
             raise SggInputError(GEOJSON_NO_CRS.replace("this scene", f"raster {raster}"), path=out, option="--out")
 
 
-def _drop_outside(sg):
-    """Drop objects whose centre lies outside the raster (coarse pyramid levels can place boxes past the
-    edge); returns (graph, number dropped). Boxes that straddle the edge are kept as they are."""
-    if sg.image_size is None or len(sg.pairs) or not len(sg.detections):
-        return sg, 0
-    w, h = sg.image_size
-    c = sg.detections.boxes.tensor[:, :2]
-    inside = (c[:, 0] >= 0) & (c[:, 0] <= w) & (c[:, 1] >= 0) & (c[:, 1] <= h)
-    dropped = int((~inside).sum())
-    if not dropped:
-        return sg, 0
-    keep = inside.nonzero().flatten()
-    difficult = None if sg.difficult is None else sg.difficult[keep]
-    return sg.replace(detections=sg.detections[keep], difficult=difficult), dropped
-
-
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(sys.argv[1:] if argv is None else argv)
     raster, out, dota_out = check_options(args)
@@ -208,7 +192,7 @@ def main(argv: list[str] | None = None) -> int:
                               progress=progress_for("detect", args.quiet), guide_threshold=args.guide_threshold,
                               gsd=args.gsd)
         sg.metadata["weights"] = str(weights)
-    sg, dropped = _drop_outside(sg)
+    dropped = int(sg.metadata.get("dropped_outside", 0))  # counted where the objects are made
     from sgg.graph.formats import export, suffix_format
     from sgg.graph.thresholds import DEFAULT_OUTPUT_THRESHOLD, select_objects
 

@@ -473,8 +473,10 @@ def detect_scene(
                    "read_wait_s": stats.read_wait_s, "merge_s": t_merge},
     }
     path = getattr(scene, "path", None)
+    inside = merged.centred_inside(plan.image_size)  # coarse levels can place a centre past the edge
+    meta["dropped_outside"] = len(merged) - len(inside)
     return SceneGraph(
-        merged,
+        inside,
         vocabulary=vocabulary,
         georef=getattr(scene, "georef", None),
         metadata=meta,
@@ -548,6 +550,9 @@ def scenes_from_dota(
         meta = {"source": "dota-results", "image_id": key}
         if scene is not None:
             sp = getattr(scene, "path", None)
+            n = len(det)
+            det = det.centred_inside((int(scene.width), int(scene.height)))
+            meta["dropped_outside"] = n - len(det)
             out[key] = SceneGraph(
                 det, vocabulary=vocabulary, georef=getattr(scene, "georef", None), metadata=meta,
                 image_path=None if sp is None else str(sp), image_size=(int(scene.width), int(scene.height)),

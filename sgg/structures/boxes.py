@@ -236,6 +236,14 @@ class Detections:
             **{k: None if v is None else v[idx] for k, v in self._optional().items()},
         )
 
+    def centred_inside(self, image_size: tuple[int, int]) -> "Detections":
+        """The objects whose box centre lies in the ``(width, height)`` image (edges included): coarse pyramid
+        levels and foreign results can place boxes past the edge. Boxes straddling the edge are kept whole."""
+        w, h = image_size
+        c = self.boxes.centers
+        inside = (c[:, 0] >= 0) & (c[:, 0] <= w) & (c[:, 1] >= 0) & (c[:, 1] <= h)
+        return self if bool(inside.all()) else self[inside.nonzero().flatten()]
+
     def to(self, device: torch.device | str | None = None, *, non_blocking: bool = False) -> "Detections":
         """Same objects on ``device`` (dtypes kept: moving never changes fp16 features or long labels)."""
         boxes = self.boxes.to(device, non_blocking=non_blocking)
