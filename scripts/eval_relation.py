@@ -83,20 +83,36 @@ def crop_graphs(graphs, size: int, min_inside: float = 0.7) -> list:
     return out
 
 
-def evaluate(head, graphs, mode: str, ks, inputs=None) -> dict:
-    ev = SGGEvaluator(mode, ks=ks)
+def evaluate(head, graphs, mode: str, ks, inputs=None, taus=None) -> dict:
+    """SGGEvaluator results of ``head`` on ``graphs``; with ``taus`` a dict τ → results, the head's
+    predictions made once and re-adjusted per τ: softmax(log p₀ − τ·log prior), p₀ the unadjusted
+    probabilities (the same as predicting with ``logit_adjust = τ``)."""
+    if taus is None:
+        return evaluate(head, graphs, mode, ks, inputs, [None])[None]
+    evs = {t: SGGEvaluator(mode, ks=ks) for t in taus}
     rec, t0, pairs = [], time.perf_counter(), 0
+    own = head.logit_adjust
+    lp = head.log_prior.float()
     for i, gt in enumerate(graphs):
         x = inputs[i] if inputs is not None else gt.replace(pairs=PairSet.empty(), predicate_labels=None)
-        pred = head.predict(x)
+        head.logit_adjust = 0.0 if taus != [None] else own
+        try:
+            pred = head.predict(x)
+        finally:
+            head.logit_adjust = own
         pairs += len(pred.pairs)
-        ev.add(gt, pred)
+        logp = torch.log(pred.predicate_scores.clamp_min(1e-30))
+        for t, ev in evs.items():
+            ev.add(gt, pred if t is None else pred.replace(predicate_scores=torch.softmax(logp - t * lp.to(logp.device), 1)))
         if mode != "sgdet":
             rec.append(candidate_recall(gt, pred))
-    out = ev.compute()
-    out["candidate_recall"] = sum(rec) / len(rec) if rec else float("nan")
-    out["seconds"] = time.perf_counter() - t0
-    out["pairs"] = pairs
+    out = {}
+    for t, ev in evs.items():
+        r = ev.compute()
+        r["candidate_recall"] = sum(rec) / len(rec) if rec else float("nan")
+        r["seconds"] = time.perf_counter() - t0
+        r["pairs"] = pairs
+        out[t] = r
     return out
 
 
@@ -139,6 +155,8 @@ def main(argv=None) -> int:
     p.add_argument("--sgdet-only", action="store_true", help="skip the PredCls/SGCls evaluation")
     p.add_argument("--det-cache", metavar="DIR", help="keep/reuse SGDet detections here (<scene>.json)")
     p.add_argument("--logit-adjust", type=float, help="τ of the post-hoc logit adjustment (default: the head's)")
+    p.add_argument("--taus", type=float, nargs="+", metavar="T",
+                   help="evaluate the learned heads at each post-hoc τ (predicted once; one row per τ) to pick τ")
     p.add_argument("--neg-ratio", type=float, default=3.0, help="negatives per positive of training, for the prior")
     p.add_argument("--crop", type=int, metavar="S", help="evaluate S x S px windows of the scenes (docstring)")
     p.add_argument("--min-inside", type=float, default=0.7, help="--crop: least fraction of an object in its window")
@@ -174,6 +192,12 @@ def main(argv=None) -> int:
         if args.sgdet_only:
             break
         name = Path(spec).stem if spec != "freq-star" else "freq (STAR counts)"
+        if args.taus and head.kind != "freq":
+            for t, r in evaluate(head, graphs, head.mode, args.ks, taus=args.taus).items():
+                results[f"{name} τ={t:g}/{head.mode}"] = r
+                lines.append(row(f"{name} τ={t:g}", head.mode, r, args.ks))
+                print(lines[-1], f"({r['seconds']:.0f} s, {r['pairs']} pairs)", file=sys.stderr)
+            continue
         r = evaluate(head, graphs, head.mode, args.ks)
         results[f"{name}/{head.mode}"] = r
         lines.append(row(name, head.mode, r, args.ks))

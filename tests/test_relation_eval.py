@@ -91,3 +91,24 @@ def test_logit_adjusted_loss_and_background_weight(tmp_path):
         t = s["candidate_targets"] / s["candidate_targets"].sum(1, keepdim=True)
         want = want + (-(t * torch.log_softmax(z, 1)) * model.class_weight).sum(1).mean()
     assert torch.allclose(got, want / len(batch), atol=1e-6)
+
+
+def test_tau_sweep_equals_predicting_with_each_tau():
+    """``evaluate(..., taus=…)`` re-adjusts one set of predictions per τ: the same figures as a head that
+    predicts with ``logit_adjust = τ`` itself."""
+    from sgg.relation_heads import build_head
+
+    torch.manual_seed(0)
+    head = build_head("rpcm", STAR, hidden=16, class_dim=4, proto_dim=8, steps=1)
+    head.log_prior.copy_(torch.log_softmax(torch.randn(STAR.num_predicates) * 3, 0))
+    g = _scene()
+    mod = _script()
+    ks = (5, 50, 200, 2000)  # no-graph-constraint recall over every (pair, predicate): non-zero figures
+    sweep = mod.evaluate(head, [g], "predcls", ks, taus=[0.0, 1.5])
+    for tau in (0.0, 1.5):
+        head.logit_adjust = tau
+        one = mod.evaluate(head, [g], "predcls", ks)
+        for key in [f"{m}@{k}" for m in ("R", "mR", "ngR", "ngmR") for k in ks]:
+            assert abs(sweep[tau][key] - one[key]) < 1e-9, (tau, key)
+    assert sweep[0.0]["ngR@2000"] > 0.5
+    assert any(sweep[0.0][f"ngR@{k}"] != sweep[1.5][f"ngR@{k}"] for k in ks)  # τ changes the ranking
