@@ -134,10 +134,11 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(sys.argv[1:] if argv is None else argv)
     src, out, fmt = check_options(args)
     from sgg.errors import SggInputError
-    from sgg.graph.formats import GEOJSON_NO_CRS, export, no_crs, read
+    from sgg.graph.formats import GEOJSON_NO_CRS, export, read
+    from sgg.graph.tables import scene_crs
 
     sg = read(src)
-    if fmt == "geojson" and no_crs(sg):
+    if fmt == "geojson" and scene_crs(sg) is None:
         raise SggInputError(GEOJSON_NO_CRS.replace("this scene", f"{src}"), path=out, option="--out")
     if fmt == "scene" and sg.predicate_scores is not None and len(sg.pairs) and args.top_k is None:
         raise SggInputError(f"{src} is a prediction with {len(sg.pairs)} candidate pairs: native scene JSON "

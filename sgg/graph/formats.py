@@ -76,11 +76,6 @@ def _as_scene(obj: Any):
     raise TypeError(f"export: expected a SceneGraph or a networkx graph, got {type(obj).__name__}")
 
 
-def no_crs(sg: Any) -> bool:
-    """True for a scene in pixel coordinates (no georeference, or one without a CRS)."""
-    return sg.georef is None or sg.georef.crs_wkt is None
-
-
 GEOJSON_NO_CRS = ("GeoJSON coordinates are longitude/latitude (RFC 7946) but this scene has no CRS (pixel "
                   "coordinates); write GeoPackage (.gpkg, pixel frame that QGIS lays over the image), GraphML "
                   "(.graphml) or JSON (.json, .scene.json) instead, or georeference the raster")
@@ -118,13 +113,13 @@ def export(
     in a GeoPackage, ``.qml`` files beside GeoJSON/GeoParquet.
     """
     from sgg.graph import gis
-    from sgg.graph.tables import scene_tables
+    from sgg.graph.tables import scene_crs, scene_tables
     from sgg.graph.thresholds import select_objects, threshold_record
 
     path = Path(path)
     f = format_of(path, fmt)
     sg = select_objects(_as_scene(sg), output_threshold)
-    if f == "geojson" and no_crs(sg):
+    if f == "geojson" and scene_crs(sg) is None:
         raise SggInputError(GEOJSON_NO_CRS, path=path)
     if f == "scene":
         from sgg.datasets.native import write_scene_json

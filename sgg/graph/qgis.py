@@ -403,7 +403,9 @@ def write_scene_project(path: str | os.PathLike, graph_file: str | os.PathLike, 
         warnings.warn(f"QGIS project: raster {raster} not found; the project holds the layers only",
                       UserWarning, stacklevel=2)
         raster = None
-    crs = sg.georef.crs_wkt if sg.georef is not None and sg.georef.crs_wkt else None
+    from sgg.graph.tables import scene_crs
+
+    crs = scene_crs(sg)
     extent = None
     if raster is None:
         if sg.image_size is not None and crs is None:

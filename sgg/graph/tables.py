@@ -41,8 +41,11 @@ def box_corners(boxes: np.ndarray) -> np.ndarray:
     return box_to_corners(b).numpy()
 
 
-def _georef_is_map(sg: Any) -> bool:
-    return sg.georef is not None and sg.georef.crs_wkt is not None
+def scene_crs(sg: Any) -> str | None:
+    """The CRS (WKT) of a scene's map coordinates; None when it is in pixel coordinates (no georeference,
+    or one without a CRS). The one test of "is this scene on a map" for every GIS writer."""
+    g = sg.georef
+    return g.crs_wkt if g is not None and g.has_crs else None
 
 
 def scene_kind(sg: Any) -> str:
@@ -64,8 +67,8 @@ def scene_meta(sg: Any, options: dict[str, Any] | None = None) -> dict[str, Any]
     return {
         "sgg_version": __version__,
         "kind": scene_kind(sg),
-        "coordinates": "map" if _georef_is_map(sg) else "pixel",
-        "pixel_frame": None if _georef_is_map(sg) else "x = column, y = -row (QGIS frame of an un-georeferenced image)",
+        "coordinates": "pixel" if scene_crs(sg) is None else "map",
+        "pixel_frame": None if scene_crs(sg) is not None else "x = column, y = -row (QGIS frame of an un-georeferenced image)",
         "has_georef": g is not None,
         "crs_wkt": None if g is None else g.crs_wkt,
         "transform": None if g is None else list(g.transform),
@@ -102,7 +105,7 @@ def scene_nodes(sg: Any) -> dict[str, np.ndarray]:
                       else sg.difficult.detach().cpu().numpy().astype(bool)),
         "corners": corners,
     }
-    nodes["map_corners"] = sg.georef.pixel_to_map(corners) if _georef_is_map(sg) else corners * PIXEL_FRAME
+    nodes["map_corners"] = sg.georef.pixel_to_map(corners) if scene_crs(sg) is not None else corners * PIXEL_FRAME
     return nodes
 
 

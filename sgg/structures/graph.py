@@ -109,8 +109,13 @@ class GeoReference:
         object.__setattr__(self, "transform", tr)
 
     @property
+    def has_crs(self) -> bool:
+        """True when coordinates are map coordinates in ``crs_wkt`` (an empty WKT counts as no CRS)."""
+        return bool(self.crs_wkt)
+
+    @property
     def is_pixel(self) -> bool:
-        return self.crs_wkt is None
+        return not self.has_crs
 
     def pixel_to_map(self, xy: Any) -> np.ndarray:
         """(..., 2) pixel (col, row) coordinates → map coordinates."""
