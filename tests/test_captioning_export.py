@@ -115,3 +115,30 @@ def test_predicted_graph_exports_its_best_triplets():
     answers = {it["category"]: it["answer"] for it in crop["items"]}
     assert answers["task2"] == "There is 1 relationship between ship and dock: ship <parallelly docked at> dock"
     assert "randomly" not in answers["task6"] and crop["name"] == "p__512__0___0"
+
+
+def test_box_text_cache_never_answers_with_another_graphs_boxes():
+    """The encoded-box cache is keyed by the tensor itself (weakly): graphs made and dropped in turn (so
+    ids get reused) each read their own boxes, an in-place edit re-encodes, and no tensor is kept alive."""
+    import gc
+    import weakref
+
+    from sgg.captioning.codec import format_rbox
+
+    v = Vocabulary.star()
+    car = v.object_index("car")
+    for i in range(40):
+        g = SceneGraph(Detections(torch.tensor([[20.0 + 10 * i, 50, 10, 5, 0]]), [car]), image_size=(512, 512))
+        assert detection_answer(g, "car") == f"There is 1 car in the image: {format_rbox(g.detections.boxes)}"
+        del g
+        gc.collect()
+    g = SceneGraph(Detections(torch.tensor([[20.0, 50, 10, 5, 0]]), [car]), image_size=(512, 512))
+    before = detection_answer(g, "car")
+    g.detections.boxes.tensor[0, 0] = 300.0  # edited in place: same tensor, new values
+    after = detection_answer(g, "car")
+    assert after != before and after.endswith(format_rbox(g.detections.boxes))
+    assert detection_answer(g, "car", crop=1024).endswith(format_rbox(g.detections.boxes, 1024))
+    alive = weakref.ref(g.detections.boxes.tensor)
+    del g
+    gc.collect()
+    assert alive() is None

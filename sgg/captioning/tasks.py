@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from torch.utils.weak import WeakIdKeyDictionary
 
 from sgg.structures import Detections, PairSet, SceneGraph
 
@@ -169,20 +170,28 @@ def relation_reasoning_answer(g: SceneGraph, subject: int, obj: int) -> str:
     return f"subject: {names[subject]}, object: {names[obj]}, relationship: {rel}."
 
 
-_ENCODED: "OrderedDict[tuple[int, int], tuple[torch.Tensor, list[str]]]" = OrderedDict()
+# boxes tensor -> (its version counter, crop, one text per box). Keyed by identity through a weak
+# reference: an entry lives exactly as long as its tensor, so an id reused after garbage collection never
+# finds a stale entry and no tensor is kept alive; an in-place edit moves the version counter, which
+# re-encodes. Inference tensors (no version counter) cannot be edited outside inference mode.
+_ENCODED: WeakIdKeyDictionary = WeakIdKeyDictionary()
+
+
+def _version(t: torch.Tensor) -> int | None:
+    try:
+        return t._version
+    except RuntimeError:  # an inference tensor
+        return None
 
 
 def _box_text(g: SceneGraph, idx: list[int], crop: int) -> str:
-    """``<rbox>(…)</rbox>`` of objects ``idx``; each graph's boxes are encoded once (a few cached)."""
+    """``<rbox>(…)</rbox>`` of objects ``idx``; each graph's boxes are encoded once per crop size."""
     t = g.detections.boxes.tensor
-    key = (id(t), crop)
-    hit = _ENCODED.get(key)
-    if hit is None or hit[0] is not t:
-        hit = (t, encode_boxes(g.detections.boxes, crop))
-        _ENCODED[key] = hit
-        while len(_ENCODED) > 8:
-            _ENCODED.popitem(last=False)
-    return RBOX_START + "(" + ", ".join(hit[1][i] for i in idx) + ")" + RBOX_END
+    hit = _ENCODED.get(t)
+    if hit is None or hit[0] != _version(t) or hit[1] != crop:
+        hit = (_version(t), crop, encode_boxes(g.detections.boxes, crop))
+        _ENCODED[t] = hit
+    return RBOX_START + "(" + ", ".join(hit[2][i] for i in idx) + ")" + RBOX_END
 
 
 def region_sgg_answer(g: SceneGraph, target: int, crop: int = 512) -> str:
