@@ -21,7 +21,7 @@ Batches (torchvision style): ``images`` (B,3,T,T) float in [0,1]; ``targets`` a 
 ``RelationDataModule`` yields whole-scene graphs (boxes, labels, relation pairs and predicates, and the
 SceneGraph annotation itself under ``graph``), optionally with the scene image at a pyramid level whose long
 side fits ``image_max_side``, plus training pairs: ``candidates`` (annotated pairs then background
-candidates, rule in ``sgg.datasets.relation_pairs``) with multi-hot ``candidate_targets``, optionally
+neighbour pairs, ``sgg.datasets.relation_pairs``) with multi-hot ``candidate_targets``, optionally
 inside a random ``crop`` window. Lightning moves batches itself (``SceneGraph.to``).
 """
 
@@ -440,7 +440,7 @@ class RelationDataModule(pl.LightningDataModule):
         neg_ratio, max_pairs, margin_px, margin_rel, k: training pairs (``candidates``): every annotated pair
             plus at most ``neg_ratio`` background candidates per annotated pair, ≤ ``max_pairs`` per sample;
             candidates are objects whose envelopes grown by max(margin_px, margin_rel × long side) meet, or
-            k nearest (``sgg.datasets.relation_pairs``). ``neg_ratio`` < 0 serves no candidates.
+            k nearest (``sgg.datasets.relation_pairs.neighbour_pairs``). ``neg_ratio`` < 0 serves no candidates.
         crop: training samples use the objects within a random ``crop``-pixel square (0: whole scenes);
             validation/test crops are fixed per scene.
 

@@ -1,15 +1,18 @@
-"""Candidate (subject, object) pairs for relation heads, and training pairs with their targets (the rule the
-RelationDataModule serves and the heads propose with, so it lives in the data layer).
+"""Neighbour (subject, object) pairs, the candidates of the relation heads, and training pairs with their
+targets (the rule the RelationDataModule serves and the heads propose with, so it lives in the data layer).
+Not :func:`sgg.pairs.candidate_pairs` (the pair proposer's class-aware search radius): this rule is
+class-blind and fixed.
 
 Rule (the same at training and inference, so negatives look like what the head will be asked about):
-two objects are candidates when their axis-aligned envelopes, each grown by ``max(margin_px,
-margin_rel × its long side)``, meet, or when one is among the other's ``k`` nearest (envelope centres);
+two objects are neighbours when one's axis-aligned envelope, grown by the larger of their margins
+``max(margin_px, margin_rel × long side)``, meets the other's, or when one is among the other's ``k``
+nearest (envelope centres);
 both orders (i, j) and (j, i) are kept. Built on ``sgg.ops.spatial_pairs`` (sort-and-sweep, no N × N
 matrix). On the synthetic scenes the defaults cover about 97 % of the annotated relations
 (``scripts/eval_relation.py`` prints the figure as ``candidate recall``).
 
 Training pairs (:func:`training_pairs`): every annotated pair (one row per pair, all of its predicates in a
-multi-hot target) plus candidate pairs without annotation as background, at most ``neg_ratio`` negatives
+multi-hot target) plus neighbour pairs without annotation as background, at most ``neg_ratio`` negatives
 per positive pair, all capped at ``max_pairs`` per scene (random subsets drawn from ``generator``).
 """
 
@@ -22,9 +25,9 @@ from sgg.ops import box_to_envelope, spatial_pairs
 DEFAULTS = {"margin_px": 16.0, "margin_rel": 0.5, "k": 8}
 
 
-def candidate_pairs(boxes: torch.Tensor, margin_px: float = DEFAULTS["margin_px"], margin_rel: float = DEFAULTS["margin_rel"],
+def neighbour_pairs(boxes: torch.Tensor, margin_px: float = DEFAULTS["margin_px"], margin_rel: float = DEFAULTS["margin_rel"],
                     k: int = DEFAULTS["k"]) -> torch.Tensor:
-    """(M, 2) ordered candidate pairs (both directions) of (N, 5) boxes, sorted by (subject, object)."""
+    """(M, 2) ordered neighbour pairs (both directions) of (N, 5) boxes, sorted by (subject, object)."""
     n = boxes.shape[0]
     if n < 2:
         return torch.zeros(0, 2, dtype=torch.long, device=boxes.device)
@@ -34,6 +37,11 @@ def candidate_pairs(boxes: torch.Tensor, margin_px: float = DEFAULTS["margin_px"
     both = torch.cat([up, up.flip(1)])
     key = torch.unique(both[:, 0] * n + both[:, 1])
     return torch.stack([key // n, key % n], 1)
+
+
+# the old name, still imported by sgg.relation_heads (base, module, frequency, __init__); drop it once they
+# import neighbour_pairs
+candidate_pairs = neighbour_pairs
 
 
 def pair_targets(pairs: torch.Tensor, labels: torch.Tensor, num_objects: int, num_predicates: int
@@ -57,7 +65,7 @@ def training_pairs(boxes: torch.Tensor, pairs: torch.Tensor, labels: torch.Tenso
     if len(pos) > max_pairs:
         sel = torch.randperm(len(pos), generator=generator)[:max_pairs]
         pos, tgt = pos[sel], tgt[sel]
-    cand = candidate_pairs(boxes, **rule)
+    cand = neighbour_pairs(boxes, **rule)
     if len(cand):
         is_pos = torch.isin(cand[:, 0] * n + cand[:, 1], pos[:, 0] * n + pos[:, 1])
         cand = cand[~is_pos]
