@@ -1,4 +1,5 @@
-"""sgg.ops.spatial_pairs against a dense brute-force reference (closed envelope test + sorted distances)."""
+"""sgg.ops.spatial_pairs and radius_pairs against dense brute-force references (closed envelope test, sorted
+distances, closed disc test)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from hypothesis import strategies as st
 
 import sgg.ops.pairs as pairs_module
 from sgg.ops import EnvelopeIndex, envelopes_meet, spatial_pairs
+from sgg.ops.pairs import radius_pairs
 
 
 def dense_pairs(a: torch.Tensor, b: torch.Tensor | None, margin=0.0, k: int = 0) -> list[tuple[int, int]]:
@@ -179,3 +181,62 @@ def test_large_scene_is_output_sensitive():
     assert got.shape == (n - 1, 2)
     assert torch.equal(got[:, 1] - got[:, 0], torch.ones(n - 1, dtype=torch.long))
     np.testing.assert_array_equal(spatial_pairs(env[:5], env, k=1)[:, 1].numpy(), np.arange(5))
+
+
+def test_knn_ties_on_a_grid_match_the_reference():
+    """A lattice with repeated points: the k-th neighbour is tied for most points (cKDTree breaks such ties
+    arbitrarily; the lower index must win)."""
+    g = torch.Generator().manual_seed(5)
+    xy = torch.cartesian_prod(torch.arange(12.0), torch.arange(9.0)) * torch.tensor([2.0, 3.0])
+    xy = torch.cat([xy, xy[torch.randint(0, len(xy), (20,), generator=g)]])  # duplicates
+    env = xy.repeat(1, 2)
+    for k in (1, 4, 8):
+        assert as_list(spatial_pairs(env, k=k)) == dense_pairs(env, None, 0.0, k)
+        assert as_list(spatial_pairs(env[:15] + 0.5, env, k=k)) == dense_pairs(env[:15] + 0.5, env, 0.0, k)
+
+
+def dense_radius(a: np.ndarray, r: np.ndarray, b: np.ndarray | None) -> list[tuple[int, int]]:
+    """The definition: |a_i - b_j| <= r_i (cross), or i < j with |a_i - a_j| <= max(r_i, r_j) (self)."""
+    out = []
+    for i in range(len(a)):
+        for j in range(len(a) if b is None else len(b)):
+            if b is None:
+                if i < j and np.hypot(*(a[i] - a[j])) <= max(r[i], r[j]):
+                    out.append((i, j))
+            elif np.hypot(*(a[i] - b[j])) <= r[i]:
+                out.append((i, j))
+    return out
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_radius_pairs_match_the_definition(seed):
+    """Integer points and radii (3-4-5 distances land exactly on the radius: the disc is closed), radii of
+    very different sizes, NaN rows that take no part, a scalar radius, and small chunks."""
+    g = np.random.default_rng(seed)
+    a = g.integers(-40, 40, (70, 2)).astype(float)
+    a[:5] = [[0, 0], [3, 4], [6, 8], [0, 0], [-3, -4]]
+    r = g.choice([0.0, 1.0, 2.0, 5.0, 5.0, 30.0], 70)
+    b = g.integers(-40, 40, (50, 2)).astype(float)
+    a_nan, b_nan = a.copy(), b.copy()
+    a_nan[[7, 9]], b_nan[11, 0] = np.nan, np.inf
+    ka, kb = np.isfinite(a_nan).all(1), np.isfinite(b_nan).all(1)
+    ia, ib = np.flatnonzero(ka), np.flatnonzero(kb)
+    ref_self = [(int(ia[i]), int(ia[j])) for i, j in dense_radius(a[ka], r[ka], None)]
+    ref_cross = [(int(ia[i]), int(ib[j])) for i, j in dense_radius(a[ka], r[ka], b[kb])]
+    for chunk in (7, 4096):
+        assert as_list(radius_pairs(torch.tensor(a_nan), torch.tensor(r), chunk=chunk)) == ref_self
+        assert as_list(radius_pairs(torch.tensor(a_nan), torch.tensor(r), torch.tensor(b_nan), chunk=chunk)) == ref_cross
+    assert as_list(radius_pairs(torch.tensor(a), 5.0)) == dense_radius(a, np.full(70, 5.0), None)
+    assert (0, 1) in as_list(radius_pairs(torch.tensor(a), 5.0)) and (0, 2) not in as_list(radius_pairs(torch.tensor(a), 5.0))
+
+
+def test_radius_pairs_edge_cases():
+    one, none = torch.zeros(1, 2), torch.zeros(0, 2)
+    for a, b in ((none, None), (one, None), (none, one), (one, none)):
+        out = radius_pairs(a, 1.0, b)
+        assert out.shape == (0, 2) and out.dtype == torch.long
+    assert radius_pairs(torch.zeros(3, 2), 0.0).tolist() == [[0, 1], [0, 2], [1, 2]]  # distance 0 <= 0
+    with pytest.raises(ValueError, match="shape"):
+        radius_pairs(torch.zeros(3, 3), 1.0)
+    with pytest.raises(ValueError, match="margin"):
+        radius_pairs(torch.zeros(3, 2), -1.0)

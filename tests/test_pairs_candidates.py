@@ -59,6 +59,17 @@ def test_candidates_equal_brute_force_without_cap():
     assert len(got) < len(det) * (len(det) - 1) / 4  # far fewer than all pairs
 
 
+def test_candidates_equal_brute_force_with_large_boxes():
+    """A few boxes far larger than the rest: a pair counts at the larger box's radius, found from its side."""
+    det = scene(n=160, seed=2, size=900.0, classes=(0, 1, 7, 16, 18, 26, 31, 44))
+    boxes = det.boxes.tensor.clone()
+    boxes[::9, 2:4] *= 6
+    det = Detections(boxes, det.labels)
+    prior = PairPrior.star()
+    got = candidate_pairs(det, prior, k=2, max_per_object=None)
+    assert set(map(tuple, got.pairs.tolist())) == brute_force(det, prior, 2)
+
+
 def test_prior_masks_class_pairs_and_keeps_distant_relations():
     tower, car = STAR.object_index("lattice_tower"), STAR.object_index("car")
     # towers 400 px apart in a line (diag ~22 px): distance/size ~ 18; cars the same
@@ -100,6 +111,37 @@ def test_cap_keeps_the_nearest_per_object():
         d = sorted(range(11), key=lambda o: (abs(boxes[o][0] - boxes[s][0]), o))
         assert {(s, o) for o in d[1:4]} <= got
     assert len(capped) < len(full)
+
+
+def capped_reference(pairs, ratio, cap):
+    """The cap rule in plain Python: a pair stays when it is among the ``cap`` smallest ratios of its subject
+    (ties: lower object index) or of its object (ties: lower subject index)."""
+    by_s, by_o = {}, {}
+    for (s, o), r in zip(pairs, ratio):
+        by_s.setdefault(s, []).append((r, o, (s, o)))
+        by_o.setdefault(o, []).append((r, s, (s, o)))
+    keep = set()
+    for rows in (*by_s.values(), *by_o.values()):
+        keep |= {p for _, _, p in sorted(rows)[:cap]}
+    return keep
+
+
+@pytest.mark.parametrize("cap", [1, 5, 32])
+def test_cap_matches_the_rule_among_mixed_sizes(cap):
+    """Large boxes (several hundred px of search radius) among many small ones, classes with learned and
+    default radii: the capped set is exactly the cap rule applied to the uncapped candidates."""
+    g = torch.Generator().manual_seed(4)
+    det = scene(n=400, seed=3, size=1200.0, classes=(0, 1, 7, 16, 18, 26, 4, 31, 44))
+    boxes = det.boxes.tensor.clone()
+    big = torch.randint(0, 400, (25,), generator=g)
+    boxes[big, 2:4] = torch.rand(25, 2, generator=g).double() * 150 + 50
+    det = Detections(boxes, det.labels)
+    full = candidate_pairs(det, k=4, max_per_object=None)
+    got = candidate_pairs(det, k=4, max_per_object=cap)
+    ref = capped_reference(map(tuple, full.pairs.tolist()), (-full.scores).tolist(), cap)
+    assert set(map(tuple, got.pairs.tolist())) == ref
+    lookup = dict(zip(map(tuple, full.pairs.tolist()), full.scores.tolist()))
+    assert [lookup[p] for p in map(tuple, got.pairs.tolist())] == got.scores.tolist()
 
 
 def test_unknown_classes_kept_with_warning():

@@ -19,13 +19,14 @@ pairs on ordinary layouts, memory O(N + M + P) plus ``max_candidates``.
 
 from __future__ import annotations
 
+import itertools
 from typing import Iterator
 
 import numpy as np
 import torch
 from torch import Tensor
 
-__all__ = ["spatial_pairs", "EnvelopeIndex", "grow_envelopes", "envelopes_meet"]
+__all__ = ["spatial_pairs", "radius_pairs", "EnvelopeIndex", "grow_envelopes", "envelopes_meet"]
 
 DEFAULT_MAX_CANDIDATES = 1 << 22
 DENSE_MAX = 1 << 20  # spatial_pairs tests N·M ≤ this many pairs densely (faster up to ~1000 × 1000)
@@ -209,10 +210,20 @@ class EnvelopeIndex:
             yield qi.index_select(0, e), self.box.index_select(0, pos)
 
 
+def _workers() -> int:
+    """Threads for scipy's k-d tree queries: torch's intra-op thread count (``torch.set_num_threads``)."""
+    return max(1, torch.get_num_threads())
+
+
 def _knn(a: Tensor, b: Tensor, k: int, self_mode: bool) -> tuple[Tensor, Tensor]:
     """Each row of ``a``'s k nearest rows of ``b`` by envelope-centre distance (cKDTree); exact ties are
     broken by the lower index of ``b``. In self mode a row is not its own neighbour; rows with a NaN or
-    infinite coordinate take no part."""
+    infinite coordinate take no part.
+
+    cKDTree breaks ties arbitrarily, so each row asks for one neighbour more than it needs: when the last
+    one returned is strictly farther than the k-th, every point tied with the k-th was returned and the
+    (distance, index) order is exact; the rows where it is not (grids, duplicate centres) ask again for twice
+    as many, all such rows at once."""
     from scipy.spatial import cKDTree
 
     ia = _finite(a).nonzero().flatten().cpu()
@@ -220,30 +231,80 @@ def _knn(a: Tensor, b: Tensor, k: int, self_mode: bool) -> tuple[Tensor, Tensor]
     ca = ((a[:, :2] + a[:, 2:]) / 2).cpu()[ia].numpy()
     cb = ((b[:, :2] + b[:, 2:]) / 2).cpu()[ib].numpy()
     n, m = len(ca), len(cb)
-    kk = min(k + 1 + int(self_mode), m)
+    take = min(k, m - int(self_mode))
     e = torch.zeros(0, dtype=torch.long)
-    if n == 0 or kk == 0 or (self_mode and m < 2):
+    if n == 0 or take <= 0:
         return e, e
     tree = cKDTree(cb)
-    idx = tree.query(ca, k=kk)[1].reshape(n, kk)
-    d2 = ((ca[:, None, :] - cb[idx]) ** 2).sum(-1)
+    cols = np.empty((n, take), dtype=np.int64)
+    rows, q = np.arange(n), min(take + int(self_mode) + 1, m)
+    while rows.size:
+        idx = tree.query(ca[rows], k=q, workers=_workers())[1].reshape(rows.size, q)
+        d2 = ((ca[rows, None, :] - cb[idx]) ** 2).sum(-1)  # exact squared distances, not the tree's
+        if self_mode:
+            d2[idx == rows[:, None]] = np.inf
+        o = np.lexsort((idx, d2), axis=-1)
+        idx, d2 = np.take_along_axis(idx, o, 1), np.take_along_axis(d2, o, 1)
+        kth = d2[:, take - 1]
+        last = np.where(np.isinf(d2), -np.inf, d2).max(1)  # farthest real neighbour returned
+        done = (last > kth * (1 + 4e-9) + 1e-300) | (q >= m)
+        cols[rows[done]] = idx[done, :take]
+        rows, q = rows[~done], min(2 * q, m)
+    return ia[torch.from_numpy(np.repeat(np.arange(n), take))], ib[torch.from_numpy(cols.reshape(-1))]
+
+
+def radius_pairs(points: Tensor, radius: float | Tensor, other: Tensor | None = None, *, chunk: int = 4096) -> Tensor:
+    """Pairs ``(P, 2)`` (int64, sorted lexicographically, unique) of points within a Euclidean radius.
+
+    Self mode (``other`` None): pairs ``i < j`` of ``points`` (N, 2) at distance ≤ ``max(radius[i],
+    radius[j])``; each pair is looked up from the end with the larger radius only (ties: the lower index),
+    so nothing is found twice. Cross mode: rows ``(i, j)``, i into ``points``, j into ``other`` (M, 2), at
+    distance ≤ ``radius[i]``. ``radius``: a scalar or one value >= 0 per point; the test is closed, as
+    scipy's k-d tree makes it. Rows with a NaN or infinite coordinate take part in no pair. ``chunk`` points
+    are queried at a time (bounds scipy's per-point hit lists); time O((N + M) log M + hits).
+
+    Disc neighbourhoods of very different sizes (a large object's search radius among many small objects)
+    are where the envelope sweep of :func:`spatial_pairs` (strips of the typical envelope height) does poorly.
+    """
+    from scipy.spatial import cKDTree
+
+    dev = points.device if isinstance(points, Tensor) else torch.device("cpu")
+    p = _check_points(points, "points")
+    r = _margins(radius, p)
+    self_mode = other is None
+    q = p if self_mode else _check_points(other, "other")
+    ia = _finite(p).nonzero().flatten()
+    ib = ia if self_mode else _finite(q).nonzero().flatten()
+    n, m = ia.numel(), ib.numel()
+    if n == 0 or m == 0:
+        return torch.zeros(0, 2, dtype=torch.long, device=dev)
+    pa, rad, pb = p[ia].numpy(), r[ia].numpy(), q[ib].numpy()
     if self_mode:
-        d2[idx == np.arange(n)[:, None]] = np.inf
-    o = np.lexsort((idx, d2), axis=-1)
-    idx, d2 = np.take_along_axis(idx, o, 1), np.take_along_axis(d2, o, 1)
-    take = min(k, m - int(self_mode))
-    cols = idx[:, :take].copy()
-    if take == k and kk > k:  # is the k-th neighbour tied with one not taken (cKDTree breaks ties arbitrarily)?
-        tied = np.isfinite(d2[:, k]) & (d2[:, k] == d2[:, k - 1])
-        if self_mode:  # a row whose own index was not returned has ≥ kk points at distance 0
-            tied |= ~np.isinf(d2).any(1)
-        for r in np.flatnonzero(tied):
-            cand = np.asarray(tree.query_ball_point(ca[r], np.sqrt(d2[r, k - 1]) * (1 + 1e-9) + 1e-300), dtype=np.int64)
-            cand = cand[cand != r] if self_mode else cand
-            dc = ((cb[cand] - ca[r]) ** 2).sum(-1)
-            cols[r] = cand[np.lexsort((cand, dc))[:k]]
-    rows = torch.from_numpy(np.repeat(np.arange(n), take))
-    return ia[rows], ib[torch.from_numpy(cols.reshape(-1))]
+        rank = np.empty(n, dtype=np.int64)
+        rank[np.lexsort((np.arange(n), -rad))] = np.arange(n)  # larger radius first, then lower index
+    tree = cKDTree(pb)
+    keys = []
+    for lo in range(0, n, chunk):
+        hits = tree.query_ball_point(pa[lo:lo + chunk], rad[lo:lo + chunk], return_sorted=False, workers=_workers())
+        lens = np.fromiter(map(len, hits), dtype=np.int64, count=len(hits))
+        j = np.fromiter(itertools.chain.from_iterable(hits), dtype=np.int64, count=int(lens.sum()))
+        i = np.repeat(np.arange(lo, lo + len(hits)), lens)
+        if self_mode:
+            mine = rank[j] > rank[i]  # found from i's side (its radius is the larger); drops i itself
+            i, j = np.minimum(i[mine], j[mine]), np.maximum(i[mine], j[mine])
+        keys.append(i * m + j)
+    key = torch.from_numpy(np.sort(np.concatenate(keys)))
+    return torch.stack([ia[key // m], ib[key % m]], 1).to(dev)
+
+
+def _check_points(points: Tensor, name: str) -> Tensor:
+    """float64 CPU (K, 2) points; ValueError for another shape."""
+    p = torch.as_tensor(points).detach().double().cpu()
+    if p.numel() == 0:
+        return p.reshape(0, 2)
+    if p.dim() != 2 or p.shape[1] != 2:
+        raise ValueError(f"radius_pairs: {name} must have shape (K, 2); got {tuple(p.shape)}")
+    return p
 
 
 def _dense_keys(a: Tensor, b: Tensor, self_mode: bool) -> Tensor:

@@ -3,10 +3,11 @@
 :class:`PairPrior` holds, per (subject class, object class), whether the pair ever relates (``allowed``,
 from training counts: STAR's real triplet counts by default) and how far apart related pairs get:
 ``radius`` = a high quantile of ``centre distance / max(diag_s, diag_o)`` over training relations (distance
-over box size, so it holds at any resolution). :func:`candidate_pairs` asks the shared sub-quadratic op
-``sgg.ops.spatial_pairs`` for boxes whose envelopes meet once each box is grown by ``radius_max(class) ·
-diag`` (a superset of every class pair's disc), plus each box's ``k`` nearest; then keeps, in each
-direction, the pairs the class pair allows within its own radius (or among the k nearest), and at most
+over box size, so it holds at any resolution). :func:`candidate_pairs` asks the shared sub-quadratic ops
+for the boxes within each class pair's disc (``sgg.ops.pairs.radius_pairs``, one k-d tree query per partner
+class, so a large box's reach only spans the classes it relates to), the boxes whose envelopes meet and
+each box's ``k`` nearest (``sgg.ops.spatial_pairs``); then keeps, in each direction, the pairs the class
+pair allows within its own radius (or touching, or among the k nearest), and at most
 ``max_per_object`` per box, the nearest relative to their radius first. Distant relations (lattice towers
 in a line, a dam and its lock) keep their own large radius; a car does not inherit it.
 """
@@ -18,13 +19,13 @@ import os
 import warnings
 from importlib import resources
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Iterator
 
 import torch
 
 from sgg.errors import SggInputError
 from sgg.ops import box_to_envelope
-from sgg.ops.pairs import envelopes_meet, spatial_pairs
+from sgg.ops.pairs import radius_pairs, spatial_pairs
 from sgg.structures import Detections, PairSet, SceneGraph, Vocabulary, star_triplet_counts
 
 __all__ = ["PairPrior", "UnknownClassWarning", "candidate_pairs", "normalised_distance"]
@@ -204,7 +205,6 @@ def candidate_pairs(detections: Detections, prior: PairPrior | None = None, *, v
     radius[:c, :c] = prior.radius
     radius = torch.where(allowed, radius * radius_scale, torch.zeros_like(radius))
     ci = torch.where(cls < 0, torch.full_like(cls, c), cls)
-    rmax = torch.maximum(radius.amax(1), radius.amax(0))[ci]  # any role
     diag = torch.hypot(boxes[:, 2], boxes[:, 3])
     env = box_to_envelope(boxes)
     boxes32, radius32 = boxes.float(), radius.float().clamp_min(1e-12)
@@ -220,33 +220,67 @@ def candidate_pairs(detections: Detections, prior: PairPrior | None = None, *, v
             ratio = d / radius32[cs, co]
             keep = allowed[cs, co] & ((ratio <= 1) | exempt)
             out_p.append(p[keep])
-            out_r.append(ratio[keep].double())
+            out_r.append(ratio[keep])
         return torch.cat(out_p), torch.cat(out_r)
 
-    far = spatial_pairs(env, margin=rmax * diag)  # (P,2) i<j: a superset of every class pair's disc
-    parts = []
-    for lo in range(0, far.shape[0], _BLOCK):  # blocks bound the memory of the exact test
-        f = far[lo:lo + _BLOCK]
-        parts.append(keep_allowed(f, envelopes_meet(env[f[:, 0]], env[f[:, 1]])))
-    del far
+    parts = [keep_allowed(far, torch.zeros(far.shape[0], dtype=torch.bool))
+             for far in _within_reach(boxes[:, :2], diag, ci, torch.maximum(radius, radius.T))]
+    touch = spatial_pairs(env)  # envelopes that meet: exempt from the radius test
+    parts.append(keep_allowed(touch, torch.ones(touch.shape[0], dtype=torch.bool)))
     if k > 0:  # each box's k nearest (centres as point envelopes), exempt from the radius test
         near = spatial_pairs(boxes[:, :2].repeat(1, 2), k=k)
         parts.append(keep_allowed(near, torch.ones(near.shape[0], dtype=torch.bool)))
     both = torch.cat([p for p, _ in parts]) if parts else torch.zeros(0, 2, dtype=torch.long)
-    ratio = torch.cat([r for _, r in parts]) if parts else torch.zeros(0, dtype=torch.float64)
-    key, inv = torch.unique(both[:, 0] * n + both[:, 1], return_inverse=True)  # k-nearest may repeat a pair
-    ratio = torch.zeros(key.numel(), dtype=torch.float64).scatter_(0, inv, ratio)
+    ratio = torch.cat([r for _, r in parts]) if parts else torch.zeros(0)
+    key, inv = torch.unique(both[:, 0] * n + both[:, 1], return_inverse=True)  # touching/k-nearest repeat pairs
+    ratio = torch.zeros(key.numel(), dtype=ratio.dtype).scatter_(0, inv, ratio)
     both = torch.stack([key // n, key % n], 1)
     if max_per_object is not None and both.shape[0]:
         both, ratio = _cap(both, ratio, n, int(max_per_object))
-    return PairSet(both, (-ratio).float())  # sorted by (subject, object)
+    return PairSet(both, -ratio)  # sorted by (subject, object)
+
+
+def _within_reach(centres: torch.Tensor, diag: torch.Tensor, cls: torch.Tensor, reach: torch.Tensor,
+                  chunk: int = _BLOCK) -> Iterator[torch.Tensor]:
+    """Unordered pairs (i < j) whose centres lie within ``reach[c_i, c_j] · max(diag_i, diag_j)`` (a symmetric
+    (C, C) table of normalised distances, 0 = never), each once, in blocks of about ``chunk``.
+
+    One k-d tree query per partner class (``sgg.ops.pairs.radius_pairs``): every box looks for boxes of
+    class c within its class pair's reach times its own diagonal, and a pair is kept from the end with the
+    larger diagonal only, whose disc is the one that counts. Searching each class pair's own disc (rather than
+    every box's widest one) keeps a large box's reach from pulling in classes it never relates to. A small
+    relative and absolute slack keeps every pair that the float32 radius test accepts."""
+    n = centres.shape[0]
+    order = torch.empty(n, dtype=torch.long)
+    order[torch.argsort(-diag, stable=True)] = torch.arange(n)  # larger diagonal first, then lower index
+    slack = 1e-6 * (float(centres.abs().max()) + float(diag.max()))
+    out, size = [], 0
+    for c in torch.unique(cls).tolist():
+        members = (cls == c).nonzero().flatten()
+        r = reach[cls, c] * diag
+        q = (r > 0).nonzero().flatten()
+        if q.numel() == 0:
+            continue
+        hit = radius_pairs(centres[q], r[q] * (1 + 1e-5) + slack, centres[members])
+        i, j = q[hit[:, 0]], members[hit[:, 1]]
+        mine = order[i] < order[j]
+        i, j = i[mine], j[mine]
+        out.append(torch.stack([torch.minimum(i, j), torch.maximum(i, j)], 1))
+        size += i.numel()
+        if size >= chunk:
+            yield torch.cat(out)
+            out, size = [], 0
+    if out:
+        yield torch.cat(out)
 
 
 def _rank_within(group: torch.Tensor, value: torch.Tensor) -> torch.Tensor:
-    """Rank (0-based) of each row among rows of the same ``group`` by ascending ``value``; ties keep the
-    rows' order (pairs come sorted by (subject, object), so ties go to the lower partner index)."""
-    order = torch.argsort(value, stable=True)
-    order = order[torch.argsort(group[order], stable=True)]
+    """Rank (0-based) of each row among rows of the same ``group`` (>= 0) by ascending float32 ``value``;
+    ties keep the rows' order (pairs come sorted by (subject, object), so ties go to the lower partner
+    index). One stable sort of int64 keys (group, order-preserving bits of the value)."""
+    bits = value.float().contiguous().view(torch.int32).long()
+    bits = torch.where(bits < 0, -(bits & 0x7FFF_FFFF), bits)  # negative floats below positive ones
+    order = torch.sort(group.long() * (1 << 32) + bits, stable=True).indices
     g = group[order]
     start = torch.ones_like(g, dtype=torch.bool)
     start[1:] = g[1:] != g[:-1]
