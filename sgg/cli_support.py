@@ -21,9 +21,12 @@ import sys
 import tempfile
 import warnings
 from pathlib import Path
-from typing import Callable, Iterable, Iterator, Sequence
+from typing import TYPE_CHECKING, Callable, Iterable, Iterator, Sequence
 
 from sgg.errors import SggInputError
+
+if TYPE_CHECKING:
+    import torch
 
 GLOBAL = {"debug": False, "quiet": False}  # flags given before the command name (set by run_command)
 _INPUT_LIBS = {"pyproj", "rasterio", "pyogrio", "fiona", "shapely", "sqlite3", "pyarrow", "networkx", "yaml",
@@ -100,6 +103,31 @@ def _check_range(value, lo, hi) -> None:
         span = (f"between {lo:g} and {hi:g}" if lo is not None and hi is not None
                 else f">= {lo:g}" if lo is not None else f"<= {hi:g}")
         raise argparse.ArgumentTypeError(f"must be {span}, got {value:g}")
+
+
+# ------------------------------------------------------------------------------------------ device
+def check_device(name: str, option: str | None = "--device") -> torch.device:
+    """The torch device ``name`` when this machine has it, else an input error naming ``option`` (the
+    command-line flag, or a config key such as ``"device"``). The one device check of sgg."""
+    import torch
+
+    use = f"use {option or 'device'} cpu"
+    try:
+        dev = torch.device(name)
+    except (RuntimeError, ValueError, TypeError):
+        raise SggInputError("not a torch device; use cpu, cuda, cuda:N or mps", path=name, option=option) from None
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise SggInputError(f"CUDA is not available on this machine (no GPU, or torch built without CUDA); {use}",
+                                path=name, option=option)
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise SggInputError(f"this machine has {torch.cuda.device_count()} CUDA device(s)", path=name,
+                                option=option)
+    elif dev.type == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise SggInputError(f"Apple MPS is not available on this machine; {use}", path=name, option=option)
+    elif dev.type not in ("cpu", "cuda", "mps"):
+        raise SggInputError("unsupported device type; use cpu, cuda or mps", path=name, option=option)
+    return dev
 
 
 # ------------------------------------------------------------------------------------------- paths

@@ -78,34 +78,9 @@ def build_parser() -> ArgumentParser:
     return p
 
 
-def check_device(name: str) -> str:
-    """A torch device this machine has, else a bad-option error naming ``--device``."""
-    import torch
-
-    from sgg.errors import SggInputError
-
-    try:
-        dev = torch.device(name)
-    except (RuntimeError, ValueError):
-        raise SggInputError("unknown device; use cpu, cuda, cuda:N or mps", path=name, option="--device") from None
-    if dev.type == "cuda":
-        if not torch.cuda.is_available():
-            raise SggInputError("CUDA is not available on this machine (no GPU, or torch built without CUDA); "
-                                "use --device cpu", path=name, option="--device")
-        if dev.index is not None and dev.index >= torch.cuda.device_count():
-            raise SggInputError(f"this machine has {torch.cuda.device_count()} CUDA device(s)",
-                                path=name, option="--device")
-    elif dev.type == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
-        raise SggInputError("Apple MPS is not available on this machine; use --device cpu",
-                            path=name, option="--device")
-    elif dev.type not in ("cpu", "cuda", "mps"):
-        raise SggInputError("unsupported device type; use cpu, cuda or mps", path=name, option="--device")
-    return name
-
-
 def check_options(args: argparse.Namespace):
     """Everything that can be checked before work starts; returns (raster, out, dota_out)."""
-    from sgg.cli_support import UsageError, input_path, output_dir, output_file
+    from sgg.cli_support import UsageError, check_device, input_path, output_dir, output_file
     from sgg.graph.formats import GRAPH_SUFFIXES
 
     raster = input_path(args.raster, "RASTER")
