@@ -3,9 +3,10 @@ so the table writers, the GeoJSON refusal and the QGIS project never disagree ab
 
 from __future__ import annotations
 
-import zipfile
 import xml.etree.ElementTree as ET
+import zipfile
 
+import pyproj
 import pytest
 import torch
 
@@ -15,7 +16,7 @@ from sgg.graph.qgis import write_scene_project
 from sgg.graph.tables import scene_crs, scene_meta
 from sgg.structures import Detections, GeoReference, SceneGraph, Vocabulary
 
-UTM = 'PROJCS["WGS 84 / UTM zone 33N",GEOGCS["WGS 84",DATUM["WGS_1984",SPHEROID["WGS 84",6378137,298.257223563]],PRIMEM["Greenwich",0],UNIT["degree",0.0174532925199433]],PROJECTION["Transverse_Mercator"],PARAMETER["latitude_of_origin",0],PARAMETER["central_meridian",15],PARAMETER["scale_factor",0.9996],PARAMETER["false_easting",500000],PARAMETER["false_northing",0],UNIT["metre",1],AUTHORITY["EPSG","32633"]]'
+UTM = pyproj.CRS.from_epsg(32633).to_wkt()
 TRANSFORM = (0.5, 0.0, 400000.0, 0.0, -0.5, 5000000.0)
 
 
