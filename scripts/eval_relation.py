@@ -15,7 +15,8 @@ image edge) and evaluates every window as an image of its own — objects kept w
 ``--min-inside`` (0.7) of their area lies in the window, relations kept when both ends are kept, windows
 without a relation skipped — so that K = 20/50/100 mean what they mean on ordinary SGG images (a 2,048²
 synthetic scene holds ~6,000 relations, capping R@K near K / 6,000). Whole-scene figures at K =
-1000/1500/2000 are the run without ``--crop``.
+1000/1500/2000 are the run without ``--crop``. With ``--sgdet`` and ``--crop`` the same windows cut the
+detections by the same rule, so SGDet is scored per window too.
 """
 
 from __future__ import annotations
@@ -51,13 +52,14 @@ def _starts(extent: int, size: int) -> torch.Tensor:
     return torch.tensor([min(i * size, max(extent - size, 0)) for i in range(n)], dtype=torch.float32)
 
 
-def crop_graphs(graphs, size: int, min_inside: float = 0.7) -> list:
+def crop_graphs(graphs, size: int, min_inside: float = 0.7, detections=None):
     """Each ground-truth graph cut into ``size`` windows (module docstring): objects ≥ ``min_inside`` of
     their area inside (oriented-box ∩ window over box area, ``rotated_iof``), relations with both ends kept;
     boxes stay in scene pixels (the heads' features are translation-invariant). Windows without relations
-    are dropped."""
-    out = []
-    for g in graphs:
+    are dropped. With ``detections`` (one detected graph per ground-truth graph, SGDet) the same windows
+    also cut the detections by the same rule, and the result is (ground-truth windows, detection windows)."""
+    out, dets = [], []
+    for i, g in enumerate(graphs):
         boxes = g.detections.boxes.tensor.float()
         if g.image_size is not None:
             w, h = g.image_size
@@ -76,11 +78,16 @@ def crop_graphs(graphs, size: int, min_inside: float = 0.7) -> list:
             if not bool(rel.any()):
                 continue
             new = torch.cumsum(keep.long(), 0) - 1  # old object index → index in the window
+            if detections is not None:
+                d = detections[i]
+                dk = rotated_iof(d.detections.boxes.tensor.float(), win[j:j + 1])[:, 0] >= min_inside
+                dets.append(d.replace(detections=d.detections[dk], pairs=PairSet.empty(), predicate_scores=None,
+                                      predicate_labels=None, difficult=None))
             out.append(g.replace(detections=g.detections[keep], pairs=PairSet(new[g.pairs.pairs[rel]]),
                                  predicate_labels=lab[rel],
                                  difficult=g.difficult[keep] if g.difficult is not None else None,
                                  metadata={**g.metadata, "crop": [float(x0[j]), float(y0[j]), size]}))
-    return out
+    return (out, dets) if detections is not None else out
 
 
 def evaluate(head, graphs, mode: str, ks, inputs=None, taus=None) -> dict:
@@ -165,10 +172,8 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     scenes = load_scenes(args.data, read_split(args.data)[args.split])
-    graphs = [sc.graph for sc in scenes]
+    whole = graphs = [sc.graph for sc in scenes]
     if args.crop:
-        if args.sgdet:
-            p.error("--crop evaluates PredCls/SGCls only (SGDet needs detections per window)")
         graphs = crop_graphs(graphs, args.crop, args.min_inside)
     rows = sum(int((g.predicate_labels > 0).sum()) for g in graphs)
     print(f"{len(graphs)} {args.split} {f'{args.crop}-px windows of ' if args.crop else ''}scenes, {sum(len(g.detections) for g in graphs)} objects, {rows} relations",
@@ -203,12 +208,14 @@ def main(argv=None) -> int:
         lines.append(row(name, head.mode, r, args.ks))
         print(lines[-1], f"({r['seconds']:.0f} s, {r['pairs']} pairs)", file=sys.stderr)
     if args.sgdet:
-        dets = detect(args.sgdet, scenes[: args.scenes], args.det_cache)
+        dets, gts = detect(args.sgdet, scenes[: args.scenes], args.det_cache), whole[: args.scenes]
+        if args.crop:  # the same windows cut ground truth and detections
+            gts, dets = crop_graphs(gts, args.crop, args.min_inside, detections=dets)
         for spec, head in head_of.items():
             if head.mode != "predcls":
                 continue
             name = Path(spec).stem if spec != "freq-star" else "freq (STAR counts)"
-            r = evaluate(head, graphs[: args.scenes], "sgdet", args.ks, inputs=dets)
+            r = evaluate(head, gts, "sgdet", args.ks, inputs=dets)
             results[f"{name}/sgdet"] = r
             lines.append(row(name, "sgdet", r, args.ks))
             print(lines[-1], f"({r['seconds']:.0f} s, {r['pairs']} pairs)", file=sys.stderr)

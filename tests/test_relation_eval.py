@@ -112,3 +112,17 @@ def test_tau_sweep_equals_predicting_with_each_tau():
             assert abs(sweep[tau][key] - one[key]) < 1e-9, (tau, key)
     assert sweep[0.0]["ngR@2000"] > 0.5
     assert any(sweep[0.0][f"ngR@{k}"] != sweep[1.5][f"ngR@{k}"] for k in ks)  # τ changes the ranking
+
+
+def test_crop_graphs_cuts_detections_by_the_same_windows():
+    gt = _scene()
+    # detections: object 0 of window (0, 0), object 4's neighbour in the bottom-right window, one straddler
+    boxes = torch.tensor([[102.0, 101, 40, 20, 0], [905, 602, 40, 20, 0.5], [500, 100, 100, 20, 0]])
+    det = SceneGraph(Detections(boxes, torch.tensor([0, 4, 3]), torch.tensor([0.9, 0.8, 0.7])), PairSet.empty(),
+                     vocabulary=STAR, image_size=(1000, 700))
+    mod = _script()
+    gts, dets = mod.crop_graphs([gt], 512, min_inside=0.7, detections=[det])
+    assert len(gts) == len(dets) == len(mod.crop_graphs([gt], 512, min_inside=0.7))
+    got = {tuple(g.metadata["crop"][:2]): d.detections.boxes.tensor[:, 0].tolist() for g, d in zip(gts, dets)}
+    assert got == {(0.0, 0.0): [102.0], (488.0, 188.0): [905.0]}  # the straddler (62 % / 62 %) is in neither
+    assert all(len(d.pairs) == 0 and d.predicate_scores is None for d in dets)
