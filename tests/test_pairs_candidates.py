@@ -174,6 +174,22 @@ def test_select_pairs_topk_and_threshold():
         select_pairs(pairs, s[:3], 2)
 
 
+def test_select_pairs_large_input_matches_a_full_stable_sort():
+    """Budgets far below the pair count take the top-k shortcut: same pairs, same order, ties included."""
+    g = torch.Generator().manual_seed(8)
+    pairs = torch.randint(0, 500, (5000, 2), generator=g)
+    pairs[:, 1] = (pairs[:, 0] + 1 + pairs[:, 1] % 499) % 500  # no self-pairs
+    s = (torch.rand(5000, generator=g) * 40).round()  # many ties, also at the cut
+    for budget, lower in ((1, False), (37, False), (100, True), (1249, True)):
+        key = -s if lower else s
+        ref = torch.argsort(key, descending=True, stable=True)[:budget]
+        got = select_pairs(pairs, s, budget, lower_is_better=lower)
+        assert torch.equal(got.pairs, pairs[ref]) and torch.equal(got.scores, key[ref])
+    s[::7] = float("nan")
+    with pytest.raises(ValueError, match="NaN"):  # as without the shortcut: NaN scores are refused
+        select_pairs(pairs, s, 50)
+
+
 def test_proposer_matches_direct_scoring_and_chunks():
     det = scene(n=120, seed=4)
     prop = PairProposer.default()

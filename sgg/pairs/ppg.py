@@ -115,27 +115,25 @@ class PPG(nn.Module):
                      chunk_size: int = DEFAULT_CHUNK) -> torch.Tensor:
         """:meth:`score` of the features ``[one-hot(subj), one-hot(obj), spatial]`` without building them:
         AE1's first layer on a one-hot is a column gather, and the squared error on the one-hot part is
-        ``Σw² − 2·w[s] − 2·w[C+o] + 2``. Same result as ``score``, about a fifth less work and memory."""
+        ``Σw² − 2·w[s] − 2·w[C+o] + 2``. Same result as ``score``; rows go through the layers ``_BLOCK`` at a
+        time (the activations stay in cache, activations in place), ``chunk_size`` bounds nothing more."""
         c = self.num_classes
         x = torch.as_tensor(spatial)
         x = x.float() if not x.is_floating_point() or x.dtype == torch.float16 else x
-        dev = self.ae1.encoder[0].weight.device
-        w0 = self.ae1.encoder[0].weight.to(dev, x.dtype)
+        dev, dt = self.ae1.encoder[0].weight.device, x.dtype
+        (w0, b0), *rest1 = _linears(self.ae1, dev, dt)
+        rest2 = _linears(self.ae2, dev, dt)
         w0s, w0o, w0x = w0[:, :c].t().contiguous(), w0[:, c:2 * c].t().contiguous(), w0[:, 2 * c:]
-        b0 = self.ae1.encoder[0].bias.to(dev, x.dtype)
-        out = torch.empty(x.shape[0], dtype=x.dtype, device=x.device)
-        for lo in range(0, x.shape[0], chunk_size):
-            s, o = subj[lo:lo + chunk_size].to(dev), obj[lo:lo + chunk_size].to(dev)
-            xs = x[lo:lo + chunk_size].to(dev)
-            w1 = self.ae1(w0s[s] + w0o[o] + F.linear(xs, w0x, b0), skip_first=True)
-            w2 = self.ae2(w1)
-            rows = torch.arange(s.shape[0], device=dev)
-
-            def err(w: torch.Tensor) -> torch.Tensor:
-                cls = w[:, :2 * c].pow(2).sum(1) - 2 * w[rows, s] - 2 * w[rows, c + o] + 2
-                return (cls + (w[:, 2 * c:] - xs).pow(2).sum(1)) / self.in_dim
-
-            out[lo:lo + chunk_size] = (self.alpha * err(w1) + self.beta * err(w2)).to(x.device)
+        out = torch.empty(x.shape[0], dtype=dt, device=x.device)
+        step = max(1, min(int(chunk_size), _BLOCK))
+        for lo in range(0, x.shape[0], step):
+            s, o = subj[lo:lo + step].to(dev), obj[lo:lo + step].to(dev)
+            xs = x[lo:lo + step].to(dev)
+            h = torch.addmm(b0, xs, w0x.t()).add_(w0s.index_select(0, s)).add_(w0o.index_select(0, o)).relu_()
+            w1 = _run(h, rest1)
+            w2 = _run(w1, rest2)  # its first product is a new tensor: w1 stays intact
+            e = self.alpha * _onehot_error(w1, s, o, xs, c) + self.beta * _onehot_error(w2, s, o, xs, c)
+            out[lo:lo + step] = e.div_(self.in_dim).to(x.device)
         return out
 
     # vocabulary -------------------------------------------------------------------------------
@@ -218,6 +216,29 @@ class PPG(nn.Module):
             sd = {k[len("ppg."):]: v for k, v in data["state_dict"].items() if k.startswith("ppg.")}
             return cls.from_dict({**meta, "state_dict": sd}, path)
         raise SggInputError("not a PPG file (STAR release, sgg-ppg/1 or PPGModule checkpoint)", path=path)
+
+
+_BLOCK = 4096  # rows per pass through the autoencoders in score_onehot (measured: faster than 65536)
+
+
+def _linears(ae: AutoEncoder, dev: torch.device, dt: torch.dtype) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """(weight, bias) of the autoencoder's four Linear layers, cast once."""
+    return [(m.weight.to(dev, dt), m.bias.to(dev, dt)) for m in (*ae.encoder, *ae.decoder) if isinstance(m, nn.Linear)]
+
+
+def _run(h: torch.Tensor, layers: list[tuple[torch.Tensor, torch.Tensor]]) -> torch.Tensor:
+    """The remaining layers of an autoencoder: ReLU after each but the last, sigmoid after the last."""
+    for k, (w, b) in enumerate(layers):
+        h = torch.addmm(b, h, w.t())
+        h = h.sigmoid_() if k == len(layers) - 1 else h.relu_()
+    return h
+
+
+def _onehot_error(w: torch.Tensor, s: torch.Tensor, o: torch.Tensor, x: torch.Tensor, c: int) -> torch.Tensor:
+    """Σ (w − [one-hot(s), one-hot(o), x])² per row (the one-hots never built)."""
+    cls = w[:, :2 * c].square().sum(1)
+    cls -= 2 * (w.gather(1, s[:, None]).squeeze(1) + w.gather(1, (o + c)[:, None]).squeeze(1) - 1)
+    return cls + (w[:, 2 * c:] - x).square_().sum(1)
 
 
 def _save(data: dict[str, Any], path: str | os.PathLike) -> Path:

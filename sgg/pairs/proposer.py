@@ -41,6 +41,10 @@ def select_pairs(pairs: PairSet | torch.Tensor, scores: torch.Tensor, budget: in
     keep = torch.ones_like(s, dtype=torch.bool) if threshold is None else s >= (-threshold if lower_is_better else threshold)
     p, s = p[keep], s[keep]
     k = s.numel() if budget is None else min(int(budget), s.numel())
+    if 0 < k < s.numel() // 4 and not bool(s.isnan().any()):  # only rows at least as good as the k-th best can be kept: sort those
+        thr = torch.topk(s, k, sorted=False).values.min()
+        idx = (s >= thr).nonzero().flatten()  # in pair order, so the stable sort below is unchanged
+        p, s = p[idx], s[idx]
     # stable order: ties go to the earlier pair, so results do not depend on the sort implementation
     order = torch.argsort(s, descending=True, stable=True)[:k]
     return PairSet(p[order], s[order])
