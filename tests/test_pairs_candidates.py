@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from sgg.errors import SggInputError
-from sgg.pairs import (PPG, PairPrior, PairProposer, UnknownClassWarning, candidate_pairs, select_pairs,
+from sgg.pairs import (PPG, PairPrior, PairProposer, UnknownClassWarning, auto_budget, candidate_pairs, select_pairs,
                        star_pair_features)
 from sgg.structures import Detections, PairSet, SceneGraph, Vocabulary
 
@@ -188,6 +188,27 @@ def test_select_pairs_large_input_matches_a_full_stable_sort():
     s[::7] = float("nan")
     with pytest.raises(ValueError, match="NaN"):  # as without the shortcut: NaN scores are refused
         select_pairs(pairs, s, 50)
+
+
+def test_auto_budget_grows_with_the_scene(tmp_path):
+    g = torch.Generator().manual_seed(9)
+    pairs = torch.randint(0, 400, (20_000, 2), generator=g)
+    pairs[:, 1] = (pairs[:, 0] + 1 + pairs[:, 1] % 399) % 400
+    s = torch.rand(20_000, generator=g)
+    assert auto_budget(100) == 10_000 and auto_budget(400) == 12_800 and auto_budget(400, per_object=8) == 10_000
+    assert len(select_pairs(pairs, s, "auto", num_objects=400)) == 12_800
+    assert torch.equal(select_pairs(pairs, s, "auto", num_objects=100).pairs, select_pairs(pairs, s, 10_000).pairs)
+    with pytest.raises(SggInputError, match="num_objects"):
+        select_pairs(pairs, s, "auto")
+    for bad in ("lots", -1):
+        with pytest.raises(SggInputError, match="budget"):
+            PairProposer(budget=bad)
+    det = scene(n=120)
+    prop = PairProposer.default()
+    prop.budget = "auto"
+    assert torch.equal(prop(det).pairs, PairProposer(prop.ppg, budget=None)(det).pairs)  # < 10,000 candidates
+    prop.save(tmp_path / "p.pt")
+    assert PairProposer.load(tmp_path / "p.pt").budget == "auto"
 
 
 def test_proposer_matches_direct_scoring_and_chunks():

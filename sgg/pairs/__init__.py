@@ -8,7 +8,7 @@ pairs worth scoring without building all N² of them; ``PairProposer`` chains th
 from .features import STAR_NUM_CLASSES, pair_feature_dim, spatial_pair_features, star_pair_features, union_rect_area
 from .ppg import PPG, AutoEncoder
 from .candidates import PairPrior, UnknownClassWarning, candidate_pairs, normalised_distance
-from .proposer import PairProposer, select_pairs
+from .proposer import PairProposer, auto_budget, select_pairs
 
 __all__ = [
     "STAR_NUM_CLASSES",
@@ -24,6 +24,7 @@ __all__ = [
     "normalised_distance",
     "PairProposer",
     "select_pairs",
+    "auto_budget",
     "PPGModule",
     "PPGDataModule",
 ]
