@@ -1,6 +1,7 @@
 """Benchmark pair proposal: sgg's sub-quadratic PairProposer against a dense N² implementation (STAR toolkit).
 
 Run:  python benchmarks/bench_pairs.py [--sizes 5000 10000 20000] [--dense-sizes 1000 2000] [--threads 2]
+      [--single 20000]
 
 Layout (seeded, STAR-like density ~1 object per 1,000 px²): car parks (grids of cars), marinas (boats
 in rows along docks), lines of lattice towers, and scattered objects of other classes and sizes.
@@ -9,6 +10,9 @@ Each measurement runs in its own child process, so peak RSS (``ru_maxrss``) is t
           features, STAR's released PPG score, top-10,000 — timed per step;
   dense — as the STAR toolkit: all N(N−1) ordered pairs, their features in one tensor, PPG score, top-10,000.
 Goal (issue #13): ours ≤ 3 s at N = 20,000 on 2 cores; peak RSS growing linearly with N.
+Times: wall clock with torch (and scipy's k-d tree) on ``--threads`` threads, and CPU seconds; ``--single``
+sizes are run once more on one thread (CPU s single-threaded). The machine may be shared, so the last lines
+divide by a reference measured in the same run: the dense implementation at the largest N it ran.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import resource
 import subprocess
 import sys
@@ -85,17 +90,19 @@ def run_ours(n: int) -> dict:
     boxes, labels = layout(n)
     det = Detections(boxes, labels)
     prop = PairProposer.default()
+    import scipy.spatial  # noqa: F401 - imported before the clock starts, as a long-running process has it
+
     base = rss_mb()
     c0, t0 = time.process_time(), time.perf_counter()
     cand = prop.candidates(det)
-    t1 = time.perf_counter()
+    c1, t1 = time.process_time(), time.perf_counter()
     scores = prop.score(det, cand)
-    t2 = time.perf_counter()
+    c2, t2 = time.process_time(), time.perf_counter()
     kept = select_pairs(cand, scores, 10_000, lower_is_better=True)
     t3, c3 = time.perf_counter(), time.process_time()
     return {"n": n, "candidates": len(cand), "kept": len(kept), "t_candidates": t1 - t0, "t_features_score": t2 - t1,
-            "t_select": t3 - t2, "t_total": t3 - t0, "cpu_total": c3 - c0, "rss_before_mb": base, "rss_peak_mb": rss_mb(),
-            "top": kept.pairs[:2000].tolist()}
+            "t_select": t3 - t2, "t_total": t3 - t0, "cpu_candidates": c1 - c0, "cpu_features_score": c2 - c1,
+            "cpu_total": c3 - c0, "rss_before_mb": base, "rss_peak_mb": rss_mb(), "top": kept.pairs[:2000].tolist()}
 
 
 def run_dense(n: int) -> dict:
@@ -117,9 +124,12 @@ def run_dense(n: int) -> dict:
             "top": pairs[top[:2000]].tolist()}
 
 
-def child(kind: str, n: int, threads: int) -> dict:
+def child(kind: str, n: int, threads: int, wait_policy: str = "PASSIVE") -> dict:
     cmd = [sys.executable, __file__, "--child", kind, str(n), "--threads", str(threads)]
-    out = subprocess.run(cmd, capture_output=True, text=True, check=True)
+    env = dict(os.environ)
+    if wait_policy != "keep":
+        env["OMP_WAIT_POLICY"] = wait_policy
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True, env=env)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
@@ -130,6 +140,11 @@ def main() -> None:
     ap.add_argument("--dense-max-gb", type=float, default=3.0,
                     help="skip dense runs whose estimated memory (2.3 kB per pair, measured) exceeds this")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--single", type=int, nargs="*", default=[20000], help="sizes also run on one thread")
+    ap.add_argument("--omp-wait-policy", default="PASSIVE",
+                    help="OMP_WAIT_POLICY of the measured processes ('keep': inherit). On a shared, oversubscribed "
+                         "machine OpenMP threads spinning at each barrier take the CPU their partner needs "
+                         "(measured: 2-thread runs 3-5x slower than 1 thread at load 9 on 2 CPUs)")
     ap.add_argument("--child", nargs=2, metavar=("KIND", "N"), help=argparse.SUPPRESS)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
@@ -137,33 +152,48 @@ def main() -> None:
         kind, n = args.child[0], int(args.child[1])
         print(json.dumps(run_ours(n) if kind == "ours" else run_dense(n)))
         return
-    print(f"torch {torch.__version__}, {args.threads} threads; each row is its own process")
-    print("| N | candidates | candidates s | features+score s | select s | total s (CPU s) | peak RSS MB (Δ) |")
+    policy = os.environ.get("OMP_WAIT_POLICY", "default") if args.omp_wait_policy == "keep" else args.omp_wait_policy
+    print(f"torch {torch.__version__}, {args.threads} threads, OMP_WAIT_POLICY {policy}; each row is its own process; "
+          f"load average {' '.join(f'{x:.1f}' for x in os.getloadavg())} on {os.cpu_count()} CPUs")
+    print("| N | candidates | candidates s (CPU) | features+score s (CPU) | select s | total s (CPU s) | peak RSS MB (Δ) |")
     print("|---|---|---|---|---|---|---|")
     ours = {}
     for n in sorted(set(args.sizes) | set(args.dense_sizes)):
-        r = ours[n] = child("ours", n, args.threads)
-        print(f"| {n} | {r['candidates']} | {r['t_candidates']:.2f} | {r['t_features_score']:.2f} | "
-              f"{r['t_select']:.3f} | {r['t_total']:.2f} ({r['cpu_total']:.2f}) | {r['rss_peak_mb']:.0f} (+{r['rss_peak_mb'] - r['rss_before_mb']:.0f}) |")
+        r = ours[n] = child("ours", n, args.threads, args.omp_wait_policy)
+        print(f"| {n} | {r['candidates']} | {r['t_candidates']:.2f} ({r['cpu_candidates']:.2f}) | "
+              f"{r['t_features_score']:.2f} ({r['cpu_features_score']:.2f}) | {r['t_select']:.3f} | "
+              f"{r['t_total']:.2f} ({r['cpu_total']:.2f}) | {r['rss_peak_mb']:.0f} (+{r['rss_peak_mb'] - r['rss_before_mb']:.0f}) |")
+    single = {}
+    for n in args.single:
+        r = single[n] = child("ours", n, 1, args.omp_wait_policy)
+        print(f"N = {n} on 1 thread: {r['t_total']:.2f} s wall, {r['cpu_total']:.2f} CPU s (candidates "
+              f"{r['cpu_candidates']:.2f}, features+score {r['cpu_features_score']:.2f})")
     print("\nDense N² reference (all ordered pairs featurised at once, as the STAR toolkit):")
     print("| N | pairs | dense s (CPU s) | dense peak RSS MB (Δ) | sgg s (CPU s) | time ratio (CPU) | RSS Δ ratio | top-2000 overlap |")
     print("|---|---|---|---|---|---|---|---|")
+    ref = None
     for n in args.dense_sizes:
         need = n * (n - 1) * 2300 / 1e9
         if need > args.dense_max_gb:
             print(f"| {n} | {n * (n - 1)} | skipped: needs ~{need:.1f} GB (> --dense-max-gb {args.dense_max_gb:g}) | | | | | |")
             continue
         try:
-            d = child("dense", n, args.threads)
+            d = child("dense", n, args.threads, args.omp_wait_policy)
         except subprocess.CalledProcessError as exc:
             print(f"| {n} | — | failed ({exc.returncode}) | | | | | |")
             continue
+        ref = d
         o = ours[n]
         dd, do = d["rss_peak_mb"] - d["rss_before_mb"], max(o["rss_peak_mb"] - o["rss_before_mb"], 1.0)
         overlap = len({tuple(p) for p in d["top"]} & {tuple(p) for p in o["top"]}) / max(len(d["top"]), 1)
         print(f"| {n} | {d['pairs']} | {d['t_total']:.2f} ({d['cpu_total']:.2f}) | {d['rss_peak_mb']:.0f} (+{dd:.0f}) | "
               f"{o['t_total']:.2f} ({o['cpu_total']:.2f}) | {d['t_total'] / o['t_total']:.1f}x "
               f"({d['cpu_total'] / o['cpu_total']:.1f}x) | {dd / do:.1f}x | {overlap:.3f} |")
+    if ref is not None:
+        big = ours[max(ours)]
+        print(f"\nsgg at N = {big['n']} against the dense reference at N = {ref['n']} ({ref['pairs']} pairs), same run: "
+              f"wall {big['t_total'] / ref['t_total']:.2f}x, CPU {big['cpu_total'] / ref['cpu_total']:.2f}x"
+              + "".join(f"; 1 thread at N = {n}: CPU {r['cpu_total'] / ref['cpu_total']:.2f}x" for n, r in single.items()))
 
 
 if __name__ == "__main__":

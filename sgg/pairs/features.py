@@ -22,7 +22,7 @@ __all__ = ["SPATIAL_DIM", "STAR_NUM_CLASSES", "pair_feature_dim", "star_pair_fea
 
 STAR_NUM_CLASSES = 48
 SPATIAL_DIM = 7
-_CHUNK = 1 << 16
+_UNION_CHUNK = 1 << 13
 
 
 def pair_feature_dim(num_classes: int) -> int:
@@ -35,45 +35,44 @@ def _as_box_tensor(boxes: OrientedBoxes | Any) -> torch.Tensor:
     return t if t.is_floating_point() else t.float()
 
 
-def union_rect_area(a: torch.Tensor, b: torch.Tensor, chunk_size: int = _CHUNK) -> torch.Tensor:
+def union_rect_area(a: torch.Tensor, b: torch.Tensor, chunk_size: int = _UNION_CHUNK) -> torch.Tensor:
     """(M,) area of the minimum-area rectangle around the 8 corners of boxes ``a[k]`` and ``b[k]``.
 
     The minimum-area rectangle around a point set has a side on an edge of its convex hull (rotating
     calipers). An edge of the hull of two rectangles is either a side of one of them or a segment from a
     corner of one to a corner of the other, so testing the two box orientations and the 16 corner-to-corner
-    directions is exact. Along a unit direction u a box spans its centre's projection ± (|u·x̂|·w + |u·ŷ|·h)/2
+    directions is exact. Along a direction u a box spans its centre's projection ± (|u·x̂|·w + |u·ŷ|·h)/2
     (x̂, ŷ its axes), and along the normal v the two weights swap, so each direction costs a few products
-    instead of projecting 8 points. Computed relative to a's centre, in the inputs' dtype (at least float32),
-    ``chunk_size`` pairs at a time.
+    instead of projecting 8 points; u is left unnormalised (the two spans scale by |u|, the area by |u|²).
+    Computed relative to a's centre, in the inputs' dtype (at least float32), ``chunk_size`` pairs at a time
+    (small chunks keep the (chunk, 18) temporaries in cache).
     """
     dtype = torch.promote_types(torch.promote_types(a.dtype, b.dtype), torch.float32)
     m = a.shape[0]
     out = torch.empty(m, dtype=dtype, device=a.device)
+    sx = torch.tensor([-1.0, 1.0, 1.0, -1.0], dtype=dtype, device=a.device)
+    sy = torch.tensor([-1.0, -1.0, 1.0, 1.0], dtype=dtype, device=a.device)
     for lo in range(0, m, chunk_size):
         aa, bb = a[lo:lo + chunk_size].to(dtype), b[lo:lo + chunk_size].to(dtype)
         dx, dy = (bb[:, 0] - aa[:, 0])[:, None], (bb[:, 1] - aa[:, 1])[:, None]  # b's centre relative to a's
         ac, as_ = torch.cos(aa[:, 4])[:, None], torch.sin(aa[:, 4])[:, None]  # a's axes x̂ = (ac, as_)
         bc, bs = torch.cos(bb[:, 4])[:, None], torch.sin(bb[:, 4])[:, None]
         wa, ha, wb, hb = (t[:, None] / 2 for t in (aa[:, 2], aa[:, 3], bb[:, 2], bb[:, 3]))
-        sx = torch.tensor([-1.0, 1.0, 1.0, -1.0], dtype=dtype, device=a.device)
-        sy = torch.tensor([-1.0, -1.0, 1.0, 1.0], dtype=dtype, device=a.device)
         # corners (K,4): a's around 0, b's around (dx, dy); ŷ = (-sin, cos)
         cax, cay = sx * wa * ac - sy * ha * as_, sx * wa * as_ + sy * ha * ac
         cbx, cby = dx + sx * wb * bc - sy * hb * bs, dy + sx * wb * bs + sy * hb * bc
         ux = torch.cat([ac, bc, (cbx[:, :, None] - cax[:, None, :]).reshape(-1, 16)], 1)  # (K,18) directions
         uy = torch.cat([as_, bs, (cby[:, :, None] - cay[:, None, :]).reshape(-1, 16)], 1)
-        norm = torch.hypot(ux, uy)
-        valid = norm > 0
-        inv = 1 / norm.clamp_min(torch.finfo(dtype).tiny)
-        ux, uy = ux * inv, uy * inv
-        pa, qa = (ux * ac + uy * as_).abs(), (uy * ac - ux * as_).abs()  # |u·x̂|, |u·ŷ| of a
-        pb, qb = (ux * bc + uy * bs).abs(), (uy * bc - ux * bs).abs()
-        du, dv = ux * dx + uy * dy, uy * dx - ux * dy  # (v = (-uy, ux); sign of dv is irrelevant)
-        ea_u, eb_u = pa * wa + qa * ha, pb * wb + qb * hb
-        ea_v, eb_v = qa * wa + pa * ha, qb * wb + pb * hb
-        len_u = torch.maximum(ea_u, du + eb_u) - torch.minimum(-ea_u, du - eb_u)
-        len_v = torch.maximum(ea_v, dv + eb_v) - torch.minimum(-ea_v, dv - eb_v)
-        area = (len_u * len_v).masked_fill(~valid, float("inf"))
+        n2 = ux * ux + uy * uy
+        pa, qa = (ux * ac + uy * as_).abs_(), (uy * ac - ux * as_).abs_()  # |u·x̂|, |u·ŷ| of a
+        pb, qb = (ux * bc + uy * bs).abs_(), (uy * bc - ux * bs).abs_()
+        du, dv = ux * dx + uy * dy, uy * dx - ux * dy  # b's centre along u and v = (-uy, ux) (sign irrelevant)
+        ea_u, ea_v = pa * wa + qa * ha, qa * wa + pa * ha
+        eb_u, eb_v = pb * wb + qb * hb, qb * wb + pb * hb
+        # span along u of [-ea, ea] ∪ [du - eb, du + eb]: max(ea, du + eb) + max(ea, eb - du)
+        len_u = torch.maximum(ea_u, du + eb_u).add_(torch.maximum(ea_u, eb_u - du))
+        len_v = torch.maximum(ea_v, dv + eb_v).add_(torch.maximum(ea_v, eb_v - dv))
+        area = len_u.mul_(len_v).div_(n2).masked_fill_(n2 <= 0, float("inf"))
         out[lo:lo + chunk_size] = area.amin(-1)
     return out
 
