@@ -1,4 +1,6 @@
-"""The package's one pair-candidate operation: boxes whose axis-aligned envelopes meet, plus k nearest.
+"""The package's pair-candidate operations: boxes whose axis-aligned envelopes meet, plus k nearest
+(:func:`spatial_pairs`), and points within a per-point Euclidean radius (:func:`radius_pairs`, scipy's k-d
+tree: for search discs of very different sizes, e.g. pair proposal's radius in box diagonals).
 
 Every stage that needs "which objects are near which" (rotated IoU's prefilter, NMS, tile merging,
 topological relations, pair proposal) calls :func:`spatial_pairs` or, for many queries against one set,
