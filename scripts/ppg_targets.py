@@ -2,8 +2,8 @@
 
     python scripts/ppg_targets.py /work/data/ppg_synth --ours weights/ppg_synth.pt [--split test] [--json out.json]
 
-Ground-truth boxes (PredCls setting). Budgets: 1 %, 2 %, 5 % of each scene's N(N−1) ordered pairs and STAR's
-fixed 10,000. PPG methods rank the candidates of ``sgg.pairs.candidate_pairs`` (so recall at large budgets
+Ground-truth boxes (PredCls setting). Budgets: 1 %, 2 %, 5 % of each scene's N(N−1) ordered pairs, STAR's
+fixed 10,000 and ``budget="auto"`` (R@auto: max(10,000, 32·N), ``sgg.pairs.auto_budget``). PPG methods rank the candidates of ``sgg.pairs.candidate_pairs`` (so recall at large budgets
 is capped by the candidates' recall, printed as R@all); "nearest" ranks every object's k-th nearest
 neighbour (by centre distance) before any (k+1)-th, with no class prior; "random" keeps uniformly random
 ordered pairs (seeded). Recall is per scene, averaged over scenes.
@@ -21,7 +21,7 @@ import torch
 
 from sgg.datasets.tiling import load_scenes, read_split
 from sgg.evaluation.pairs import MISSED, first_hit_ranks, format_pair_table, mean_pair_recall
-from sgg.pairs import PPG, PairPrior, PairProposer
+from sgg.pairs import PPG, PairPrior, PairProposer, auto_budget
 from sgg.pairs.module import related_pairs
 
 FRACTIONS = (0.01, 0.02, 0.05)
@@ -33,6 +33,7 @@ def recall_row(ranks: torch.Tensor, n: int, kept: int, g: int) -> dict:
     for f in FRACTIONS:
         row[f"R@{100 * f:g}%"] = float((ranks < int(f * n * (n - 1))).sum()) / max(g, 1)
     row[f"R@{BUDGET}"] = float((ranks < BUDGET).sum()) / max(g, 1)
+    row["R@auto"] = float((ranks < auto_budget(n)).sum()) / max(g, 1)
     row["R@all"] = float((ranks < MISSED).sum()) / max(g, 1)
     return row
 
