@@ -226,6 +226,8 @@ def test_radius_pairs_match_the_definition(seed):
     for chunk in (7, 4096):
         assert as_list(radius_pairs(torch.tensor(a_nan), torch.tensor(r), chunk=chunk)) == ref_self
         assert as_list(radius_pairs(torch.tensor(a_nan), torch.tensor(r), torch.tensor(b_nan), chunk=chunk)) == ref_cross
+        unsorted = radius_pairs(torch.tensor(a_nan), torch.tensor(r), torch.tensor(b_nan), chunk=chunk, sort=False)
+        assert sorted(as_list(unsorted)) == ref_cross
     assert as_list(radius_pairs(torch.tensor(a), 5.0)) == dense_radius(a, np.full(70, 5.0), None)
     assert (0, 1) in as_list(radius_pairs(torch.tensor(a), 5.0)) and (0, 2) not in as_list(radius_pairs(torch.tensor(a), 5.0))
 

@@ -255,8 +255,10 @@ def _knn(a: Tensor, b: Tensor, k: int, self_mode: bool) -> tuple[Tensor, Tensor]
     return ia[torch.from_numpy(np.repeat(np.arange(n), take))], ib[torch.from_numpy(cols.reshape(-1))]
 
 
-def radius_pairs(points: Tensor, radius: float | Tensor, other: Tensor | None = None, *, chunk: int = 4096) -> Tensor:
-    """Pairs ``(P, 2)`` (int64, sorted lexicographically, unique) of points within a Euclidean radius.
+def radius_pairs(points: Tensor, radius: float | Tensor, other: Tensor | None = None, *, chunk: int = 4096,
+                 sort: bool = True) -> Tensor:
+    """Pairs ``(P, 2)`` (int64, unique; sorted lexicographically unless ``sort=False``) of points within a
+    Euclidean radius.
 
     Self mode (``other`` None): pairs ``i < j`` of ``points`` (N, 2) at distance ≤ ``max(radius[i],
     radius[j])``; each pair is looked up from the end with the larger radius only (ties: the lower index),
@@ -295,7 +297,8 @@ def radius_pairs(points: Tensor, radius: float | Tensor, other: Tensor | None = 
             mine = rank[j] > rank[i]  # found from i's side (its radius is the larger); drops i itself
             i, j = np.minimum(i[mine], j[mine]), np.maximum(i[mine], j[mine])
         keys.append(i * m + j)
-    key = torch.from_numpy(np.sort(np.concatenate(keys)))
+    key = np.concatenate(keys)
+    key = torch.from_numpy(np.sort(key) if sort else key)
     return torch.stack([ia[key // m], ib[key % m]], 1).to(dev)
 
 

@@ -261,7 +261,7 @@ def _within_reach(centres: torch.Tensor, diag: torch.Tensor, cls: torch.Tensor, 
         q = (r > 0).nonzero().flatten()
         if q.numel() == 0:
             continue
-        hit = radius_pairs(centres[q], r[q] * (1 + 1e-5) + slack, centres[members])
+        hit = radius_pairs(centres[q], r[q] * (1 + 1e-5) + slack, centres[members], sort=False)
         i, j = q[hit[:, 0]], members[hit[:, 1]]
         mine = order[i] < order[j]
         i, j = i[mine], j[mine]
