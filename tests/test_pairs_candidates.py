@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import math
 import warnings
+from unittest.mock import patch
 
 import numpy as np
 import pytest
 import torch
 
+import sgg.pairs.candidates as candidates_module
 from sgg.errors import SggInputError
 from sgg.pairs import (PPG, PairPrior, PairProposer, UnknownClassWarning, auto_budget, candidate_pairs, select_pairs,
                        star_pair_features)
@@ -67,7 +69,11 @@ def test_candidates_equal_brute_force_with_large_boxes():
     det = Detections(boxes, det.labels)
     prior = PairPrior.star()
     got = candidate_pairs(det, prior, k=2, max_per_object=None)
-    assert set(map(tuple, got.pairs.tolist())) == brute_force(det, prior, 2)
+    ref = brute_force(det, prior, 2)
+    assert set(map(tuple, got.pairs.tolist())) == ref
+    with patch.object(candidates_module, "_MAX_CLASS_QUERIES", 2):  # many classes: one widest-reach query
+        again = candidate_pairs(det, prior, k=2, max_per_object=None)
+    assert torch.equal(again.pairs, got.pairs) and torch.equal(again.scores, got.scores)
 
 
 def test_prior_masks_class_pairs_and_keeps_distant_relations():

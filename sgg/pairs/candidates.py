@@ -33,6 +33,7 @@ __all__ = ["PairPrior", "UnknownClassWarning", "candidate_pairs", "normalised_di
 PRIOR_FORMAT = "sgg-pair-prior/1"
 SYNTH_RADIUS = "synth_pair_radius.json"
 _BLOCK = 1 << 20
+_MAX_CLASS_QUERIES = 128  # _within_reach: one k-d tree query per class present up to this many
 
 
 class UnknownClassWarning(UserWarning):
@@ -249,13 +250,18 @@ def _within_reach(centres: torch.Tensor, diag: torch.Tensor, cls: torch.Tensor, 
     class c within its class pair's reach times its own diagonal, and a pair is kept from the end with the
     larger diagonal only, whose disc is the one that counts. Searching each class pair's own disc (rather than
     every box's widest one) keeps a large box's reach from pulling in classes it never relates to. A small
-    relative and absolute slack keeps every pair that the float32 radius test accepts."""
+    relative and absolute slack keeps every pair that the float32 radius test accepts. With more than
+    ``_MAX_CLASS_QUERIES`` classes present, one query instead, each box with its widest reach."""
     n = centres.shape[0]
+    slack = 1e-6 * (float(centres.abs().max()) + float(diag.max()))
+    present = torch.unique(cls)
+    if present.numel() > _MAX_CLASS_QUERIES:  # a query per class would cost O(N · classes)
+        yield radius_pairs(centres, reach.amax(1)[cls] * diag * (1 + 1e-5) + slack)
+        return
     order = torch.empty(n, dtype=torch.long)
     order[torch.argsort(-diag, stable=True)] = torch.arange(n)  # larger diagonal first, then lower index
-    slack = 1e-6 * (float(centres.abs().max()) + float(diag.max()))
     out, size = [], 0
-    for c in torch.unique(cls).tolist():
+    for c in present.tolist():
         members = (cls == c).nonzero().flatten()
         r = reach[cls, c] * diag
         q = (r > 0).nonzero().flatten()
