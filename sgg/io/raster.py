@@ -27,6 +27,7 @@ from rasterio.windows import Window
 
 from sgg.errors import SggInputError
 from sgg.io.cache import FLOOR, cache_bytes, gdal_cache_limit
+from sgg.io.memory import HeapTrimmer, release_memory
 from sgg.io.tiles import TileSpec, axis_starts, level_shape, num_levels, stripe_order, tile_specs
 
 try:  # GDAL errors raised by rasterio (CPLE_*); their base class moved between versions
@@ -37,6 +38,7 @@ except ImportError:  # pragma: no cover
 _GDAL_ERRORS = (RasterioError, _CPLError)
 STATS_SIDE = 1024  # long side of the low-resolution read used for percentile statistics
 STRIPE_FIT = 0.9  # share of the cache bound that a stripe's band of blocks may fill
+TRIM_EVERY = 1  # tiles between heap trims in a sweep (about 1 ms each; a tile read takes tens)
 
 
 class NoCRSWarning(UserWarning):
@@ -393,6 +395,7 @@ class RasterScene:
         self._ensure_stats()
         with gdal_cache_limit(self.cache_size(max(lw, lh), level, 0)):
             data, valid = self._read_raw(self._ds, (c0, r0, c1 - c0, r1 - r0), (lw, lh))
+        release_memory()  # a decimated read of a large window frees big resampling buffers
         return Tile(self._convert(data, valid), spec.window, level, float(f), valid, spec.level_window, (fx, fy),
                     (float(c0), float(r0)))
 
@@ -425,10 +428,13 @@ class RasterScene:
     def _iterate(self, specs: list[TileSpec], cache: int, skip_empty: bool, prefetch: int,
                  workers: int) -> Iterator[Tile]:
         self._ensure_stats()
+        trimmer = HeapTrimmer(TRIM_EVERY)
         with gdal_cache_limit(cache):
             source = self._prefetched(specs, prefetch, workers) if prefetch > 0 else map(self._read_spec, specs)
             try:
                 for tile in source:
+                    # the consumer has let go of earlier tiles by now: hand their pages back (sgg.io.memory)
+                    trimmer.tick()
                     if skip_empty and not tile.valid.any():
                         continue
                     yield tile
@@ -436,6 +442,7 @@ class RasterScene:
                 close = getattr(source, "close", None)
                 if close is not None:
                     close()
+                release_memory()
 
     def _prefetched(self, specs: list[TileSpec], depth: int, workers: int = 1) -> Iterator[Tile]:
         """Read ``specs`` in order, up to ``depth`` ahead, on worker threads with their own handles."""
