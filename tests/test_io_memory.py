@@ -59,3 +59,27 @@ def test_tile_sweep_trims_per_tile_and_at_the_end(tmp_path, monkeypatch, prefetc
         tiles = list(scene.tiles(tile_size=256, overlap=0, prefetch=prefetch))
     assert len(tiles) == 3 * 2
     assert calls.count("tick") == len(tiles) and calls[-1] == "end"
+
+
+@pytest.mark.parametrize("level,resampling,tol", [(1, "nearest", 0), (2, "average", 1), (3, "average", 1)])
+def test_large_decimated_reads_are_split_without_changing_pixels(tmp_path, monkeypatch, level, resampling, tol):
+    rng = np.random.default_rng(1)
+    yy, xx = np.mgrid[0:1001, 0:777]
+    img = np.clip((np.sin(xx / 17.0) + np.cos(yy / 23.0) + 2)[..., None] * 50 + rng.normal(0, 20, (1001, 777, 3)),
+                  0, 255).astype(np.uint8)
+    path = tmp_path / "odd.tif"  # sizes that do not divide by 2**level: fractional source windows
+    write_geotiff(path, img, "EPSG:32618", (0.5, 0, 500000, 0, -0.5, 4200000), blocksize=128, overviews=False)
+    with RasterScene.open(path, resampling=resampling) as scene:
+        whole = scene.read(level=level)
+        tile = next(iter(scene.tiles(tile_size=256, overlap=32, level=level)))
+        split_calls = []
+        orig = scene._read_split
+        monkeypatch.setattr(scene, "_read_split", lambda *a: split_calls.append(a[1]) or orig(*a))
+        monkeypatch.setattr(raster, "SUB_READ", 100)  # 100 source px per sub-read
+        split = scene.read(level=level)
+        split_tile = next(iter(scene.tiles(tile_size=256, overlap=32, level=level)))
+    assert len(split_calls) == 2
+    for a, b in ((whole, split), (tile, split_tile)):
+        assert a.array.shape == b.array.shape and b.valid.all() and a.factor == b.factor
+        diff = np.abs(a.array.astype(int) - b.array.astype(int))
+        assert diff.max() <= tol and diff.mean() < 0.05

@@ -38,6 +38,7 @@ except ImportError:  # pragma: no cover
 _GDAL_ERRORS = (RasterioError, _CPLError)
 STATS_SIDE = 1024  # long side of the low-resolution read used for percentile statistics
 STRIPE_FIT = 0.9  # share of the cache bound that a stripe's band of blocks may fill
+SUB_READ = 2048  # source px: longer decimated reads are split (their blocks fit a 64 MB cache; _read_split)
 TRIM_EVERY = 1  # tiles between heap trims in a sweep (about 1 ms each; a tile read takes tens)
 
 
@@ -243,7 +244,8 @@ class RasterScene:
         (tile height plus a block) across the whole width, which grows with the image. So tiles are visited
         in vertical stripes of ``stripe_cols`` tile columns whose band fits in 64 MB (row-major within a stripe;
         plain row-major when one stripe spans the image); blocks on a stripe's edge are decoded twice. The
-        cache is that band plus 10 %, at least 64 MB (a small image is then held whole)."""
+        cache is that band plus 10 %, at least 64 MB (a small image is then held whole); 64 MB when a tile spans
+        more than :data:`SUB_READ` source px, as its reads are then split into pieces whose blocks fit that."""
         f = 2**level
         best = max([1] + [o for o in self.overviews if o <= f])  # GDAL reads from this overview (or level 0)
         fsrc = f / best
@@ -262,6 +264,8 @@ class RasterScene:
         while k < ncols and band(k + 1) <= STRIPE_FIT * FLOOR:
             k += 1
         k = -(-ncols // -(-ncols // k))  # balance: the same number of stripes, of near-equal width
+        if t_src > SUB_READ:  # decimated reads split into SUB_READ² pieces (_read_split): a few block rows of one
+            return k, FLOOR
         return k, cache_bytes(int(band(k) * 1.1), 1, 1, 1, floor=FLOOR)
 
     def cache_size(self, tile_size: int, level: int = 0, overlap: int = 200) -> int:
@@ -274,6 +278,9 @@ class RasterScene:
         """(C,h,w) data of ``indexes`` and (h,w) validity for a level-0 float window, resampled to out_wh."""
         idx = list(indexes or self.read_indexes)
         w, h = out_wh
+        c, r, ww, hh = fwin
+        if (ww > SUB_READ or hh > SUB_READ) and (ww > 1.5 * w or hh > 1.5 * h):
+            return self._read_split(ds, fwin, out_wh, idx)
         win = Window(*fwin)
         try:
             data = ds.read(idx, window=win, out_shape=(len(idx), h, w), resampling=self.resampling)
@@ -289,6 +296,26 @@ class RasterScene:
                                 f"({_cause(exc)})", path=self.path) from None
         if data.dtype.kind == "f":
             valid &= np.isfinite(data).all(axis=0)
+        return data, valid
+
+    def _read_split(self, ds: Any, fwin: tuple[float, float, float, float], out_wh: tuple[int, int],
+                    idx: list[int]) -> tuple[np.ndarray, np.ndarray]:
+        """A decimated read of a large window as sub-reads of at most :data:`SUB_READ` source px, cut at output
+        pixel boundaries (so every output pixel averages the same source pixels). GDAL resamples band by band:
+        when a window's blocks exceed the block cache, a pixel-interleaved file has each block decoded once per
+        band; a coarse 1024-px tile of a 20,000² file without overviews spans 16,384² source px (256 blocks)."""
+        c, r, ww, hh = fwin
+        w, h = out_wh
+        fx, fy = ww / w, hh / h
+        sx, sy = max(1, int(SUB_READ // fx)), max(1, int(SUB_READ // fy))
+        data = np.empty((len(idx), h, w), dtype=np.dtype(ds.dtypes[idx[0] - 1]))
+        valid = np.empty((h, w), dtype=bool)
+        for oy in range(0, h, sy):
+            for ox in range(0, w, sx):
+                ow, oh = min(sx, w - ox), min(sy, h - oy)
+                d, v = self._read_raw(ds, (c + ox * fx, r + oy * fy, ow * fx, oh * fy), (ow, oh), idx)
+                data[:, oy:oy + oh, ox:ox + ow] = d
+                valid[oy:oy + oh, ox:ox + ow] = v
         return data, valid
 
     def _stats_sample(self) -> tuple[np.ndarray, np.ndarray]:
