@@ -151,6 +151,29 @@ def test_rpcm_skip_starts_from_the_pair_encoding():
         RPCM(VOC, pool="sum")
 
 
+def test_rpcm_mlp_classifier_starts_as_the_pair_mlp():
+    """``classifier='mlp'`` + ``skip``: given the pair MLP's weights, a fresh RPCM gives the MLP's logits
+    (the two differ by the context alone); the other classifiers and their losses stay available."""
+    g = scene(8, 2)
+    boxes, labels = g.detections.boxes.tensor, g.detections.labels
+    cand = candidate_pairs(boxes)
+    torch.manual_seed(0)
+    base = PairMLP(VOC, hidden=16, class_dim=4, freq_bias=True)
+    torch.nn.init.normal_(base.freq_bias.weight)
+    head = RPCM(VOC, hidden=16, class_dim=4, steps=3, pool="meanmax", skip=True, classifier="mlp", freq_bias=True)
+    missing = head.load_state_dict(base.state_dict(), strict=False).missing_keys
+    assert missing and all(k.startswith("steps.") for k in missing)  # only the context is new
+    want = base(boxes, labels, cand)["rel_logits"]
+    assert torch.allclose(head(boxes, labels, cand)["rel_logits"], want, atol=1e-3)
+    t = torch.zeros(len(cand), VOC.num_predicates)
+    t[:, 1] = 1
+    assert set(head.loss(head(boxes, labels, cand), t)) == {"rel"}
+    both = RPCM(VOC, hidden=16, class_dim=4, proto_dim=8, classifier="proto+mlp")
+    assert {"rel", "proto_sep", "proto_compact"} <= set(both.loss(both(boxes, labels, cand), t))
+    with pytest.raises(ValueError, match="classifier"):
+        RPCM(VOC, classifier="knn")
+
+
 # ------------------------------------------------------------------------------------------ heads
 def scene(n: int = 6, seed: int = 0):
     """A row of objects 30 px apart; (i, i+1) is 'left of'… as seen from the object: i→i+1 'right of'."""

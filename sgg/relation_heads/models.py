@@ -20,6 +20,10 @@ The predicate classifier is PE-Net's prototype classifier: cosine similarity bet
 state and one learned prototype per predicate (background included), times a learned temperature; training
 adds a separation term (prototypes pushed apart) and a compactness triplet term (a relation closer to its
 own prototype than to any other by a margin). In SGCls the final object states are also classified.
+``classifier='mlp'`` uses the pair MLP's classifier on the refined state instead (so RPCM differs from the
+MLP baseline by its context alone) and ``'proto+mlp'`` adds both logits: the cosine logits are bounded by
+the temperature (≈ ±9 after training here), and post-hoc logit adjustment (τ · log prior spans ~13 nats on
+the synthetic scenes) swamps them — ``README`` "Relations" measures the three.
 """
 
 from __future__ import annotations
@@ -149,29 +153,42 @@ class RPCM(_Encoders):
                  raster: int = 8, visual_dim: int = 0, steps: int = 3, proto_dim: int = 128,
                  sep_weight: float = 0.1, compact_weight: float = 0.5, margin: float = 0.2,
                  pair_rule: dict | None = None, logit_adjust: float = 0.0, freq_bias: bool = False,
-                 pool: str = "mean", skip: bool = False, **_: object):
+                 pool: str = "mean", skip: bool = False, classifier: str = "proto", **_: object):
         super().__init__(vocabulary, mode, hidden, class_dim, raster, visual_dim, pair_rule, logit_adjust, freq_bias)
         if pool not in ("mean", "meanmax"):
             raise ValueError(f"RPCM: pool must be 'mean' or 'meanmax', got {pool!r}")
+        if classifier not in ("proto", "mlp", "proto+mlp"):
+            raise ValueError(f"RPCM: classifier must be 'proto', 'mlp' or 'proto+mlp', got {classifier!r}")
         self.config.update(steps=int(steps), proto_dim=int(proto_dim), sep_weight=float(sep_weight),
-                           compact_weight=float(compact_weight), margin=float(margin), pool=pool, skip=bool(skip))
+                           compact_weight=float(compact_weight), margin=float(margin), pool=pool, skip=bool(skip),
+                           classifier=classifier)
         self.steps = nn.ModuleList(_Step(hidden, pool, bool(skip)) for _ in range(int(steps)))
-        self.project = nn.Sequential(mlp(hidden, hidden, proto_dim))
-        self.prototypes = nn.Parameter(torch.randn(self.num_predicates, proto_dim) / math.sqrt(proto_dim))
-        self.log_scale = nn.Parameter(torch.tensor(math.log(10.0)))
+        self.proto = "proto" in classifier
+        if self.proto:
+            self.project = nn.Sequential(mlp(hidden, hidden, proto_dim))
+            self.prototypes = nn.Parameter(torch.randn(self.num_predicates, proto_dim) / math.sqrt(proto_dim))
+            self.log_scale = nn.Parameter(torch.tensor(math.log(10.0)))
+        # the pair MLP's own classifier on the context-refined state (unbounded logits)
+        self.classifier = mlp(hidden, hidden, self.num_predicates) if "mlp" in classifier else None
 
     def forward(self, boxes, labels, pairs, features=None):
         obj, rel = self.encode(boxes, labels, pairs, features)
         for step in self.steps:
             obj, rel = step(obj, rel, pairs)
-        emb = F.normalize(self.project(rel), dim=1)
-        cos = emb @ F.normalize(self.prototypes, dim=1).t()
-        scale = self.log_scale.exp().clamp(1.0, 100.0)
-        return {"rel_logits": scale * cos + self.bias(labels, pairs), "cos": cos,
+        logits, cos = self.bias(labels, pairs), None
+        if self.proto:
+            emb = F.normalize(self.project(rel), dim=1)
+            cos = emb @ F.normalize(self.prototypes, dim=1).t()
+            logits = logits + self.log_scale.exp().clamp(1.0, 100.0) * cos
+        if self.classifier is not None:
+            logits = logits + self.classifier(rel)
+        return {"rel_logits": logits, "cos": cos,
                 "obj_logits": self.obj_cls(obj) if self.obj_cls is not None else None}
 
     def loss(self, out, targets, obj_labels=None, class_weight=None):
         losses = super().loss(out, targets, obj_labels, class_weight)
+        if not self.proto:
+            return losses
         proto = F.normalize(self.prototypes, dim=1)
         sim = proto @ proto.t()
         off = ~torch.eye(len(proto), dtype=torch.bool, device=sim.device)

@@ -61,7 +61,7 @@ class RelationModule(pl.LightningModule):
     served training pairs — every annotated pair plus a few negatives, a graph whose very edges give the
     labels away; ``all``: messages run over every candidate pair of the crop, as at inference, and the loss
     is taken on the served pairs among them), optimiser settings, ``export`` path, ``num_threads`` (torch
-    threads while fitting; 0 keeps torch's default). RPCM's ``pool`` and ``skip``: :class:`~.models.RPCM`."""
+    threads while fitting; 0 keeps torch's default). RPCM's ``pool``, ``skip`` and ``classifier``: :class:`~.models.RPCM`."""
 
     def __init__(
         self,
@@ -87,6 +87,7 @@ class RelationModule(pl.LightningModule):
         context_pairs: str = "served",
         pool: str = "mean",
         skip: bool = False,
+        classifier: str = "proto",
         lr: float = 1e-3,
         weight_decay: float = 1e-4,
         seed: int = 0,
@@ -101,7 +102,8 @@ class RelationModule(pl.LightningModule):
         pl.seed_everything(seed, workers=True, verbose=False)
         cfg = dict(mode=mode, hidden=hidden, class_dim=class_dim, raster=raster, visual_dim=visual_dim, steps=steps,
                    proto_dim=proto_dim, sep_weight=sep_weight, compact_weight=compact_weight, margin=margin, alpha=alpha,
-                   logit_adjust=logit_adjust, freq_bias=freq_bias, pool=pool, skip=skip)
+                   logit_adjust=logit_adjust, freq_bias=freq_bias, pool=pool, skip=skip,
+                   classifier=classifier)
         self.head = build_head(head, _vocabulary(vocabulary), **cfg)
         self.register_buffer("class_weight", torch.ones(self.head.num_predicates))
         if head == "freq":
@@ -175,7 +177,7 @@ class RelationModule(pl.LightningModule):
         if self.head.kind == "mlp":  # no context: the rows alone give the same logits
             return self.head(boxes, labels, graph[rows]), targets
         out = self.head(boxes, labels, graph)
-        out = {k: v[rows] if k in ("rel_logits", "cos") else v for k, v in out.items()}
+        out = {k: v[rows] if k in ("rel_logits", "cos") and v is not None else v for k, v in out.items()}
         return out, targets
 
     def training_step(self, batch: list[dict], batch_idx: int) -> Any:
