@@ -49,6 +49,18 @@ def _levels(text: str):
         raise argparse.ArgumentTypeError(f"expected 'auto' or levels like 0,1,2; got {text!r}") from None
 
 
+def _budget(text: str):
+    if text.strip().lower() == "auto":
+        return "auto"
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected 'auto' or an integer >= 0, got {text!r}")
+    return value
+
+
 def _none(text: str) -> str | None:
     return None if text.lower() in ("none", "null", "off") else text
 
@@ -81,7 +93,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int_range(1), help="tiles per forward pass (config default 2)")
     p.add_argument("--score-threshold", type=float_range(0, 1), help="config default 0.05")
     p.add_argument("--pair-proposer", type=_none, help="'default' (STAR's PPG), a proposer/PPG file, or none")
-    p.add_argument("--pair-budget", type=int_range(0), help="pairs kept per scene (STAR: 10,000)")
+    p.add_argument("--pair-budget", type=_budget, help="pairs kept per scene: 'auto' (config default: "
+                   "max(10,000, 32 × objects)) or a number (STAR: 10,000)")
     p.add_argument("--relation-head", type=_none, help="'frequency', a relation-head checkpoint, "
                    "'package.module:factory', or none")
     p.add_argument("--formats", type=_formats, default=DEFAULT_FORMATS,

@@ -47,7 +47,8 @@ DEFAULTS: dict[str, Any] = {
         "score_threshold": 0.05,
         "iou_threshold": 0.4,
     },
-    "pairs": {"proposer": "default", "budget": None},  # proposer: default | a weights path | null
+    # proposer: default | a weights path | null; budget: "auto" (max(10,000, 32·N), sgg.pairs.auto_budget) | int | null
+    "pairs": {"proposer": "default", "budget": "auto"},
     "relations": {"head": "frequency", "weights": None},  # head: frequency | a checkpoint path | "pkg.mod:factory" | null
     "caption": True,
     "output": {"top_k": 100},  # relations kept in exports, captions and previews
@@ -161,6 +162,19 @@ def _default_ppg_id() -> str:
             return file_id(p)
     except (ImportError, KeyError, OSError):
         return "PairProposer.default"
+
+
+def pair_limit(budget: Any, num_objects: int) -> int | None:
+    """Pairs kept for a scene of ``num_objects``: ``"auto"`` scales with the scene (``sgg.pairs.auto_budget``:
+    max(10,000, 32·N), since a fixed 10,000 caps recall on scenes of thousands of objects), an integer is a
+    fixed cap, ``None`` keeps what the proposer returns."""
+    if budget is None:
+        return None
+    if budget == "auto":
+        return int(_stage_module("sgg.pairs").auto_budget(num_objects))
+    if isinstance(budget, bool) or not isinstance(budget, int) or budget < 0:
+        raise SggInputError(f'pairs.budget must be "auto", an integer >= 0 or null, got {budget!r}')
+    return int(budget)
 
 
 def _resolve_path(value: Any, base: Path | None) -> Path:
@@ -366,15 +380,16 @@ class Pipeline:
 
             return sg.replace(pairs=PairSet.empty(), predicate_scores=None, predicate_labels=None)
         budget = (self.config["pairs"] or {}).get("budget")
+        limit = pair_limit(budget, len(sg.detections))
         if budget is not None and hasattr(proposer, "budget"):
-            proposer.budget = int(budget)
+            proposer.budget = "auto" if budget == "auto" else limit
         takes_vocab = len(inspect.signature(proposer).parameters) >= 2  # else a plain Detections -> PairSet callable
         pairs = proposer(sg.detections, sg.vocabulary) if takes_vocab else proposer(sg.detections)
-        if budget is not None and len(pairs) > int(budget):
-            order = torch.argsort(pairs.scores, descending=True, stable=True)[: int(budget)] if pairs.scores is not None \
-                else torch.arange(int(budget))
+        if limit is not None and len(pairs) > limit:
+            order = torch.argsort(pairs.scores, descending=True, stable=True)[:limit] if pairs.scores is not None \
+                else torch.arange(limit)
             pairs = pairs[order]
-        meta = sg.metadata
+        meta = dict(sg.metadata, pair_budget=limit)
         s = pairs.scores
         if s is not None and len(s) and (float(s.min()) < 0 or float(s.max()) > 1):
             # SceneGraph.triplets ranks by predicate score × pair score, so pair scores must be in (0, 1]:
@@ -530,4 +545,5 @@ def _raster_id(scene: Any) -> str:
     except OSError:
         return str(path)
 
-__all__ = ["Pipeline", "TileLedger", "TileCache", "DEFAULTS", "load_config", "resolve_config", "bundled_weights", "file_id"]
+__all__ = ["Pipeline", "TileLedger", "TileCache", "DEFAULTS", "load_config", "resolve_config", "bundled_weights", "file_id",
+           "pair_limit"]

@@ -414,3 +414,35 @@ def test_infer_output_threshold_and_qgis_project(tmp_path):
     with zipfile.ZipFile(out / "s.qgz") as z:
         qgs = z.read(next(n for n in z.namelist() if n.endswith(".qgs"))).decode()
     assert "s.gpkg" in qgs and "s.tif" in qgs
+
+
+def test_pair_budget_auto_scales_with_the_scene(tmp_path):
+    from sgg.pairs import auto_budget
+    from sgg.pipeline import pair_limit
+
+    assert DEFAULTS["pairs"]["budget"] == "auto"
+    assert pair_limit("auto", 100) == 10_000 and pair_limit("auto", 2_000) == 64_000 == auto_budget(2_000)
+    assert pair_limit(None, 5) is None and pair_limit(7, 5) == 7
+    for bad in (-1, "lots", 2.5, True):
+        with pytest.raises(SggInputError, match="pairs.budget"):
+            pair_limit(bad, 5)
+    # a proposer with a budget attribute is handed "auto" itself (it resolves it on the scene's N)
+    seen = []
+
+    class Proposer:
+        budget = 10_000
+
+        def __call__(self, det):
+            seen.append(self.budget)
+            return all_pairs(det)
+
+    pipe = fake_pipeline()
+    pipe._proposer = Proposer()
+    sg = pipe.run(make_scene(tmp_path))
+    assert seen == ["auto"] and sg.metadata["pair_budget"] == 10_000
+    assert len(sg.pairs) == len(all_pairs(sg.detections))  # fewer than the budget: all kept
+    from sgg.infer_cli import build_parser
+
+    args = build_parser().parse_args(["x.tif", "--out", "o", "--pair-budget", "auto"])
+    assert args.pair_budget == "auto"
+    assert build_parser().parse_args(["x.tif", "--out", "o", "--pair-budget", "500"]).pair_budget == 500
