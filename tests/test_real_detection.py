@@ -281,6 +281,27 @@ def test_hbb_split_and_mixed_tiles(tmp_path):
     assert 10 < sum(kinds) < 30
 
 
+def test_box_type_is_per_image_not_per_folder(tmp_path):
+    """An hbb label file among oriented ones is trained as horizontal (no free rotation, flagged ``hbb``)."""
+    from sgg.datasets.datamodules import DetectorTileDataset, load_dota_scenes
+
+    root = tmp_path / "mixed"
+    _write_dota(root, "obb0", ["50 50 90 60 85 80 45 70 ship 0"], size=(400, 400))
+    _write_dota(root, "hbb0", ["60 50 100 50 100 70 60 70 ship 0"], size=(400, 400))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        scenes = load_dota_scenes(str(root), ["obb0", "hbb0"], Vocabulary.star(), "dota_to_star")
+        assert [s.graph.metadata["box_type"] for s in scenes] == ["obb", "hbb"]
+        ds = DetectorTileDataset(scenes, 128, (1.0,), train=True, tiles_per_epoch=40, positive_fraction=1.0,
+                                 rotate_any=1.0)
+        seen = {}
+        for i in range(40):
+            si = ds.tile_spec(i)[0]
+            _, t = ds[i]
+            seen.setdefault(si, set()).add(bool(t["hbb"]))
+    assert seen == {0: {False}, 1: {True}}
+
+
 def test_sgg_detect_gsd_and_bands(tmp_path, capsys):
     from PIL import Image
 

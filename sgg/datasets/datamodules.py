@@ -161,7 +161,9 @@ class DetectorTileDataset(Dataset):
         si, scale, window = self.tile_spec(int(index))
         sc = self.scenes[si]
         rng = np.random.default_rng([self.seed, int(index), 1])
-        hbb = si >= self.num_obb
+        # per image: the label file's box type when it records one, else the folder it came from
+        box_type = (getattr(sc.graph, "metadata", None) or {}).get("box_type")
+        hbb = box_type == "hbb" if box_type in ("hbb", "obb") else si >= self.num_obb
         # a horizontal label turned by an arbitrary angle is no longer the object's envelope: quarter turns only
         turn = self.train and self.rotate_any > 0 and rng.random() < self.rotate_any and not hbb
         theta = float(rng.uniform(-math.pi, math.pi)) if turn else 0.0
