@@ -2,7 +2,7 @@
 
     python scripts/eval_relation.py --data /work/data/rel_synth --heads weights/rpcm_predcls_synth.pt \
         weights/relation_mlp_predcls_synth.pt freq-star [--sgdet weights/hodnet_effl0_synth.pt --scenes 3] \
-        [--ks 20 50 100 1000 1500 2000] [--crop 512] [--json out.json]
+        [--ks 20 50 100 1000 1500 2000] [--crop 512] [--taus 0 0.5 1] [--json out.json]
 
 Each head is evaluated in its own mode (PredCls heads get ground-truth boxes and classes; SGCls heads only
 boxes) on the split's scenes, with pairs proposed by the head (its spatial candidate rule) — a ground-truth
@@ -17,6 +17,10 @@ without a relation skipped — so that K = 20/50/100 mean what they mean on ordi
 synthetic scene holds ~6,000 relations, capping R@K near K / 6,000). Whole-scene figures at K =
 1000/1500/2000 are the run without ``--crop``. With ``--sgdet`` and ``--crop`` the same windows cut the
 detections by the same rule, so SGDet is scored per window too.
+
+``--taus 0 0.5 1`` scores the learned heads at several post-hoc logit adjustments τ from one set of
+predictions (a row per τ) — pick τ on ``--split val``, then store it (``model.logit_adjust``) and report
+the test split.
 """
 
 from __future__ import annotations
