@@ -18,7 +18,21 @@ subprocess so that its peak RSS (``ru_maxrss``) is its own. Printed:
    finder, so recall can be measured) while its cost stays the Faster R-CNN forward pass, run on every
    tile and discarded. Recall: ground-truth rectangles matched at rotated IoU ≥ 0.5.
 
-    /work/venv/bin/python benchmarks/bench_detect.py [--size 4096] [--threads 2] [--workdir DIR]
+What is the same on both sides (checked, issue 10): one model object (seed 0, ``eval()``), so the same weights
+and the same torchvision settings (``GeneralizedRCNNTransform`` min/max size 800/1333 — SAHI's ``image_size``
+is None so it does not touch them —, RPN pre/post-NMS top-n, box score threshold 0.05, 100 detections a
+tile); the same 25 windows (SAHI's ``get_slice_bboxes`` and ``RasterScene.tile_windows`` give identical
+windows and identical pixels); the same input tensor (uint8 HWC → float /255, HWC-strided: SAHI's
+``to_float_tensor`` keeps numpy's layout, sgg permutes its stacked batch); the same torch threads; a score
+threshold of 0.05 after the model on both sides. Differences that are each tool's own: SAHI runs the model with
+autograd on (no ``no_grad``), sgg under ``inference_mode``; SAHI decodes the whole image first, sgg reads tiles
+on a prefetch thread. Per run the workers also print minor page faults and system CPU time: the model's
+activations are freed after every tile, and anything that hands free heap pages back to the OS between tiles
+(``sgg.io.raster.TRIM_EVERY``, the reader's ``malloc_trim`` cadence) makes the next forward zero-fill them
+again. ``--trim-every N`` sets that cadence in the sgg workers (default: the library's).
+
+    /work/venv/bin/python benchmarks/bench_detect.py [--size 4096] [--threads 2] [--repeats 4] [--cases same,guided]
+                                                      [--trim-every N] [--workdir DIR]
 """
 
 from __future__ import annotations
@@ -145,10 +159,27 @@ def _recall(pred_boxes, gt) -> float:
 
 
 # ------------------------------------------------------------------------------------------- the workers
-def worker(mode: str, raster: str, gt_path: str, threads: int, repeats: int = 2) -> dict:
+def _usage() -> np.ndarray:
+    """Process wall, CPU, system CPU (s) and minor page faults so far."""
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return np.array([time.perf_counter(), r.ru_utime + r.ru_stime, r.ru_stime, r.ru_minflt], dtype=np.float64)
+
+
+def _fastest(runs: list[np.ndarray]) -> dict:
+    """Wall/CPU of the fastest run (min of each) and the sys CPU and faults of the run with least CPU."""
+    best = min(runs, key=lambda d: d[1])
+    return {"time": min(float(d[0]) for d in runs), "cpu": float(best[1]), "sys": float(best[2]),
+            "faults_k": float(best[3]) / 1e3}
+
+
+def worker(mode: str, raster: str, gt_path: str, threads: int, repeats: int = 2, trim_every: int | None = None) -> dict:
     import torch
 
     torch.set_num_threads(threads)
+    if trim_every is not None:
+        import sgg.io.raster
+
+        sgg.io.raster.TRIM_EVERY = int(trim_every)
     kind = "blob" if mode.endswith("guided") else "frcnn"
     tv = make_model(kind)
     with torch.inference_mode():  # warm-up, same for every side
@@ -162,10 +193,10 @@ def worker(mode: str, raster: str, gt_path: str, threads: int, repeats: int = 2)
         guided = mode == "sgg_guided"
 
         def run_sgg():
-            t0, c0 = time.perf_counter(), time.process_time()
+            u0 = _usage()
             sg = detect_scene(model, raster, tile_size=TILE, overlap=OVERLAP, levels="auto" if guided else [0],
                               zoom="guided" if guided else "full", batch_size=1, prefetch=2, progress=False)
-            return (time.perf_counter() - t0, time.process_time() - c0), sg
+            return _usage() - u0, sg
 
         el, sg = run_sgg()
         res["internal_forward_fraction"] = sg.metadata["timing"]["forward_s"] / sg.metadata["timing"]["total_s"]
@@ -176,20 +207,23 @@ def worker(mode: str, raster: str, gt_path: str, threads: int, repeats: int = 2)
         if not guided:  # pure forward passes over the same tiles, read beforehand; interleaved with sgg runs
             from sgg.io import RasterScene
 
-            scene = RasterScene.open(raster)
-            tiles = [torch.from_numpy(t.array).permute(2, 0, 1).float().div(255) for t in scene.tiles(TILE, OVERLAP, 0)]
+            scene = RasterScene.open(raster)  # HWC-strided float tiles, as both sides feed the model
+            tiles = [torch.from_numpy(np.ascontiguousarray(t.array)).permute(2, 0, 1).float().div(255)
+                     for t in scene.tiles(TILE, OVERLAP, 0)]
+            scene.close()
             for rep in range(repeats):
-                t0, c0 = time.perf_counter(), time.process_time()
+                u0 = _usage()
                 with torch.inference_mode():
                     for t in tiles:
                         tv([t])
-                fwd.append((time.perf_counter() - t0, time.process_time() - c0))
+                fwd.append(_usage() - u0)
                 if rep + 1 < repeats:
                     times.append(run_sgg()[0])
-            res["forward_time"], res["forward_cpu"] = min(f[0] for f in fwd), min(f[1] for f in fwd)
+            f = _fastest(fwd)
+            res.update(forward_time=f["time"], forward_cpu=f["cpu"], forward_faults_k=f["faults_k"])
         else:
             times += [run_sgg()[0] for _ in range(repeats - 1)]
-        res["time"], res["cpu"] = min(t[0] for t in times), min(t[1] for t in times)
+        res.update(_fastest(times))
     elif mode.startswith("sahi"):
         import rasterio
         from sahi.models.torchvision import TorchVisionDetectionModel
@@ -199,28 +233,27 @@ def worker(mode: str, raster: str, gt_path: str, threads: int, repeats: int = 2)
                                               device="cpu", load_at_init=True)
         times = []
         for _ in range(repeats):
-            t0, c0 = time.perf_counter(), time.process_time()
+            u0 = _usage()
             with rasterio.open(raster) as ds:  # SAHI works on the fully decoded image
                 image = np.ascontiguousarray(ds.read().transpose(1, 2, 0))
             r = get_sliced_prediction(image, det_model, slice_height=TILE, slice_width=TILE,
                                       overlap_height_ratio=OVERLAP_RATIO, overlap_width_ratio=OVERLAP_RATIO,
                                       perform_standard_pred=False, verbose=0)
-            times.append((time.perf_counter() - t0, time.process_time() - c0))
+            times.append(_usage() - u0)
             del image
             if "peak_rss_mb" not in res:
                 res["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
         xyxy = np.array([p.bbox.to_xyxy() for p in r.object_prediction_list], dtype=np.float64).reshape(-1, 4)
         boxes = np.column_stack([(xyxy[:, :2] + xyxy[:, 2:]) / 2, np.maximum(xyxy[:, 2:] - xyxy[:, :2], 1e-3),
                                  np.zeros(len(xyxy))])
-        res.update(time=min(t[0] for t in times), cpu=min(t[1] for t in times), dets=len(xyxy),
-                   recall=_recall(boxes, gt))
+        res.update(_fastest(times), dets=len(xyxy), recall=_recall(boxes, gt))
     return res
 
 
-def _run(mode: str, raster: Path, gt: Path, threads: int, repeats: int) -> dict:
+def _run(mode: str, raster: Path, gt: Path, threads: int, repeats: int, trim_every: int | None = None) -> dict:
     cmd = [sys.executable, __file__, "--worker", mode, "--raster", str(raster), "--gt", str(gt), "--threads", str(threads),
-           "--repeats", str(repeats)]
-    out = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "PYTHONWARNINGS": "ignore"})
+           "--repeats", str(repeats)] + ([] if trim_every is None else ["--trim-every", str(trim_every)])
+    out = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "PYTHONWARNINGS": "ignore"}, check=False)
     if out.returncode != 0:
         raise RuntimeError(f"{mode} failed:\n{out.stderr[-3000:]}")
     return json.loads(out.stdout.strip().splitlines()[-1])
@@ -231,13 +264,16 @@ def main() -> int:
     ap.add_argument("--size", type=int, default=4096)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--repeats", type=int, default=2, help="timed runs per side (the minimum is kept)")
+    ap.add_argument("--cases", default="same,guided", help="comma-separated: same, guided")
+    ap.add_argument("--trim-every", type=int, help="sgg workers: tiles between the reader's heap trims "
+                    "(sgg.io.raster.TRIM_EVERY; default: the library's)")
     ap.add_argument("--workdir")
     ap.add_argument("--worker")
     ap.add_argument("--raster")
     ap.add_argument("--gt")
     a = ap.parse_args()
     if a.worker:
-        print(json.dumps(worker(a.worker, a.raster, a.gt, a.threads, a.repeats)))
+        print(json.dumps(worker(a.worker, a.raster, a.gt, a.threads, a.repeats, a.trim_every)))
         return 0
     tmp = tempfile.TemporaryDirectory() if a.workdir is None else None
     work = Path(a.workdir or tmp.name)
@@ -245,24 +281,34 @@ def main() -> int:
     raster, gt_path = work / f"bench_{a.size}.tif", work / f"bench_{a.size}_gt.npy"
     np.save(gt_path, make_scene(raster, a.size))
     print(f"scene: {a.size}² GeoTIFF, {TILE}-px tiles, {OVERLAP}-px overlap, torch threads {a.threads}")
-    r = {m: _run(m, raster, gt_path, a.threads, a.repeats) for m in ("sgg_same", "sahi_same", "sgg_guided", "sahi_guided")}
+    cases = {c.strip() for c in a.cases.split(",") if c.strip()}
+    if not cases <= {"same", "guided"}:
+        ap.error(f"--cases: unknown {sorted(cases - {'same', 'guided'})}")
+    modes = [m for c in ("same", "guided") if c in cases for m in (f"sgg_{c}", f"sahi_{c}")]
+    r = {m: _run(m, raster, gt_path, a.threads, a.repeats, a.trim_every if m.startswith("sgg") else None) for m in modes}
     for m, v in r.items():
         print(f"  {m:<12} " + ", ".join(f"{k}={v[k]:.3f}" if isinstance(v[k], float) else f"{k}={v[k]}"
                                        for k in v if k != "mode"))
-    s, h = r["sgg_same"], r["sahi_same"]
-    g, hg = r["sgg_guided"], r["sahi_guided"]
-    print("same tiles (level 0 only, every tile; random weights, so recall is meaningless here):")
-    print(f"  sgg forward fraction, in-run (model time / detect_scene time):    {s['internal_forward_fraction']:.3f}"
-          "   (goal >= 0.95)")
-    print(f"  sgg forward fraction, separate forward-only pass / sgg: wall {s['forward_time'] / s['time']:.3f}, "
-          f"CPU {s['forward_cpu'] / s['cpu']:.3f}")
-    print(f"  SAHI forward fraction (forward-only / SAHI):            wall {s['forward_time'] / h['time']:.3f}, "
-          f"CPU {s['forward_cpu'] / h['cpu']:.3f}")
-    print(f"  throughput sgg / SAHI: wall {h['time'] / s['time']:.2f}x, CPU {h['cpu'] / s['cpu']:.2f}x;  peak RSS sgg / SAHI: "
-          f"{s['peak_rss_mb'] / h['peak_rss_mb']:.2f} ({s['peak_rss_mb']:.0f} MB vs {h['peak_rss_mb']:.0f} MB)")
-    print(f"guided zoom (objects in ~2 % of the image), {g['tiles']} tiles over 3 levels vs SAHI's {s['tiles']}:")
-    print(f"  throughput sgg / SAHI: wall {hg['time'] / g['time']:.2f}x, CPU {hg['cpu'] / g['cpu']:.2f}x  (goal >= 1.5x); "
-          f"recall sgg {g['recall']:.3f} vs SAHI {hg['recall']:.3f}; peak RSS sgg / SAHI {g['peak_rss_mb'] / hg['peak_rss_mb']:.2f}")
+    if "same" in cases:
+        s, h = r["sgg_same"], r["sahi_same"]
+        print("same tiles (level 0 only, every tile; random weights, so recall is meaningless here):")
+        print(f"  sgg forward fraction, in-run (model time / detect_scene time):    {s['internal_forward_fraction']:.3f}"
+              "   (goal >= 0.95)")
+        print(f"  sgg forward fraction, separate forward-only pass / sgg: wall {s['forward_time'] / s['time']:.3f}, "
+              f"CPU {s['forward_cpu'] / s['cpu']:.3f}")
+        print(f"  SAHI forward fraction (forward-only / SAHI):            wall {s['forward_time'] / h['time']:.3f}, "
+              f"CPU {s['forward_cpu'] / h['cpu']:.3f}")
+        print(f"  throughput sgg / SAHI: wall {h['time'] / s['time']:.2f}x, CPU {h['cpu'] / s['cpu']:.2f}x;  peak RSS sgg / "
+              f"SAHI: {s['peak_rss_mb'] / h['peak_rss_mb']:.2f} ({s['peak_rss_mb']:.0f} MB vs {h['peak_rss_mb']:.0f} MB)")
+        print(f"  page faults per run sgg / SAHI: {s['faults_k']:.0f}k / {h['faults_k']:.0f}k; "
+              f"system CPU {s['sys']:.1f} s / {h['sys']:.1f} s  (reader heap trims every "
+              f"{a.trim_every if a.trim_every is not None else 'TRIM_EVERY'} tiles)")
+    if "guided" in cases:
+        g, hg = r["sgg_guided"], r["sahi_guided"]
+        print(f"guided zoom (objects in ~2 % of the image), {g['tiles']} tiles over 3 levels vs SAHI's full sweep:")
+        print(f"  throughput sgg / SAHI: wall {hg['time'] / g['time']:.2f}x, CPU {hg['cpu'] / g['cpu']:.2f}x  (goal >= 1.5x); "
+              f"recall sgg {g['recall']:.3f} vs SAHI {hg['recall']:.3f}; peak RSS sgg / SAHI "
+              f"{g['peak_rss_mb'] / hg['peak_rss_mb']:.2f}")
     if tmp is not None:
         tmp.cleanup()
     return 0
