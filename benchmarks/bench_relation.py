@@ -39,13 +39,13 @@ def dense_shared_object_mean(m: torch.Tensor, pairs: torch.Tensor, n: int) -> tu
 
 
 def scene(n: int, m: int, seed: int = 0):
-    from sgg.relation_heads import candidate_pairs
+    from sgg.relation_heads import neighbour_pairs
 
     g = torch.Generator().manual_seed(seed)
     side = 40.0 * n ** 0.5  # about one object per 40 × 40 px
     boxes = torch.cat([torch.rand(n, 2, generator=g) * side, 8 + torch.rand(n, 2, generator=g) * 24,
                        torch.rand(n, 1, generator=g) * 3 - 1.5], 1)
-    pairs = candidate_pairs(boxes, k=12)
+    pairs = neighbour_pairs(boxes, k=12)
     pairs = pairs[torch.randperm(len(pairs), generator=g)[:m]]
     if len(pairs) < m:
         extra = torch.randint(0, n, (m - len(pairs), 2), generator=g)

@@ -14,7 +14,7 @@ from sgg.relation_heads import (
     FrequencyPrior,
     PairMLP,
     build_head,
-    candidate_pairs,
+    neighbour_pairs,
     footprint_raster,
     load_relation_head,
     pair_geometry,
@@ -66,10 +66,10 @@ def test_footprint_raster_hand_worked():
 def test_candidate_pairs_rule():
     boxes = torch.tensor([[0.0, 0, 10, 10, 0], [20, 0, 10, 10, 0], [500, 0, 10, 10, 0]])
     # envelopes grown by max(16, 0.5 × 10) meet for 0–1 only; k = 0: no nearest-neighbour pairs
-    assert candidate_pairs(boxes, margin_px=16, margin_rel=0.5, k=0).tolist() == [[0, 1], [1, 0]]
-    got = candidate_pairs(boxes, margin_px=16, margin_rel=0.5, k=1).tolist()
+    assert neighbour_pairs(boxes, margin_px=16, margin_rel=0.5, k=0).tolist() == [[0, 1], [1, 0]]
+    got = neighbour_pairs(boxes, margin_px=16, margin_rel=0.5, k=1).tolist()
     assert got == [[0, 1], [1, 0], [1, 2], [2, 1]]  # 2's nearest is 1
-    assert candidate_pairs(boxes[:1]).shape == (0, 2)
+    assert neighbour_pairs(boxes[:1]).shape == (0, 2)
 
 
 def test_pair_targets_and_training_pairs():
@@ -85,7 +85,7 @@ def test_pair_targets_and_training_pairs():
     neg = cand[2:]
     assert len(neg) == 4 and bool((t[2:, 0] == 1).all()) and float(t[2:, 1:].sum()) == 0
     keys = set(map(tuple, neg.tolist()))
-    assert not keys & {(0, 1), (1, 2)} and keys <= set(map(tuple, candidate_pairs(boxes).tolist()))
+    assert not keys & {(0, 1), (1, 2)} and keys <= set(map(tuple, neighbour_pairs(boxes).tolist()))
     cand, t = training_pairs(boxes, pairs, labels, 3, neg_ratio=100.0, max_pairs=5, generator=g)
     assert len(cand) == 5
 
@@ -136,7 +136,7 @@ def test_rpcm_skip_starts_from_the_pair_encoding():
     """With ``skip`` a fresh RPCM's message steps leave the relation states unchanged (LayerNorm rounding
     aside), so it starts as a context-free classifier; without it the context changes them at once."""
     g = scene(8, 1)
-    cand = candidate_pairs(g.detections.boxes.tensor)
+    cand = neighbour_pairs(g.detections.boxes.tensor)
     boxes, labels = g.detections.boxes.tensor, g.detections.labels
     for skip in (True, False):
         torch.manual_seed(0)
@@ -156,7 +156,7 @@ def test_rpcm_mlp_classifier_starts_as_the_pair_mlp():
     (the two differ by the context alone); the other classifiers and their losses stay available."""
     g = scene(8, 2)
     boxes, labels = g.detections.boxes.tensor, g.detections.labels
-    cand = candidate_pairs(boxes)
+    cand = neighbour_pairs(boxes)
     torch.manual_seed(0)
     base = PairMLP(VOC, hidden=16, class_dim=4, freq_bias=True)
     torch.nn.init.normal_(base.freq_bias.weight)
@@ -264,7 +264,7 @@ def test_frequency_prior():
     c = want[lab[g.pairs.pairs[:, 0]], lab[g.pairs.pairs[:, 1]]]
     assert torch.allclose(pred.predicate_scores, c / c.sum(1, keepdim=True))
     with_bg = FrequencyPrior(VOC).fit([g])  # unannotated candidates counted as background
-    assert float(with_bg.counts[..., 0].sum()) == len(candidate_pairs(g.detections.boxes.tensor)) - len(g.pairs)
+    assert float(with_bg.counts[..., 0].sum()) == len(neighbour_pairs(g.detections.boxes.tensor)) - len(g.pairs)
     star = FrequencyPrior.from_star()
     assert star.counts.shape == (48, 48, 59) and float(star.counts[..., 0].sum()) == 0 and float(star.counts.sum()) > 1e5
     with pytest.raises(SggInputError, match="needs object classes"):

@@ -45,7 +45,7 @@ def test_neighbour_pairs_match_a_dense_reference():
         assert set(map(tuple, got.tolist())) == _reference(boxes, margin_px, margin_rel, k)
         keys = got[:, 0] * 60 + got[:, 1]
         assert bool((keys[1:] > keys[:-1]).all())  # sorted by (subject, object), no repeats
-    assert relation_pairs.candidate_pairs is neighbour_pairs  # old name kept for sgg.relation_heads
+    assert not hasattr(relation_pairs, "candidate_pairs")  # one name per rule: sgg.pairs owns candidate_pairs
 
 
 def test_training_pairs_positives_then_capped_negatives():

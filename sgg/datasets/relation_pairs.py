@@ -39,10 +39,6 @@ def neighbour_pairs(boxes: torch.Tensor, margin_px: float = DEFAULTS["margin_px"
     return torch.stack([key // n, key % n], 1)
 
 
-# the old name, still imported by sgg.relation_heads (base, module, frequency, __init__); drop it once they
-# import neighbour_pairs
-candidate_pairs = neighbour_pairs
-
 
 def pair_targets(pairs: torch.Tensor, labels: torch.Tensor, num_objects: int, num_predicates: int
                  ) -> tuple[torch.Tensor, torch.Tensor]:

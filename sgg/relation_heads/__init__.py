@@ -6,7 +6,7 @@ probabilities for the graph's pairs, proposed with the head's spatial rule when 
 """
 
 from .base import RelationHead, scatter_mean, shared_object_mean
-from sgg.datasets.relation_pairs import candidate_pairs, pair_targets, training_pairs
+from sgg.datasets.relation_pairs import neighbour_pairs, pair_targets, training_pairs
 from .checkpoint import build_head, load_relation_head, save_relation_head
 from .features import footprint_raster, object_geometry, pair_geometry
 from .frequency import FrequencyPrior
@@ -20,7 +20,7 @@ __all__ = [
     "build_head",
     "load_relation_head",
     "save_relation_head",
-    "candidate_pairs",
+    "neighbour_pairs",
     "pair_targets",
     "training_pairs",
     "object_geometry",

@@ -19,7 +19,7 @@ from torch import nn
 from sgg.errors import SggInputError
 from sgg.structures import Detections, PairSet, SceneGraph, Vocabulary
 
-from sgg.datasets.relation_pairs import DEFAULTS, candidate_pairs
+from sgg.datasets.relation_pairs import DEFAULTS, neighbour_pairs
 
 MODES = ("predcls", "sgcls")
 
@@ -118,7 +118,7 @@ class RelationHead(nn.Module):
         2,800–4,500 objects and ~6,000 relations each."""
         if proposer is not None:
             return proposer(graph.detections, graph.vocabulary)
-        return PairSet(candidate_pairs(graph.detections.boxes.tensor, **self.pair_rule))
+        return PairSet(neighbour_pairs(graph.detections.boxes.tensor, **self.pair_rule))
 
     @torch.no_grad()
     def predict(self, graph: SceneGraph, pairs: PairSet | None = None, proposer: Any = None) -> SceneGraph:

@@ -17,7 +17,7 @@ from sgg.errors import SggInputError
 from sgg.structures import SceneGraph, Vocabulary, star_triplet_counts
 
 from .base import RelationHead
-from sgg.datasets.relation_pairs import candidate_pairs, pair_targets
+from sgg.datasets.relation_pairs import neighbour_pairs, pair_targets
 
 
 class FrequencyPrior(RelationHead):
@@ -57,7 +57,7 @@ class FrequencyPrior(RelationHead):
             idx = (lab[pairs[pi, 0]] * c + lab[pairs[pi, 1]]) * p + pr
             flat.index_add_(0, idx, torch.ones(len(idx)))
             if negatives:
-                cand = candidate_pairs(g.detections.boxes.tensor, **self.pair_rule)
+                cand = neighbour_pairs(g.detections.boxes.tensor, **self.pair_rule)
                 cand = cand[~torch.isin(cand[:, 0] * n + cand[:, 1], pairs[:, 0] * n + pairs[:, 1])]
                 idx = (lab[cand[:, 0]] * c + lab[cand[:, 1]]) * p
                 flat.index_add_(0, idx, torch.ones(len(idx)))

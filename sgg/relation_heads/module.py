@@ -20,7 +20,7 @@ import torch
 from sgg.errors import SggInputError
 from sgg.structures import Vocabulary
 
-from sgg.datasets.relation_pairs import candidate_pairs
+from sgg.datasets.relation_pairs import neighbour_pairs
 
 from .checkpoint import build_head, save_relation_head
 
@@ -169,7 +169,7 @@ class RelationModule(pl.LightningModule):
         if self.hparams.context_pairs == "served":
             return self.head(boxes, labels, served), targets
         n = len(boxes)
-        graph = candidate_pairs(boxes, **self.head.pair_rule)  # sorted by subject * n + object
+        graph = neighbour_pairs(boxes, **self.head.pair_rule)  # sorted by subject * n + object
         key, want = graph[:, 0] * n + graph[:, 1], served[:, 0] * n + served[:, 1]
         at = torch.searchsorted(key, want).clamp_max(max(len(key) - 1, 0))
         ok = key[at] == want if len(key) else torch.zeros(len(want), dtype=torch.bool)
