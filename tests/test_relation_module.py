@@ -105,14 +105,14 @@ def test_frequency_bias_starts_from_training_counts(rel_dir):
 def test_context_pairs_all_messages_over_every_candidate(rel_dir):
     """``context_pairs='all'``: RPCM runs over every candidate pair of the sample, the loss rows are the
     served pairs that the candidate rule proposes (with their own targets), and the MLP gets those rows."""
-    from sgg.relation_heads import candidate_pairs
+    from sgg.relation_heads import neighbour_pairs
 
     dm = RelationDataModule(str(rel_dir), neg_ratio=1.0, crop=300, seed=1)
     s = dm._dataset("train")[0]
     keep = s["crop_objects"]
     boxes, labels = s["boxes"][keep], s["labels"][keep]
     served, targets = s["candidates"], s["candidate_targets"]
-    graph = candidate_pairs(boxes)
+    graph = neighbour_pairs(boxes)
     index = {tuple(p): i for i, p in enumerate(graph.tolist())}
     ok = [tuple(p) in index for p in served.tolist()]
     assert any(ok) and len(graph) > len(served)  # the full graph holds more pairs than the served ones
