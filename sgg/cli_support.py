@@ -20,13 +20,11 @@ import os
 import sys
 import tempfile
 import warnings
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Iterable, Iterator, Sequence
 
+from sgg.devices import check_device
 from sgg.errors import SggInputError
-
-if TYPE_CHECKING:
-    import torch
 
 GLOBAL = {"debug": False, "quiet": False}  # flags given before the command name (set by run_command)
 _INPUT_LIBS = {"pyproj", "rasterio", "pyogrio", "fiona", "shapely", "sqlite3", "pyarrow", "networkx", "yaml",
@@ -48,7 +46,7 @@ class ArgumentParser(argparse.ArgumentParser):
         self.add_argument("--quiet", "-q", action="store_true", help=quiet_help)
         self.add_argument("--debug", action="store_true", help="show the Python traceback of an error")
 
-    def error(self, message: str):  # noqa: D401 - argparse API
+    def error(self, message: str):
         raise UsageError(f"{message} (see `{self.prog} --help`)")
 
     def parse_args(self, args=None, namespace=None):
@@ -106,30 +104,6 @@ def _check_range(value, lo, hi) -> None:
 
 
 # ------------------------------------------------------------------------------------------ device
-def check_device(name: str, option: str | None = "--device") -> torch.device:
-    """The torch device ``name`` when this machine has it, else an input error naming ``option`` (the
-    command-line flag, or a config key such as ``"device"``). The one device check of sgg."""
-    import torch
-
-    use = f"use {option or 'device'} cpu"
-    try:
-        dev = torch.device(name)
-    except (RuntimeError, ValueError, TypeError):
-        raise SggInputError("not a torch device; use cpu, cuda, cuda:N or mps", path=name, option=option) from None
-    if dev.type == "cuda":
-        if not torch.cuda.is_available():
-            raise SggInputError(f"CUDA is not available on this machine (no GPU, or torch built without CUDA); {use}",
-                                path=name, option=option)
-        if dev.index is not None and dev.index >= torch.cuda.device_count():
-            raise SggInputError(f"this machine has {torch.cuda.device_count()} CUDA device(s)", path=name,
-                                option=option)
-    elif dev.type == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
-        raise SggInputError(f"Apple MPS is not available on this machine; {use}", path=name, option=option)
-    elif dev.type not in ("cpu", "cuda", "mps"):
-        raise SggInputError("unsupported device type; use cpu, cuda or mps", path=name, option=option)
-    return dev
-
-
 # ------------------------------------------------------------------------------------------- paths
 def input_path(path: str | os.PathLike, option: str, *, kind: str = "file") -> Path:
     """An existing input: ``kind`` is ``"file"`` (non-empty regular file), ``"dir"`` or ``"any"``."""
@@ -247,7 +221,7 @@ def run_command(name: str, main: Callable[[list[str]], int | None], argv: list[s
             return 143 if isinstance(exc, Terminated) else 130
         except SystemExit as exc:  # argparse --help / --version, or a library that exits
             return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 2)
-        except Exception as exc:  # noqa: BLE001 - the one place that turns errors into a message
+        except Exception as exc:
             if debug:
                 raise
             print(f"sgg {name}: error: {describe_error(exc)}", file=sys.stderr)

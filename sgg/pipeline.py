@@ -28,6 +28,7 @@ from typing import Any, Callable
 
 import torch
 
+from sgg.devices import check_device
 from sgg.errors import SggInputError
 from sgg.io.atomic import atomic_paths
 
@@ -294,13 +295,7 @@ class Pipeline:
 
     def check(self) -> "Pipeline":
         """Load every stage the config asks for now, so a missing stage or weights file fails before any work."""
-        dev = str(self.config.get("device") or "cpu")
-        try:
-            device = torch.device(dev)
-        except RuntimeError:
-            raise SggInputError(f"device {dev!r} is not a torch device (e.g. cpu, cuda:0)") from None
-        if device.type == "cuda" and not torch.cuda.is_available():
-            raise SggInputError(f"device {dev!r}: CUDA is not available on this machine")
+        check_device(str(self.config.get("device") or "cpu"), option="device")
         if self.mode == "sgdet":
             self.detector  # noqa: B018 - loads
         self.pair_proposer  # noqa: B018

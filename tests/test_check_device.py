@@ -1,4 +1,4 @@
-"""``sgg.cli_support.check_device``: the one device check (``sgg detect --device``; the pipeline's config)."""
+"""``sgg.devices.check_device`` (re-exported by ``sgg.cli_support``): the one device check (``sgg detect --device``; the pipeline's config)."""
 
 from __future__ import annotations
 

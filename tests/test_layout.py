@@ -24,7 +24,7 @@ ROOT = Path(__file__).resolve().parents[1] / "sgg"
 # sgg import) sits below ``structures``, whose box helpers call it. Top-level command modules (``cli``,
 # ``cli_support``, ``demo``, ``*_cli``) form the last layer.
 LAYERS: list[tuple[str, ...]] = [
-    ("errors", "ops", "data"),
+    ("errors", "ops", "data", "devices"),
     ("structures",),
     ("io",),
     ("datasets",),
