@@ -23,7 +23,6 @@ import warnings
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 
-from sgg.devices import check_device
 from sgg.errors import SggInputError
 
 GLOBAL = {"debug": False, "quiet": False}  # flags given before the command name (set by run_command)

@@ -1,11 +1,11 @@
-"""``sgg.devices.check_device`` (re-exported by ``sgg.cli_support``): the one device check (``sgg detect --device``; the pipeline's config)."""
+"""``sgg.devices.check_device``: the one device check (``sgg detect --device``; the pipeline's config)."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
-from sgg.cli_support import check_device
+from sgg.devices import check_device
 from sgg.errors import SggInputError
 
 

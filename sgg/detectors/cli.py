@@ -80,7 +80,8 @@ def build_parser() -> ArgumentParser:
 
 def check_options(args: argparse.Namespace):
     """Everything that can be checked before work starts; returns (raster, out, dota_out)."""
-    from sgg.cli_support import UsageError, check_device, input_path, output_dir, output_file
+    from sgg.cli_support import UsageError, input_path, output_dir, output_file
+    from sgg.devices import check_device
     from sgg.graph.formats import GRAPH_SUFFIXES
 
     raster = input_path(args.raster, "RASTER")
