@@ -39,7 +39,10 @@ _GDAL_ERRORS = (RasterioError, _CPLError)
 STATS_SIDE = 1024  # long side of the low-resolution read used for percentile statistics
 STRIPE_FIT = 0.9  # share of the cache bound that a stripe's band of blocks may fill
 SUB_READ = 2048  # source px: longer decimated reads are split (their blocks fit a 64 MB cache; _read_split)
-TRIM_EVERY = 1  # tiles between heap trims in a sweep (about 1 ms each; a tile read takes tens)
+# tiles between heap trims in a sweep. Every tile would also hand back the detector's freed activations, which the
+# next forward zero-fills again (5x the page faults, 10-14 % more CPU: benchmarks/bench_detect.py --trim-every);
+# every 16 amortises that to ~1 % while the sweep's growth stays bounded (~0.7 MB a tile between trims).
+TRIM_EVERY = 16
 
 
 class NoCRSWarning(UserWarning):
