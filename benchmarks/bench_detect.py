@@ -31,7 +31,7 @@ activations are freed after every tile, and anything that hands free heap pages 
 (``sgg.io.raster.TRIM_EVERY``, the reader's ``malloc_trim`` cadence) makes the next forward zero-fill them
 again. ``--trim-every N`` sets that cadence in the sgg workers (default: the library's).
 
-    /work/venv/bin/python benchmarks/bench_detect.py [--size 4096] [--threads 2] [--repeats 4] [--cases same,guided]
+    /work/venv/bin/python benchmarks/bench_detect.py [--size 4096] [--threads 2] [--repeats 4] [--cases same,guided] [--rounds 5]
                                                       [--trim-every N] [--workdir DIR]
 """
 
@@ -267,6 +267,9 @@ def main() -> int:
     ap.add_argument("--cases", default="same,guided", help="comma-separated: same, guided")
     ap.add_argument("--trim-every", type=int, help="sgg workers: tiles between the reader's heap trims "
                     "(sgg.io.raster.TRIM_EVERY; default: the library's)")
+    ap.add_argument("--rounds", type=int, default=1, help="same tiles: run the sgg and SAHI workers this many "
+                    "times, alternating which goes first, and print each round's ratio and the median (load on a "
+                    "shared machine drifts between one worker and the next)")
     ap.add_argument("--workdir")
     ap.add_argument("--worker")
     ap.add_argument("--raster")
@@ -303,6 +306,18 @@ def main() -> int:
         print(f"  page faults per run sgg / SAHI: {s['faults_k']:.0f}k / {h['faults_k']:.0f}k; "
               f"system CPU {s['sys']:.1f} s / {h['sys']:.1f} s  (reader heap trims every "
               f"{a.trim_every if a.trim_every is not None else 'TRIM_EVERY'} tiles)")
+    if "same" in cases and a.rounds > 1:
+        walls, cpus = [h["time"] / s["time"]], [h["cpu"] / s["cpu"]]
+        for k in range(1, a.rounds):
+            order = ("sahi_same", "sgg_same") if k % 2 else ("sgg_same", "sahi_same")
+            rr = {m: _run(m, raster, gt_path, a.threads, a.repeats, a.trim_every if m.startswith("sgg") else None)
+                  for m in order}
+            walls.append(rr["sahi_same"]["time"] / rr["sgg_same"]["time"])
+            cpus.append(rr["sahi_same"]["cpu"] / rr["sgg_same"]["cpu"])
+        print(f"  {a.rounds} rounds, sgg / SAHI throughput per round (alternating which runs first): wall "
+              + " ".join(f"{w:.2f}" for w in walls) + ", CPU " + " ".join(f"{c:.2f}" for c in cpus))
+        print(f"  median throughput sgg / SAHI: wall {float(np.median(walls)):.2f}x, CPU {float(np.median(cpus)):.2f}x"
+              "  (goal >= 1.0x)")
     if "guided" in cases:
         g, hg = r["sgg_guided"], r["sahi_guided"]
         print(f"guided zoom (objects in ~2 % of the image), {g['tiles']} tiles over 3 levels vs SAHI's full sweep:")
