@@ -380,10 +380,9 @@ class Pipeline:
             proposer.budget = "auto" if budget == "auto" else limit
         takes_vocab = len(inspect.signature(proposer).parameters) >= 2  # else a plain Detections -> PairSet callable
         pairs = proposer(sg.detections, sg.vocabulary) if takes_vocab else proposer(sg.detections)
-        if limit is not None and len(pairs) > limit:
-            order = torch.argsort(pairs.scores, descending=True, stable=True)[:limit] if pairs.scores is not None \
-                else torch.arange(limit)
-            pairs = pairs[order]
+        if limit is not None and len(pairs) > limit:  # a proposer without a budget of its own: cut here
+            pairs = pairs[:limit] if pairs.scores is None else \
+                _stage_module("sgg.pairs").select_pairs(pairs, pairs.scores, limit)
         meta = dict(sg.metadata, pair_budget=limit)
         s = pairs.scores
         if s is not None and len(s) and (float(s.min()) < 0 or float(s.max()) > 1):

@@ -281,7 +281,7 @@ class RasterScene:
         """(C,h,w) data of ``indexes`` and (h,w) validity for a level-0 float window, resampled to out_wh."""
         idx = list(indexes or self.read_indexes)
         w, h = out_wh
-        c, r, ww, hh = fwin
+        ww, hh = fwin[2:]
         if (ww > SUB_READ or hh > SUB_READ) and (ww > 1.5 * w or hh > 1.5 * h):
             return self._read_split(ds, fwin, out_wh, idx)
         win = Window(*fwin)
