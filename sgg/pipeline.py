@@ -168,14 +168,9 @@ def _default_ppg_id() -> str:
 def pair_limit(budget: Any, num_objects: int) -> int | None:
     """Pairs kept for a scene of ``num_objects``: ``"auto"`` scales with the scene (``sgg.pairs.auto_budget``:
     max(10,000, 32·N), since a fixed 10,000 caps recall on scenes of thousands of objects), an integer is a
-    fixed cap, ``None`` keeps what the proposer returns."""
-    if budget is None:
-        return None
-    if budget == "auto":
-        return int(_stage_module("sgg.pairs").auto_budget(num_objects))
-    if isinstance(budget, bool) or not isinstance(budget, int) or budget < 0:
-        raise SggInputError(f'pairs.budget must be "auto", an integer >= 0 or null, got {budget!r}')
-    return int(budget)
+    fixed cap, ``None`` keeps what the proposer returns. Validated by ``sgg.pairs.check_budget``, the one
+    rule :class:`sgg.pairs.PairProposer` also applies."""
+    return _stage_module("sgg.pairs").resolve_budget(budget, num_objects, "pairs.budget")
 
 
 def _resolve_path(value: Any, base: Path | None) -> Path:

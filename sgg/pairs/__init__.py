@@ -8,7 +8,7 @@ pairs worth scoring without building all N² of them; ``PairProposer`` chains th
 from .features import STAR_NUM_CLASSES, pair_feature_dim, spatial_pair_features, star_pair_features, union_rect_area
 from .ppg import PPG, AutoEncoder
 from .candidates import PairPrior, UnknownClassWarning, candidate_pairs, normalised_distance
-from .proposer import PairProposer, auto_budget, select_pairs
+from .proposer import PairProposer, auto_budget, check_budget, resolve_budget, select_pairs
 
 __all__ = [
     "STAR_NUM_CLASSES",
@@ -25,6 +25,8 @@ __all__ = [
     "PairProposer",
     "select_pairs",
     "auto_budget",
+    "check_budget",
+    "resolve_budget",
     "PPGModule",
     "PPGDataModule",
 ]

@@ -9,6 +9,7 @@ so a fixed budget caps recall there. Unlike the STAR toolkit it never builds the
 
 from __future__ import annotations
 
+import numbers
 import os
 from pathlib import Path
 from typing import Any
@@ -22,7 +23,7 @@ from .candidates import PairPrior, candidate_pairs
 from .features import spatial_pair_features
 from .ppg import PPG, _load, _save
 
-__all__ = ["select_pairs", "auto_budget", "PairProposer", "PROPOSER_FORMAT", "AUTO_PER_OBJECT", "STAR_BUDGET"]
+__all__ = ["select_pairs", "auto_budget", "check_budget", "resolve_budget", "PairProposer", "PROPOSER_FORMAT", "AUTO_PER_OBJECT", "STAR_BUDGET"]
 
 PROPOSER_FORMAT = "sgg-pair-proposer/1"
 STAR_BUDGET = 10_000
@@ -37,14 +38,28 @@ def auto_budget(num_objects: int, per_object: int = AUTO_PER_OBJECT, floor: int 
     return max(int(floor), int(per_object) * int(num_objects))
 
 
-def _resolve_budget(budget: int | str | None, num_objects: int | None) -> int | None:
+def check_budget(budget: Any, name: str = "budget") -> int | str | None:
+    """A pair budget as given by a user, validated: ``"auto"``, an integer >= 0 (an integral float such as
+    ``1e4`` from a JSON file counts) or None. Anything else, 2.5 or ``True`` included, raises
+    :class:`SggInputError` naming ``name``; the pipeline and :class:`PairProposer` both check through here."""
+    if budget is None or (isinstance(budget, str) and budget == "auto"):
+        return budget
+    if isinstance(budget, float) and budget.is_integer():
+        budget = int(budget)
+    if isinstance(budget, bool) or not isinstance(budget, numbers.Integral) or budget < 0:
+        raise SggInputError(f'{name} must be "auto", an integer >= 0 or null, got {budget!r}')
+    return int(budget)
+
+
+def resolve_budget(budget: Any, num_objects: int | None, name: str = "budget") -> int | None:
+    """Pairs kept for a scene of ``num_objects``: :func:`check_budget`, with ``"auto"`` turned into
+    :func:`auto_budget` of ``num_objects``; None means no cap."""
+    budget = check_budget(budget, name)
     if budget == "auto":
         if num_objects is None:
-            raise SggInputError('select_pairs: budget="auto" needs num_objects')
+            raise SggInputError(f'{name}="auto" needs num_objects')
         return auto_budget(num_objects)
-    if budget is not None and (isinstance(budget, (str, bool)) or int(budget) < 0):
-        raise SggInputError(f'budget must be an integer >= 0, "auto" or None, got {budget!r}')
-    return None if budget is None else int(budget)
+    return budget
 
 
 def select_pairs(pairs: PairSet | torch.Tensor, scores: torch.Tensor, budget: int | str | None = STAR_BUDGET, *,
@@ -59,7 +74,7 @@ def select_pairs(pairs: PairSet | torch.Tensor, scores: torch.Tensor, budget: in
     s = torch.as_tensor(scores).reshape(-1).float()
     if s.shape[0] != p.shape[0]:
         raise SggInputError(f"select_pairs: {s.shape[0]} scores for {p.shape[0]} pairs")
-    budget = _resolve_budget(budget, num_objects)
+    budget = resolve_budget(budget, num_objects)
     s = -s if lower_is_better else s
     keep = torch.ones_like(s, dtype=torch.bool) if threshold is None else s >= (-threshold if lower_is_better else threshold)
     p, s = p[keep], s[keep]
@@ -90,11 +105,18 @@ class PairProposer:
                  fraction: float | None = None, threshold: float | None = None, k: int = 8,
                  max_per_object: int | None = 32, radius_scale: float = 1.0, chunk_size: int = 1 << 16):
         self.ppg = ppg.eval() if ppg is not None else None
-        _resolve_budget(budget, 0)  # refuse a bad budget now, not at the first scene
         self.prior = prior if prior is not None else PairPrior.star()
-        self.budget, self.fraction, self.threshold = budget, fraction, threshold
+        self.budget, self.fraction, self.threshold = budget, fraction, threshold  # budget: checked by its setter
         self.k, self.max_per_object, self.radius_scale = int(k), max_per_object, float(radius_scale)
         self.chunk_size = int(chunk_size)
+
+    @property
+    def budget(self) -> int | str | None:
+        return self._budget
+
+    @budget.setter
+    def budget(self, value: Any) -> None:  # refuse a bad budget when it is set, not at the first scene
+        self._budget = check_budget(value, "PairProposer budget")
 
     @classmethod
     def default(cls) -> "PairProposer":
@@ -138,7 +160,7 @@ class PairProposer:
         if self.ppg is not None:
             self._labels(detections, vocabulary)  # refuse a foreign vocabulary before any work
         cand = self.candidates(detections, vocabulary)
-        budget = _resolve_budget(self.budget, n)
+        budget = resolve_budget(self.budget, n)
         if self.fraction is not None:
             cap = int(self.fraction * n * (n - 1))
             budget = cap if budget is None else min(budget, cap)

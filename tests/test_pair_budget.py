@@ -1,0 +1,39 @@
+"""One pair-budget rule (sgg.pairs.check_budget) for the pipeline's ``pairs.budget`` and PairProposer."""
+
+import numpy as np
+import pytest
+import torch
+
+from sgg.errors import SggInputError
+from sgg.pairs import PairProposer, check_budget, resolve_budget, select_pairs
+from sgg.pipeline import pair_limit
+
+
+@pytest.mark.parametrize("bad", [2.5, -1, -3.0, "lots", "Auto", True, False, [5], float("nan")])
+def test_a_bad_budget_is_refused_the_same_way_everywhere(bad):
+    with pytest.raises(SggInputError, match="pairs.budget"):
+        pair_limit(bad, 10)
+    with pytest.raises(SggInputError, match="PairProposer budget"):
+        PairProposer(budget=bad)
+    prop = PairProposer(budget=5)
+    with pytest.raises(SggInputError, match="budget"):
+        prop.budget = bad  # set after construction (the pipeline does): refused at once, not at the first scene
+    assert prop.budget == 5
+    with pytest.raises(SggInputError, match="budget"):
+        select_pairs(torch.tensor([[0, 1]]), torch.tensor([1.0]), bad)
+
+
+@pytest.mark.parametrize("good, n, want", [(None, 7, None), ("auto", 7, 10_000), ("auto", 1_000, 32_000),
+                                           (0, 7, 0), (12, 7, 12), (1e4, 7, 10_000), (np.int64(3), 7, 3)])
+def test_good_budgets_agree(good, n, want):
+    assert pair_limit(good, n) == resolve_budget(good, n) == want
+    prop = PairProposer(budget=good)
+    assert resolve_budget(prop.budget, n) == want
+    if good not in (None, "auto"):
+        assert type(check_budget(good)) is int  # a plain int, as configs and checkpoints store it
+
+
+def test_select_pairs_keeps_exactly_the_integer_budget():
+    pairs = torch.tensor([[0, 1], [1, 2], [2, 0], [0, 2]])
+    got = select_pairs(pairs, torch.tensor([0.1, 0.9, 0.5, 0.7]), 2.0)
+    assert got.pairs.tolist() == [[1, 2], [0, 2]]
