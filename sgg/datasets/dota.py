@@ -39,6 +39,7 @@ import torch
 from sgg.datasets.aliases import DOTA_CLASSES, map_names
 from sgg.io.atomic import atomic_write_text
 from sgg.errors import SggInputError
+from sgg.ops import outside_image
 from sgg.structures import Vocabulary
 
 DOTA_VOCABULARY = Vocabulary(DOTA_CLASSES, ())  # DOTA v2.0's 18 classes under their own names, no predicates
@@ -118,7 +119,7 @@ def _usable_polygons(corners: np.ndarray, path: Path, where: Sequence[str],
     outside = past = np.zeros(len(corners), dtype=bool)
     if image_size is not None:
         w, h = image_size
-        outside = (x.max(1) <= 0) | (y.max(1) <= 0) | (x.min(1) >= w) | (y.min(1) >= h)
+        outside = outside_image(torch.from_numpy(corners), image_size).numpy()
         reach = np.maximum.reduce([-x.min(1), -y.min(1), x.max(1) - w, y.max(1) - h])
         past = ~outside & ~degenerate & (reach > EDGE_TOLERANCE)
     for kind, sel, why, fate in (

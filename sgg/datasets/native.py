@@ -67,11 +67,10 @@ def _require(obj: Any, kind: type | tuple, path: Path, where: str) -> Any:
 def _warn_outside(boxes: np.ndarray, image_size: tuple[int, int], path: Path) -> None:
     """Warn (file and ``objects[i]``) about objects whose envelope lies wholly outside the image; kept, as
     relations may refer to them (a wrong image size, or predictions of another image)."""
-    from sgg.ops import box_to_envelope
+    from sgg.ops import outside_image
 
-    env = box_to_envelope(torch.from_numpy(boxes))
     w, h = image_size
-    out = ((env[:, 2] <= 0) | (env[:, 3] <= 0) | (env[:, 0] >= w) | (env[:, 1] >= h)).nonzero().flatten().tolist()
+    out = outside_image(torch.from_numpy(boxes), image_size).nonzero().flatten().tolist()
     if out:
         named = ", ".join(f"objects[{i}]" for i in out[:10]) + (", …" if len(out) > 10 else "")
         warnings.warn(f"{path}: {len(out)} object(s) wholly outside the {w}×{h} image: {named}", stacklevel=3)

@@ -5,6 +5,7 @@ Boxes are ``(cx, cy, w, h, angle)`` tensors, radians, le90 (angle in [-π/2, π/
 pixel units. Everything runs on CPU or GPU tensors; no compiled extensions.
 """
 
+from .bounds import outside_image
 from .conversions import (
     box_to_corners,
     box_to_envelope,
@@ -42,4 +43,5 @@ __all__ = [
     "grow_envelopes",
     "envelopes_meet",
     "rotated_roi_align",
+    "outside_image",
 ]

@@ -239,10 +239,10 @@ class Detections:
     def centred_inside(self, image_size: tuple[int, int]) -> "Detections":
         """The objects whose box centre lies in the ``(width, height)`` image (edges included): coarse pyramid
         levels and foreign results can place boxes past the edge. Boxes straddling the edge are kept whole."""
-        w, h = image_size
-        c = self.boxes.centers
-        inside = (c[:, 0] >= 0) & (c[:, 0] <= w) & (c[:, 1] >= 0) & (c[:, 1] <= h)
-        return self if bool(inside.all()) else self[inside.nonzero().flatten()]
+        from sgg.ops import outside_image
+
+        outside = outside_image(self.boxes.tensor, image_size, by="centre")
+        return self if not bool(outside.any()) else self[(~outside).nonzero().flatten()]
 
     def to(self, device: torch.device | str | None = None, *, non_blocking: bool = False) -> "Detections":
         """Same objects on ``device`` (dtypes kept: moving never changes fp16 features or long labels)."""
