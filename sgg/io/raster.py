@@ -45,6 +45,17 @@ SUB_READ = 2048  # source px: longer decimated reads are split (their blocks fit
 TRIM_EVERY = 16
 
 
+def open_dataset(path: str | os.PathLike) -> Any:
+    """``rasterio.open(path)`` for reading that never writes beside the input. GDAL's PAM saves whatever
+    becomes "dirty" on a dataset (approximate statistics that GDAL or a caller computes, metadata) to a new
+    ``<file>.aux.xml`` next to it when the dataset closes; users' image folders must stay untouched, so PAM
+    is off for the dataset (GDAL reads the flag at open). A sidecar that already exists is still read (it
+    may hold the CRS of a PNG or JPEG), so PAM stays on for such files."""
+    sidecar = Path(f"{os.fspath(path)}.aux.xml")
+    with rasterio.Env(**({} if sidecar.exists() else {"GDAL_PAM_ENABLED": "NO"})):
+        return rasterio.open(path)
+
+
 class NoCRSWarning(UserWarning):
     """The raster has no georeferencing; it is used in pixel coordinates (identity transform, no CRS)."""
 
@@ -151,7 +162,7 @@ class RasterScene:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", NotGeoreferencedWarning)
             try:
-                ds = rasterio.open(p)
+                ds = open_dataset(p)
             except _GDAL_ERRORS as exc:
                 raise SggInputError(f"cannot open as a raster ({_cause(exc)})", path=p) from None
         try:
@@ -482,7 +493,7 @@ class RasterScene:
         for _ in range(workers):
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", NotGeoreferencedWarning)
-                opened.append(rasterio.open(self.path))
+                opened.append(open_dataset(self.path))
             handles.put(opened[-1])
 
         def work(spec: TileSpec) -> Tile:
