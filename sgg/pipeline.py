@@ -381,8 +381,9 @@ class Pipeline:
         meta = dict(sg.metadata, pair_budget=limit)
         s = pairs.scores
         if s is not None and len(s) and (float(s.min()) < 0 or float(s.max()) > 1):
-            # SceneGraph.triplets ranks by predicate score × pair score, so pair scores must be in (0, 1]:
-            # PPG's are negated reconstruction errors. exp(s - max) keeps their order and puts the best at 1.
+            # SceneGraph.triplets ranks by predicate score × pair score, so pair scores must be in (0, 1]
+            # (sgg.pairs.PairProposer's are); another proposer's ranking key, e.g. a negated distance, is
+            # mapped by exp(s - max), which keeps its order and puts the best at 1.
             pairs = type(pairs)(pairs.pairs, torch.exp(s - s.max()))
             meta = dict(meta, pair_scores="exp(s - max s) of the proposer's scores (higher = keep)")
         return sg.replace(pairs=pairs, predicate_scores=None, predicate_labels=None, metadata=meta)

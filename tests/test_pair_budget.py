@@ -37,3 +37,36 @@ def test_select_pairs_keeps_exactly_the_integer_budget():
     pairs = torch.tensor([[0, 1], [1, 2], [2, 0], [0, 2]])
     got = select_pairs(pairs, torch.tensor([0.1, 0.9, 0.5, 0.7]), 2.0)
     assert got.pairs.tolist() == [[1, 2], [0, 2]]
+
+
+# ---------------------------------------------------------------------------------- pair-score convention
+def _scene(n=60, seed=2):
+    from sgg.structures import Detections, Vocabulary
+
+    g = torch.Generator().manual_seed(seed)
+    boxes = torch.cat([torch.rand(n, 2, generator=g) * 400, torch.rand(n, 2, generator=g) * 20 + 8,
+                       torch.zeros(n, 1)], 1)
+    ship, dock = (Vocabulary.star().object_index(c) for c in ("ship", "dock"))
+    return Detections(boxes, torch.tensor([ship, dock] * (n // 2)), torch.ones(n))
+
+
+@pytest.mark.parametrize("with_ppg", [True, False])
+def test_proposed_pair_scores_rank_triplets_best_pair_first(with_ppg):
+    """PairProposer's scores are in (0, 1], best first, so SceneGraph.triplets (predicate score × pair score)
+    ranks the best pair first; raw PPG scores (lower = keep) negated were <= 0 and turned that order over."""
+    from sgg.pairs import PPG, PairPrior
+    from sgg.structures import SceneGraph, Vocabulary
+
+    det = _scene()
+    prop = PairProposer(PPG.from_star() if with_ppg else None, PairPrior.star(), budget=30)
+    out = prop(det)
+    assert len(out) == 30 and bool((out.scores > 0).all()) and bool((out.scores <= 1).all())
+    assert bool((out.scores[:-1] >= out.scores[1:]).all())
+    if with_ppg:
+        raw = prop.score(det, out)
+        assert torch.allclose(out.scores, torch.exp(-raw))
+    voc = Vocabulary.star()
+    flat = torch.full((len(out), voc.num_predicates), 1.0 / voc.num_predicates)  # every pair alike
+    sg = SceneGraph(det, out, predicate_scores=flat, vocabulary=voc)
+    top = sg.triplets(top_k=3)
+    assert torch.stack([top["subject"], top["object"]], 1).tolist() == out.pairs[:3].tolist()

@@ -226,7 +226,7 @@ def test_proposer_matches_direct_scoring_and_chunks():
     raw = PPG.from_star().score(star_pair_features(det.boxes, det.labels, cand.pairs).float())
     best = torch.argsort(raw, stable=True)[:40]
     assert out.pairs.tolist() == cand.pairs[best].tolist()
-    assert torch.allclose(out.scores, -raw[best])
+    assert torch.allclose(out.scores, torch.exp(-raw[best]))  # PairSet's convention: (0, 1], higher = keep
     prop.chunk_size = 7
     assert prop(det).pairs.tolist() == out.pairs.tolist()
     prop.fraction = 0.001  # 0.1 % of 120·119 ordered pairs = 14

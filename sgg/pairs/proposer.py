@@ -69,7 +69,8 @@ def select_pairs(pairs: PairSet | torch.Tensor, scores: torch.Tensor, budget: in
     :func:`auto_budget` of ``num_objects``) and, with ``threshold``, only those scoring at least it (at most
     it when ``lower_is_better``, e.g. raw PPG scores).
 
-    The returned PairSet's scores are "higher = keep" (negated when ``lower_is_better``)."""
+    The returned PairSet's scores are the ranking key, "higher = keep" (negated when ``lower_is_better``), not
+    necessarily in [0, 1]: map them (as :class:`PairProposer` does) before they go into a SceneGraph."""
     p = pairs.pairs if isinstance(pairs, PairSet) else torch.as_tensor(pairs, dtype=torch.long).reshape(-1, 2)
     s = torch.as_tensor(scores).reshape(-1).float()
     if s.shape[0] != p.shape[0]:
@@ -90,6 +91,11 @@ def select_pairs(pairs: PairSet | torch.Tensor, scores: torch.Tensor, budget: in
 
 class PairProposer:
     """Detections → the pairs worth classifying (a PairSet, best first, ``scores`` higher = keep).
+
+    Pair scores follow ``PairSet``'s convention: in (0, 1], higher = keep, so that ``SceneGraph.triplets``
+    can rank by predicate score × pair score. They are ``exp(-PPG error)`` (without a PPG,
+    ``exp(-distance / radius)``): absolute, so comparable between scenes. The raw PPG errors (lower = keep)
+    come from :meth:`score`; :func:`select_pairs` ranks by any key and returns that key.
 
     Args:
         ppg: the scorer (None: rank candidates by distance relative to their class pair's radius).
@@ -165,11 +171,12 @@ class PairProposer:
             cap = int(self.fraction * n * (n - 1))
             budget = cap if budget is None else min(budget, cap)
         if self.ppg is None:
-            out = select_pairs(cand, cand.scores, budget)
-        else:
+            out = select_pairs(cand, cand.scores, budget)  # ranked by -distance/radius
+        else:  # ranked by -PPG error
             out = select_pairs(cand, self.score(detections, cand, vocabulary), budget, threshold=self.threshold,
                                lower_is_better=True)
-        return out.to(detections.device)
+        # both ranking keys are <= 0: exp maps them into (0, 1] in the same order (see the class docstring)
+        return PairSet(out.pairs, torch.exp(out.scores).clamp_(max=1.0)).to(detections.device)
 
     # files ------------------------------------------------------------------------------------
     def config(self) -> dict[str, Any]:

@@ -19,7 +19,10 @@ from .vocabulary import Vocabulary
 # Pairs
 # --------------------------------------------------------------------------------------------------
 class PairSet:
-    """Ordered (subject, object) index pairs into a Detections, with optional scores (higher = keep)."""
+    """Ordered (subject, object) index pairs into a Detections, with optional scores (higher = keep).
+
+    In a SceneGraph the pair scores lie in [0, 1]: ``SceneGraph.triplets`` ranks by predicate score × pair
+    score, which a negative score would turn upside down (``sgg.pairs.PairProposer`` gives exp(-PPG error))."""
 
     __slots__ = ("pairs", "scores")
 
