@@ -1,5 +1,6 @@
 """GSD-aware detection on real rasters (#12): a 300 m Landsat GeoTIFF is recognised as far coarser than the
-model's training range (one warning), and a DOTA label's ``gsd:`` header drives the pyramid level of its PNG."""
+model's training range (one warning), and a DOTA label's ``gsd:`` header (given, or found beside the image)
+drives the pyramid level of its PNG."""
 
 from __future__ import annotations
 
@@ -63,6 +64,12 @@ def test_dota_gsd_header_sets_the_finest_level(tmp_path):
         sg = detect_scene(Dummy(), gt.image_path, tile_size=256, overlap=0, zoom="full", progress=False,
                           gsd=gt.metadata["gsd"])
     assert sg.metadata["levels"] == [2] and not [x for x in w if "ground sampling" in str(x.message)]
+    assert sg.metadata["gsd_source"] == "argument"
+    # without gsd=, the label beside the image is found by itself
+    sg = detect_scene(Dummy(), gt.image_path, tile_size=256, overlap=0, zoom="full", progress=False)
+    assert sg.metadata["levels"] == [2] and sg.metadata["gsd_source"] == "dota-label"
+    assert sg.metadata["gsd_label"] == str(tmp_path / "P.txt") and sg.metadata["gsd"] == pytest.approx(0.116)
+    (tmp_path / "P.txt").rename(tmp_path / "other.txt")  # no label: unknown GSD, level 0 and a warning
     with pytest.warns(UserWarning, match="ground sampling distance unknown"):
         sg = detect_scene(Dummy(), gt.image_path, tile_size=256, overlap=0, zoom="full", progress=False)
-    assert sg.metadata["levels"][-1] == 0
+    assert sg.metadata["levels"][-1] == 0 and sg.metadata["gsd_source"] is None

@@ -117,8 +117,16 @@ def load_detector(path: str | os.PathLike, vocabulary: Vocabulary | list[str] | 
 
     ``vocabulary`` / ``config``: what the caller expects; a checkpoint that disagrees on the class names or
     on an architecture key (backbone, channels, anchors, classes) is refused, naming the difference.
+    A checkpoint that does not record the ``gsd_range`` it was trained on is loaded with one warning
+    naming it (``detect_scene`` can then neither match the raster's GSD to it nor warn about a mismatch).
     """
     vocab, cfg, sd, hint = _read(path, map_location)
+    if not (cfg.get("gsd_range") or hint.get("gsd_range")):
+        import warnings
+
+        warnings.warn(f"{path}: the detector checkpoint records no gsd_range (the metres per pixel it was trained "
+                      "at): rasters of any GSD are detected at full resolution, unchecked; re-save it with "
+                      "sgg.detectors.checkpoint.set_gsd_range(path, min, max)", stacklevel=2)
     want = _vocab(vocabulary)
     if want is not None and tuple(want.objects) != tuple(vocab.objects):
         missing = [c for c in want.objects if c not in vocab.objects][:5]
@@ -144,3 +152,25 @@ def load_detector(path: str | os.PathLike, vocabulary: Vocabulary | list[str] | 
     except RuntimeError as exc:
         raise SggInputError(f"weights do not fit the {cfg['backbone']} architecture: {str(exc)[:300]}", path=path) from None
     return model.eval()
+
+
+def set_gsd_range(path: str | os.PathLike, lo: float, hi: float, out: str | os.PathLike | None = None) -> Path:
+    """Record the training ``gsd_range`` [lo, hi] (m/px) in a detector file or DetectorModule ``.ckpt``.
+
+    Everything else is written back as read (the weights bit for bit); ``out`` defaults to ``path``
+    (replaced atomically). The file must load with ``weights_only=True``, as every sgg checkpoint does.
+    """
+    path = Path(path)
+    lo, hi = float(lo), float(hi)
+    if not 0 < lo <= hi:
+        raise SggInputError(f"gsd_range must be 0 < min <= max metres per pixel, got [{lo}, {hi}]", path=path)
+    ck = _load_file(path, "cpu")
+    meta = ck if isinstance(ck, dict) and ck.get("format") == FORMAT else (
+        ck.get("sgg_detector") if isinstance(ck, dict) else None)
+    if not isinstance(meta, dict) or "config" not in meta:
+        raise SggInputError("not an sgg detector checkpoint (no vocabulary/config inside)", path=path)
+    meta["config"] = {**meta["config"], "gsd_range": [lo, hi]}
+    target = Path(out) if out is not None else path
+    with atomic_paths(target) as (tmp,):
+        torch.save(ck, tmp)
+    return target

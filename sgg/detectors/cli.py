@@ -71,8 +71,12 @@ def build_parser() -> ArgumentParser:
     p.add_argument("--device", default="cpu", help="torch device: cpu, cuda, cuda:1, mps")
     p.add_argument("--threads", type=int_range(1), default=None, help="torch intra-op threads (default: torch's)")
     p.add_argument("--gsd", type=float_range(0, lo_open=True), default=None,
-                   help="metres per pixel when the raster has no projected CRS (e.g. DOTA's gsd: header); sets the "
-                        "finest pyramid level against the model's training GSD range")
+                   help="metres per pixel (overrides the raster's CRS and a DOTA label's gsd: header found beside "
+                        "the image as P0706.txt or ../labelTxt/P0706.txt); sets the finest pyramid level against "
+                        "the model's training GSD range and enables the size filter")
+    p.add_argument("--no-size-filter", dest="size_filter", action="store_false",
+                   help="keep objects impossibly large in metres for their class (by default dropped when the GSD "
+                        "is known, e.g. a car over 30 m; see sgg.detectors.sizes)")
     p.add_argument("--bands", type=int_range(1), nargs=3, default=None, metavar="B",
                    help="1-based bands read as red, green, blue (as sgg info --bands)")
     return p
@@ -91,7 +95,7 @@ def check_options(args: argparse.Namespace):
         input_path(args.from_dota, "--from-dota", kind="any")
         ignored = [o for o, v in (("--tile-size", args.tile_size), ("--overlap", args.overlap),
                                   ("--levels", args.levels != "auto" or None), ("--zoom", args.zoom != "guided" or None),
-                                  ("--threads", args.threads)) if v]
+                                  ("--threads", args.threads), ("--no-size-filter", not args.size_filter or None)) if v]
         if ignored:
             verb = "applies" if len(ignored) == 1 else "apply"
             raise UsageError(f"{', '.join(ignored)} only {verb} with --weights, not --from-dota")
@@ -166,7 +170,7 @@ def main(argv: list[str] | None = None) -> int:
                               zoom=args.zoom, batch_size=args.batch_size, prefetch=args.prefetch,
                               score_threshold=args.score_threshold, iou_threshold=args.iou_threshold,
                               progress=progress_for("detect", args.quiet), guide_threshold=args.guide_threshold,
-                              gsd=args.gsd)
+                              gsd=args.gsd, size_filter=args.size_filter)
         sg.metadata["weights"] = str(weights)
     dropped = int(sg.metadata.get("dropped_outside", 0))  # counted where the objects are made
     from sgg.graph.formats import export, suffix_format
@@ -198,6 +202,13 @@ def main(argv: list[str] | None = None) -> int:
         timing = sg.metadata.get("timing", {})
         extra = f" in {timing['total_s']:.1f} s" if "total_s" in timing else ""
         gone = f"; dropped {dropped} centred outside the raster" if dropped else ""
+        gsd, source = sg.metadata.get("gsd"), sg.metadata.get("gsd_source")
+        if gsd:
+            where = {"argument": "--gsd", "raster": "raster CRS"}.get(source) or sg.metadata.get("gsd_label", source)
+            gone += f"; GSD {gsd:.3g} m ({where})"
+        big = (sg.metadata.get("size_filter") or {}).get("dropped", 0)
+        if big:
+            gone += f"; dropped {big} too large in metres for their class"
         kept = (f" scoring >= {min_score} (of {len(every.detections)} >= {args.score_threshold})"
                 if min_score is not None else "")
         project = f" + {args.qgis_project}" if args.qgis_project else ""

@@ -16,6 +16,10 @@ list of tile-pixel :class:`~sgg.structures.Detections`) over a :class:`~sgg.io.R
 * Per-tile detections move to level-0 pixels and are merged (``sgg.detectors.merge``): border fragments,
   coarse small objects covered by a finer tile, class-wise rotated NMS within then across levels, and
   containment suppression.
+* GSD: the scene's metres per pixel (``gsd=``, a projected raster's own, or a DOTA label's ``gsd:`` header
+  beside the image: :func:`resolve_gsd`) against the checkpoint's training ``gsd_range`` sets the finest
+  level (:func:`gsd_min_level`); objects impossibly large in metres for their class are then dropped
+  (:mod:`sgg.detectors.sizes`, ``size_filter=False`` keeps them).
 
 The result is a :class:`~sgg.structures.SceneGraph` without pairs: objects, ``image_size``, ``georef``,
 ``image_path`` and ``metadata`` (levels, tiles run per level, timings).
@@ -199,6 +203,60 @@ def gsd_min_level(gsd: float | None, gsd_range: tuple[float, float] | None, name
                       "objects may be too small to detect", stacklevel=3)
         return 0
     return max(0, int(round(math.log2(lo / gsd)))) if gsd < lo else 0
+
+
+def dota_label_gsd(image: str | os.PathLike) -> tuple[float, Path] | None:
+    """``(gsd, label file)`` from the ``gsd:`` header of the DOTA label file of an image, if one is there.
+
+    Looked for beside the image (``P0706.png`` ↔ ``P0706.txt``) and in DOTA's layout (``images/P0706.png``
+    ↔ ``labelTxt/P0706.txt``). Only the header lines are read; ``gsd:null`` or no header gives ``None``; a
+    header that is not a number is warned about (naming file and line) and ignored.
+    """
+    import warnings
+
+    image = Path(image)
+    for label in (image.with_suffix(".txt"), image.parent.parent / "labelTxt" / f"{image.stem}.txt"):
+        if not label.is_file() or label == image:
+            continue
+        with open(label, encoding="utf-8", errors="replace") as fh:
+            for lineno, line in enumerate(fh, start=1):
+                head, sep, value = line.strip().partition(":")
+                if not sep or head.strip().lower() not in ("gsd", "imagesource"):
+                    break  # the object lines have started: no gsd header
+                if head.strip().lower() != "gsd":
+                    continue
+                value = value.strip()
+                if value.lower() in ("", "null", "none", "nan"):
+                    return None
+                try:
+                    gsd = float(value)
+                except ValueError:
+                    gsd = float("nan")
+                if not gsd > 0 or gsd == float("inf"):
+                    warnings.warn(f"{label}, line {lineno}: gsd {value!r} is not a positive number; ignored",
+                                  stacklevel=2)
+                    return None
+                return gsd, label
+    return None
+
+
+def resolve_gsd(scene: Any, gsd: float | None = None) -> tuple[float | None, str | None, str | None]:
+    """The scene's metres per pixel and where it came from: ``(gsd, source, label file)``.
+
+    In order: the ``gsd`` given (source ``"argument"``), the raster's own (a projected CRS: ``"raster"``),
+    the ``gsd:`` header of a DOTA label file beside the image (``"dota-label"``, :func:`dota_label_gsd`);
+    else ``(None, None, None)``.
+    """
+    if gsd is not None:
+        return float(gsd), "argument", None
+    own = getattr(scene, "gsd", None)
+    if own is not None and own > 0:
+        return float(own), "raster", None
+    path = getattr(scene, "path", None)
+    found = dota_label_gsd(path) if path else None
+    if found is not None:
+        return found[0], "dota-label", str(found[1])
+    return None, None, None
 
 
 def plan_scene(scene: Any, tile_size: int = 1024, overlap: int = 200, levels: str | Sequence[int] = "auto",
@@ -411,6 +469,7 @@ def detect_scene(
     containment_threshold: float = 0.8,
     vocabulary: Vocabulary | None = None,
     gsd: float | None = None,
+    size_filter: bool = True,
 ) -> SceneGraph:
     """Detect every object of a scene (RasterScene or raster path) with holistic multi-level tiling.
 
@@ -421,8 +480,11 @@ def detect_scene(
     ``with_features``: objects carry ``features`` (N, D fp16) and ``class_scores`` (N, C+1).
     ``progress``: a tqdm bar per level (``True``), nothing (``False``) or ``fn(level, done, total)``.
     ``cache``: a mapping of finished tiles (see :func:`run_tiles`).
-    ``gsd``: metres per pixel when the raster does not say (e.g. DOTA's ``gsd:`` header); with the model's
+    ``gsd``: metres per pixel, overriding the raster's own (projected CRS) and a DOTA label's ``gsd:`` header
+    beside the image (:func:`resolve_gsd`; ``metadata["gsd_source"]`` says which was used); with the model's
     training range (checkpoint ``gsd_range``) it sets the finest auto level (:func:`gsd_min_level`).
+    ``size_filter``: when the GSD is known, drop objects too large in metres for their class
+    (:mod:`sgg.detectors.sizes`), counted in ``metadata["size_filter"]``.
     """
     vocabulary = detector_vocabulary(model, vocabulary)
     tile_size, overlap = resolve_tiling(model, tile_size, overlap)
@@ -434,7 +496,7 @@ def detect_scene(
     stats = RunStats()
     bars = _LevelBars() if progress is True else None
     try:
-        scene_gsd = gsd if gsd is not None else getattr(scene, "gsd", None)
+        scene_gsd, gsd_source, gsd_label = resolve_gsd(scene, gsd)
         min_level = gsd_min_level(scene_gsd, model_gsd_range(model), str(getattr(scene, "path", "the raster")))
         plan = plan_scene(scene, tile_size, overlap, levels, zoom, guide_threshold=guide_threshold,
                           guide_margin=guide_margin, min_level=min_level)
@@ -461,6 +523,7 @@ def detect_scene(
         "detector": type(model).__name__,
         "levels": [lp.level for lp in plan.levels],
         "gsd": scene_gsd,
+        "gsd_source": gsd_source,
         "zoom": zoom,
         "tile_size": tile_size,
         "overlap": overlap,
@@ -475,6 +538,14 @@ def detect_scene(
     path = getattr(scene, "path", None)
     inside = merged.centred_inside(plan.image_size)  # coarse levels can place a centre past the edge
     meta["dropped_outside"] = len(merged) - len(inside)
+    if gsd_label is not None:
+        meta["gsd_label"] = gsd_label
+    meta["size_filter"] = {"applied": bool(size_filter and scene_gsd), "dropped": 0, "by_class": {}}
+    if size_filter and scene_gsd:
+        from .sizes import filter_sizes
+
+        inside, by_class = filter_sizes(inside, vocabulary, scene_gsd)
+        meta["size_filter"].update(dropped=sum(by_class.values()), by_class=by_class)
     return SceneGraph(
         inside,
         vocabulary=vocabulary,
@@ -563,4 +634,5 @@ def scenes_from_dota(
 
 
 __all__ = ["detect_scene", "plan_scene", "run_tiles", "merge_tiles", "resolve_tiling", "DetectionPlan", "LevelPlan",
-           "TileResult", "RunStats", "tile_key", "select_guided", "scenes_from_dota"]
+           "TileResult", "RunStats", "tile_key", "select_guided", "scenes_from_dota", "model_gsd_range",
+           "gsd_min_level", "resolve_gsd", "dota_label_gsd"]

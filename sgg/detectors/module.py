@@ -3,7 +3,9 @@
 Optimiser AdamW with linear warm-up then cosine (or step) decay per optimiser step; logs every loss.
 Validation runs the detector on the datamodule's fixed validation tiles and logs ``val/mAP50`` through
 ``sgg.evaluation.rotated_map``. Checkpoints carry
-the vocabulary and the model config (``checkpoint["sgg_detector"]``), so ``load_detector`` reads them.
+the vocabulary and the model config (``checkpoint["sgg_detector"]``), so ``load_detector`` reads them; the
+config's ``gsd_range`` (metres per tile pixel the detector saw) is measured from the training data when
+the config does not give it (:func:`training_gsd_range`), so ``detect_scene`` can match a raster to it.
 """
 
 from __future__ import annotations
@@ -20,6 +22,44 @@ from sgg.structures import Detections, SceneGraph, Vocabulary
 
 from .hodnet import ARCHITECTURE_KEYS, HODNet, resolve_config, total_loss
 from .rpn import adapt_ratios
+
+
+def scene_gsd(graph: Any) -> float | None:
+    """Metres per pixel of a training scene's annotation: ``metadata["gsd"]`` (``sgg synth``, DOTA's
+    ``gsd:`` header), else the pixel size of a projected georeference; ``None`` when unknown."""
+    g = (getattr(graph, "metadata", None) or {}).get("gsd")
+    if g is not None and float(g) > 0:
+        return float(g)
+    geo = getattr(graph, "georef", None)
+    if geo is None or not getattr(geo, "crs_wkt", None):
+        return None
+    try:
+        from rasterio.crs import CRS
+
+        crs = CRS.from_wkt(geo.crs_wkt)
+        if not crs.is_projected:
+            return None
+        t = geo.transform
+        return float(0.5 * (math.hypot(t[0], t[3]) + math.hypot(t[1], t[4]))) * float(crs.linear_units_factor[1])
+    except Exception:  # noqa: BLE001 - an unreadable CRS: unknown
+        return None
+
+
+def training_gsd_range(dataset: Any) -> tuple[float, float] | None:
+    """``(min, max)`` metres per tile pixel of a ``DetectorTileDataset``'s training tiles: each scene's GSD
+    divided by the largest and smallest scale rate it is sampled at (oriented scenes at ``scales``, mixed-in
+    horizontal-box scenes at ``hbb_scales``). Scenes of unknown GSD (e.g. screen captures) are left out;
+    ``None`` when no scene's GSD is known."""
+    scenes = list(getattr(dataset, "scenes", []) or [])
+    n_obb = int(getattr(dataset, "num_obb", len(scenes)))
+    lo, hi = math.inf, 0.0
+    for i, sc in enumerate(scenes):
+        g = scene_gsd(getattr(sc, "graph", None))
+        rates = dataset.scales if i < n_obb else getattr(dataset, "hbb_scales", dataset.scales)
+        if g is None or not rates:
+            continue
+        lo, hi = min(lo, g / max(rates)), max(hi, g / min(rates))
+    return None if hi == 0.0 else (round(lo, 4), round(hi, 4))
 
 
 class DetectorModule(pl.LightningModule):
@@ -145,6 +185,21 @@ class DetectorModule(pl.LightningModule):
         return {"optimizer": opt, "lr_scheduler": {"scheduler": lr, "interval": "step"}}
 
     # checkpoints ------------------------------------------------------------------------------
+    def on_fit_start(self) -> None:
+        """Record the training data's GSD range in the model config unless the config gives one."""
+        if self.model.config.get("gsd_range"):
+            return
+        dm = getattr(self.trainer, "datamodule", None)
+        ds = dm._dataset("train") if dm is not None and hasattr(dm, "_dataset") else None
+        rng = training_gsd_range(ds) if ds is not None else None
+        if rng is None:
+            import warnings
+
+            warnings.warn("DetectorModule: no training scene records its GSD (metadata 'gsd' or a projected "
+                          "georeference): the checkpoints will carry no gsd_range", stacklevel=2)
+            return
+        self.model.config["gsd_range"] = [float(rng[0]), float(rng[1])]
+
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         cfg = dict(self.model.config)
         cfg["pretrained"], cfg["weights_path"] = False, None
