@@ -15,6 +15,7 @@ encoding), mean and — with ``pool='meanmax'`` — element-wise max aggregation
   messages of all relations touching object ``v`` and ``deg[v]`` their number, relation ``r = (s, o)``
   receives ``(S[s] − m_r) / (deg[s] − 1)`` and ``(S[o] − m_r) / (deg[o] − 1)`` — two ``index_add`` per step,
   memory O(N + M) (STAR's dense version is O(M²); ``benchmarks/bench_relation.py`` compares them).
+  With ``triangles``, relations also hear the third objects linked to both their ends (``_Step``).
 
 The predicate classifier is PE-Net's prototype classifier: cosine similarity between the projected relation
 state and one learned prototype per predicate (background included), times a learned temperature; training
@@ -34,7 +35,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .base import RelationHead, scatter_mean, shared_object_max, shared_object_mean
+from .base import RelationHead, common_neighbours, scatter_mean, shared_object_max, shared_object_mean
 from .features import OBJECT_DIM, PAIR_DIM, footprint_raster, object_geometry, pair_geometry
 
 
@@ -113,24 +114,30 @@ class _Step(nn.Module):
     swaps in a dense one). ``pool='meanmax'`` adds the element-wise max of the relation messages touching
     each end (:func:`shared_object_max`), and ``skip`` zero-initialises the last layer of both updates, so a
     fresh step is the identity (up to LayerNorm rounding) and a fresh RPCM classifies the same pair encoding
-    as the pair MLP: the context starts as a no-op and is learned on top."""
+    as the pair MLP: the context starts as a no-op and is learned on top. ``triangles`` adds the messages of
+    the third objects linked to *both* ends (:func:`common_neighbours`): for r = (i, j) and each such k,
+    ``A e_ik ⊙ B e_jk`` (e: the undirected edge states, mean of both directions), mean and max over k. The
+    other messages pool i's and j's relations separately, so "i and j are in the *same* lot / at the same
+    dock" cannot be told from "each is in some lot"; the product of the two edges to one k can."""
 
     context = staticmethod(shared_object_mean)
 
-    def __init__(self, h: int, pool: str = "mean", skip: bool = False):
+    def __init__(self, h: int, pool: str = "mean", skip: bool = False, triangles: bool = False):
         super().__init__()
         self.pool = pool
+        self.ta, self.tb = (nn.Linear(h, h), nn.Linear(h, h)) if triangles else (None, None)
         self.nb, self.rs, self.ro, self.rr = (nn.Linear(h, h) for _ in range(4))
         self.rx = nn.Linear(h, h) if pool == "meanmax" else None
         self.obj_up = mlp(4 * h, h, h)
-        self.rel_up = mlp((7 if self.rx is not None else 5) * h, h, h)
+        self.rel_up = mlp((5 + 2 * (self.rx is not None) + 2 * triangles) * h, h, h)
         self.obj_norm, self.rel_norm = nn.LayerNorm(h), nn.LayerNorm(h)
         if skip:
             for up in (self.obj_up, self.rel_up):
                 nn.init.zeros_(up[-1].weight)
                 nn.init.zeros_(up[-1].bias)
 
-    def forward(self, obj: torch.Tensor, rel: torch.Tensor, pairs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, obj: torch.Tensor, rel: torch.Tensor, pairs: torch.Tensor,
+                tri: tuple[torch.Tensor, ...] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         n = obj.shape[0]
         s, o = pairs[:, 0], pairs[:, 1]
         src, dst = torch.cat([s, o]), torch.cat([o, s])
@@ -140,8 +147,19 @@ class _Step(nn.Module):
         parts = [rel, obj[s], obj[o], *self.context(self.rr(rel), pairs, n)]
         if self.rx is not None:
             parts += shared_object_max(self.rx(rel), pairs, n)
+        if self.ta is not None:
+            parts += self.triangle_messages(rel, tri)
         rel = self.rel_norm(rel + self.rel_up(torch.cat(parts, 1)))
         return obj, rel
+
+    def triangle_messages(self, rel: torch.Tensor, tri: tuple[torch.Tensor, ...]) -> list[torch.Tensor]:
+        """Mean and max over the common neighbours k of each relation of ``ta(e_ik) ⊙ tb(e_jk)`` (0 if none)."""
+        eid, r, e_ik, e_jk = tri
+        m, d = len(rel), rel.shape[1]
+        edge = scatter_mean(rel, eid, int(eid.max()) + 1 if len(eid) else 0)
+        msg = self.ta(edge)[e_ik] * self.tb(edge)[e_jk]
+        best = rel.new_zeros(m, d).scatter_reduce(0, r[:, None].expand(-1, d), msg, "amax", include_self=False)
+        return [scatter_mean(msg, r, m), best]
 
 
 class RPCM(_Encoders):
@@ -153,7 +171,8 @@ class RPCM(_Encoders):
                  raster: int = 8, visual_dim: int = 0, steps: int = 3, proto_dim: int = 128,
                  sep_weight: float = 0.1, compact_weight: float = 0.5, margin: float = 0.2,
                  pair_rule: dict | None = None, logit_adjust: float = 0.0, freq_bias: bool = False,
-                 pool: str = "mean", skip: bool = False, classifier: str = "proto", **_: object):
+                 pool: str = "mean", skip: bool = False, classifier: str = "proto", triangles: bool = False,
+                 **_: object):
         super().__init__(vocabulary, mode, hidden, class_dim, raster, visual_dim, pair_rule, logit_adjust, freq_bias)
         if pool not in ("mean", "meanmax"):
             raise ValueError(f"RPCM: pool must be 'mean' or 'meanmax', got {pool!r}")
@@ -161,8 +180,9 @@ class RPCM(_Encoders):
             raise ValueError(f"RPCM: classifier must be 'proto', 'mlp' or 'proto+mlp', got {classifier!r}")
         self.config.update(steps=int(steps), proto_dim=int(proto_dim), sep_weight=float(sep_weight),
                            compact_weight=float(compact_weight), margin=float(margin), pool=pool, skip=bool(skip),
-                           classifier=classifier)
-        self.steps = nn.ModuleList(_Step(hidden, pool, bool(skip)) for _ in range(int(steps)))
+                           classifier=classifier, triangles=bool(triangles))
+        self.steps = nn.ModuleList(_Step(hidden, pool, bool(skip), bool(triangles)) for _ in range(int(steps)))
+        self.triangles = bool(triangles)
         self.proto = "proto" in classifier
         if self.proto:
             self.project = nn.Sequential(mlp(hidden, hidden, proto_dim))
@@ -173,8 +193,9 @@ class RPCM(_Encoders):
 
     def forward(self, boxes, labels, pairs, features=None):
         obj, rel = self.encode(boxes, labels, pairs, features)
+        tri = common_neighbours(pairs, len(boxes)) if self.triangles else None
         for step in self.steps:
-            obj, rel = step(obj, rel, pairs)
+            obj, rel = step(obj, rel, pairs, tri)
         logits, cos = self.bias(labels, pairs), None
         if self.proto:
             emb = F.normalize(self.project(rel), dim=1)

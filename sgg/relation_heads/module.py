@@ -61,7 +61,7 @@ class RelationModule(pl.LightningModule):
     served training pairs — every annotated pair plus a few negatives, a graph whose very edges give the
     labels away; ``all``: messages run over every candidate pair of the crop, as at inference, and the loss
     is taken on the served pairs among them), optimiser settings, ``export`` path, ``num_threads`` (torch
-    threads while fitting; 0 keeps torch's default). RPCM's ``pool``, ``skip`` and ``classifier``: :class:`~.models.RPCM`."""
+    threads while fitting; 0 keeps torch's default). RPCM's ``pool``, ``skip``, ``classifier`` and ``triangles``: :class:`~.models.RPCM`."""
 
     def __init__(
         self,
@@ -88,6 +88,7 @@ class RelationModule(pl.LightningModule):
         pool: str = "mean",
         skip: bool = False,
         classifier: str = "proto",
+        triangles: bool = False,
         lr: float = 1e-3,
         weight_decay: float = 1e-4,
         seed: int = 0,
@@ -103,7 +104,7 @@ class RelationModule(pl.LightningModule):
         cfg = dict(mode=mode, hidden=hidden, class_dim=class_dim, raster=raster, visual_dim=visual_dim, steps=steps,
                    proto_dim=proto_dim, sep_weight=sep_weight, compact_weight=compact_weight, margin=margin, alpha=alpha,
                    logit_adjust=logit_adjust, freq_bias=freq_bias, pool=pool, skip=skip,
-                   classifier=classifier)
+                   classifier=classifier, triangles=triangles)
         self.head = build_head(head, _vocabulary(vocabulary), **cfg)
         self.register_buffer("class_weight", torch.ones(self.head.num_predicates))
         if head == "freq":

@@ -1,0 +1,132 @@
+"""How much of a predicate can a pair-only head know? The pair-only Bayes ceiling of a scene set.
+
+For every candidate pair of the heads' spatial rule (``neighbour_pairs``) the pair-only view is what the pair
+MLP sees: the class pair and the relative geometry (``pair_geometry``, 16 numbers; the footprint raster is a
+function of the same boxes). Two candidate pairs with the same class pair and (near-)identical geometry get
+the same scores from *any* pair-only model, so when they carry different predicates, the difference can only
+come from outside the pair (a third object: the lot a car is parked in, a neighbour alongside, the nearest
+docked vessel) or from what the boxes lose (le90 boxes have no heading sign: approach vs away from).
+
+Per predicate, over its instances among the candidates (queries subsampled to ``max_queries``):
+
+* ``twin``: share of instances whose nearest other candidate of the same class pair lies within ``eps``
+  (standardised geometry, L2) — how often a near-identical pair exists;
+* ``conflict``: among those, the share whose twin does *not* carry the predicate;
+* ``posterior``: mean over instances of the share of the ``k`` nearest same-class-pair candidates carrying
+  the predicate — a k-NN estimate of P(predicate | pair-only view) at the true instances; 1 for a predicate
+  fixed by the pair, low for one the pair leaves open.
+
+    python -m sgg.relation_heads.diagnose --data /work/data/rel_synth --split train [--json out.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+from scipy.spatial import cKDTree
+
+from sgg.datasets.relation_pairs import neighbour_pairs, pair_targets
+
+from .features import pair_geometry
+
+
+def pair_table(graphs) -> dict[str, np.ndarray]:
+    """Candidate pairs of every graph: class-pair key, geometry (M, 16), multi-hot targets (M, P), scene."""
+    keys, geos, tgts, scene, missed = [], [], [], [], 0
+    for k, g in enumerate(graphs):
+        boxes, labels = g.detections.boxes.tensor.float(), g.detections.labels
+        n, p = len(boxes), g.vocabulary.num_predicates
+        cand = neighbour_pairs(boxes)
+        lab = g.predicate_labels if g.predicate_labels is not None else torch.zeros(len(g.pairs), dtype=torch.long)
+        pos, t = pair_targets(g.pairs.pairs, lab, n, p)
+        ck, pk = cand[:, 0] * n + cand[:, 1], pos[:, 0] * n + pos[:, 1]
+        at = torch.searchsorted(ck, pk).clamp_max(max(len(ck) - 1, 0))
+        ok = ck[at] == pk
+        missed += int((~ok).sum())
+        tgt = torch.zeros(len(cand), p)
+        tgt[at[ok]] = t[ok]
+        tgt[:, 0] = (tgt[:, 1:].sum(1) == 0).float()
+        keys.append((labels[cand[:, 0]] * 10_000 + labels[cand[:, 1]]).numpy())
+        geos.append(pair_geometry(boxes, cand).numpy())
+        tgts.append(tgt.bool().numpy())
+        scene.append(np.full(len(cand), k))
+    return {"key": np.concatenate(keys), "geo": np.concatenate(geos), "tgt": np.concatenate(tgts),
+            "scene": np.concatenate(scene), "missed": np.array(missed)}
+
+
+def pair_only_ceiling(table: dict, predicates, eps: float = 0.05, k: int = 10, max_queries: int = 2000,
+                      seed: int = 0) -> list[dict]:
+    """Per-predicate ``twin`` / ``conflict`` / ``posterior`` (module docstring), most frequent first."""
+    geo = table["geo"]
+    geo = (geo - geo.mean(0)) / geo.std(0).clip(1e-6)
+    key, tgt = table["key"], table["tgt"]
+    rng = np.random.default_rng(seed)
+    order = np.argsort(key, kind="stable")
+    bounds = np.flatnonzero(np.r_[True, key[order][1:] != key[order][:-1], True])
+    groups = {int(key[order[a]]): order[a:b] for a, b in zip(bounds[:-1], bounds[1:])}
+    trees: dict[int, cKDTree] = {}
+    rows = []
+    for p in range(tgt.shape[1]):
+        inst = np.flatnonzero(tgt[:, p])
+        if not len(inst):
+            continue
+        q = rng.choice(inst, max_queries, replace=False) if len(inst) > max_queries else inst
+        twin, conflict, post = [], [], []
+        for kk in np.unique(key[q]):
+            members = groups[int(kk)]
+            qq = q[key[q] == kk]
+            if len(members) < 2:
+                post.append(np.zeros(len(qq)))
+                continue
+            tree = trees.get(int(kk)) or trees.setdefault(int(kk), cKDTree(geo[members]))
+            kq = min(k + 1, len(members))
+            d, j = tree.query(geo[qq], k=kq)
+            d, j = d.reshape(len(qq), kq), members[j.reshape(len(qq), kq)]
+            self_hit = j == qq[:, None]  # drop the query itself (first hit unless exact duplicates)
+            keep = ~self_hit
+            first = keep.argmax(1)
+            dn, jn = d[np.arange(len(qq)), first], j[np.arange(len(qq)), first]
+            near = dn <= eps
+            twin.append(near)
+            conflict.append(~tgt[jn[near], p])
+            has = tgt[j, p] & keep
+            post.append(has.sum(1) / keep.sum(1).clip(1))
+        twin_a = np.concatenate(twin) if twin else np.zeros(0, bool)
+        conf_a = np.concatenate(conflict) if conflict else np.zeros(0, bool)
+        rows.append({"predicate": predicates[p], "n": int(len(inst)), "twin": float(twin_a.mean()) if len(twin_a) else float("nan"),
+                     "conflict": float(conf_a.mean()) if len(conf_a) else float("nan"),
+                     "posterior": float(np.concatenate(post).mean())})
+    return sorted(rows, key=lambda r: -r["n"])
+
+
+def main(argv=None) -> int:
+    from sgg.datasets.tiling import load_scenes, read_split
+
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--data", required=True)
+    ap.add_argument("--split", default="train")
+    ap.add_argument("--eps", type=float, default=0.05)
+    ap.add_argument("--k", type=int, default=10)
+    ap.add_argument("--max-queries", type=int, default=2000)
+    ap.add_argument("--json", metavar="OUT")
+    args = ap.parse_args(argv)
+    graphs = [sc.graph for sc in load_scenes(args.data, read_split(args.data)[args.split])]
+    table = pair_table(graphs)
+    rows = pair_only_ceiling(table, graphs[0].vocabulary.predicates, args.eps, args.k, args.max_queries)
+    print(f"{len(graphs)} {args.split} scenes, {len(table['key'])} candidate pairs, {int(table['missed'])} annotated "
+          f"pairs outside the candidates", file=sys.stderr)
+    print(f"| predicate | n | twin ≤ {args.eps:g} | conflict | {args.k}-NN posterior |\n|---|---|---|---|---|")
+    for r in rows:
+        print(f"| {r['predicate']} | {r['n']} | {100 * r['twin']:.1f} | {100 * r['conflict']:.1f} | {100 * r['posterior']:.1f} |")
+    if args.json:
+        Path(args.json).write_text(json.dumps(rows, indent=1) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
