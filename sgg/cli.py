@@ -14,6 +14,7 @@ import ast
 import sys
 from importlib import import_module, util
 from pathlib import Path
+from typing import Any
 
 # name -> (module with main(argv), one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -66,7 +67,9 @@ def train_help(stage: str | None = None) -> str:
     """Short help of ``sgg train [STAGE]``: the model and data options with their defaults."""
     lines = ["usage: sgg train STAGE [fit|validate|test|predict] [--config FILE] [--KEY VALUE ...]", "",
              "Train a stage with LightningCLI. Options override the YAML config, e.g. --trainer.max_steps 100.",
-             "Run `sgg train STAGE --help-full` for every Lightning option.", "",
+             "Run `sgg train STAGE --help-full` for every Lightning option.",
+             "One seed per run: --seed_everything N, --model.seed N or --data.seed N (default 0) seeds Python,",
+             "NumPy and torch and is the model's and the data module's seed.", "",
              "stages: " + ", ".join(TRAIN_STAGES)]
     if stage in TRAIN_STAGES:
         for prefix, path in zip(("model", "data"), TRAIN_STAGES[stage]):
@@ -108,6 +111,66 @@ def _check_train_paths(argv: list[str]) -> None:
         input_path(data_dir, "--data.data_dir", kind="dir")
 
 
+SEED_OPTIONS = ("--seed_everything", "--model.seed", "--data.seed")
+
+
+def _seed_value(text: Any, where: str) -> int | bool:
+    from sgg.cli_support import UsageError
+
+    if isinstance(text, bool) or str(text).lower() == "true":
+        if text is False:
+            raise UsageError(f"{where}: sgg train always seeds its runs; give an integer")
+        return True
+    try:
+        return int(str(text))
+    except ValueError:
+        raise UsageError(f"{where}: a seed is an integer, got {text!r}") from None
+
+
+def run_seed(argv: list[str]) -> tuple[list[str], int | bool]:
+    """One seed per ``sgg train`` run: ``--seed_everything N``, ``--model.seed N`` and ``--data.seed N`` (on
+    the command line or as ``seed_everything:``/``model.seed``/``data.seed`` in a config) all name it. It seeds
+    Python, NumPy and torch (Lightning's ``seed_everything``) and is handed to the model and the data module,
+    whose hparams must agree. The command line wins over the configs; within the configs a model or data seed
+    wins over ``seed_everything``; two different values at the same level are an error; none at all: 0
+    (``true`` is passed on: Lightning then draws the seed).
+    Returns the command line with its seed options replaced by one ``--seed_everything`` and the seed."""
+    import yaml
+
+    from sgg.cli_support import UsageError
+
+    given, rest, i = [], [], 0
+    while i < len(argv):
+        name, eq, value = argv[i].partition("=")
+        if name in SEED_OPTIONS:
+            if not eq:
+                if i + 1 >= len(argv):
+                    raise UsageError(f"{name} needs a value")
+                i, value = i + 1, argv[i + 1]
+            given.append((name, _seed_value(value, name)))
+        else:
+            rest.append(argv[i])
+        i += 1
+    if not given:  # the configs' seeds (later files override earlier ones, as in LightningCLI)
+        found: dict[str, Any] = {}
+        for cfg in _option_values(argv, "--config"):
+            doc = yaml.safe_load(Path(cfg).read_text(encoding="utf-8")) or {}
+            if not isinstance(doc, dict):
+                continue
+            if "seed_everything" in doc:
+                found["seed_everything"] = doc["seed_everything"]
+            for part in ("model", "data"):
+                sec = doc.get(part)
+                sec = sec.get("init_args", sec) if isinstance(sec, dict) else None
+                if isinstance(sec, dict) and "seed" in sec:
+                    found[f"{part}.seed"] = sec["seed"]
+        specific = [(k, _seed_value(v, f"{k} in --config")) for k, v in found.items() if k != "seed_everything"]
+        given = specific or [("seed_everything", _seed_value(found.get("seed_everything", 0), "seed_everything"))]
+    if len({v for _, v in given}) > 1:
+        raise UsageError("a run has one seed, got " + ", ".join(f"{k} {v}" for k, v in given))
+    return [*rest, f"--seed_everything={str(given[0][1]).lower()}"], given[0][1]
+
+
 def train_main(argv: list[str]) -> int:
     """``sgg train STAGE [LightningCLI arguments]``."""
     from sgg.cli_support import GLOBAL, UsageError
@@ -135,13 +198,18 @@ def train_main(argv: list[str]) -> int:
     args = rest if rest and rest[0] in LIGHTNING_SUBCOMMANDS else ["fit", *rest]
     import inspect
 
-    both_seeded = all("seed" in inspect.signature(c.__init__).parameters for c in (model_cls, dm_cls))
+    seeded = [part for part, c in (("model", model_cls), ("data", dm_cls))
+              if "seed" in inspect.signature(c.__init__).parameters]
+    if seeded:
+        args, _ = run_seed(args)
 
     class SggCLI(LightningCLI):
-        def add_arguments_to_parser(self, parser) -> None:
-            # one seed for data and model: Lightning refuses hparams that disagree between the two
-            if both_seeded:
-                parser.link_arguments("data.seed", "model.seed")
+        def before_instantiate_classes(self) -> None:
+            # the run's one seed (run_seed), drawn by Lightning when it is `true`, goes to the model and the
+            # data module: Lightning refuses hparams that disagree between the two
+            cfg = self.config[self.subcommand] if self.subcommand else self.config
+            for part in seeded:
+                cfg[f"{part}.seed"] = int(cfg["seed_everything"])
 
     saved, sys.argv = sys.argv, [f"sgg train {stage}"]  # args= is the command line; LightningCLI warns on both
     try:
