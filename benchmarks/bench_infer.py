@@ -29,7 +29,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from bench_reader import build_in_child, peak_rss_mb  # noqa: E402
+from bench_reader import build_in_child, peak_rss_mb
 
 
 def stub_detector():

@@ -84,7 +84,6 @@ def build_in_child(path: Path, size: int) -> Path:
 
 def run_worker(mode: str, path: str, prefetch: int, consumer_ms: float) -> dict:
     """One measurement in this (fresh) process."""
-    import numpy as np
     import rasterio
     from rasterio.windows import Window
 
@@ -170,7 +169,7 @@ def main(argv: list[str] | None = None) -> int:
             key = f"{mode}|{path.name}|{pre}|{cons}"
             runs.setdefault(key, []).append(measure(mode, path, pre, cons))
     r = {k: best(v) for k, v in runs.items()}
-    k = lambda m, p, pre=0, c=0.0: r[f"{m}|{p.name}|{pre}|{c}"]  # noqa: E731
+    k = lambda m, p, pre=0, c=0.0: r[f"{m}|{p.name}|{pre}|{c}"]
     plain, tiles = k("plain", big), k("tiles", big)
     plain_c, tiles_c = k("plain", big, 0, ns.consumer_ms), k("tiles", big, ns.prefetch, ns.consumer_ms)
     t4, p4 = k("tiles", small), k("plain", small)

@@ -55,8 +55,7 @@ def scene(n: int, m: int, seed: int = 0):
 
 
 def child(args) -> dict:
-    from sgg.relation_heads import RPCM
-    from sgg.relation_heads import models
+    from sgg.relation_heads import RPCM, models
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)

@@ -58,9 +58,17 @@ def main(argv=None) -> int:
     p.add_argument("--report", help="JSON report path (default: stdout)")
     args = p.parse_args(argv)
 
-    from qgis.core import (QgsApplication, QgsCoordinateReferenceSystem, QgsMapLayerType,
-                           QgsMapRendererSequentialJob, QgsMapSettings, QgsProject, QgsRasterLayer,
-                           QgsRectangle, QgsVectorLayer)
+    from qgis.core import (
+        QgsApplication,
+        QgsCoordinateReferenceSystem,
+        QgsMapLayerType,
+        QgsMapRendererSequentialJob,
+        QgsMapSettings,
+        QgsProject,
+        QgsRasterLayer,
+        QgsRectangle,
+        QgsVectorLayer,
+    )
     from qgis.PyQt.QtCore import QSize
     from qgis.PyQt.QtGui import QColor
 

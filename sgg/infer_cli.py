@@ -167,8 +167,8 @@ def check_writable(out: Path) -> None:
 # ------------------------------------------------------------------------------------------ outputs
 def write_outputs(sg: Any, out: Path, name: str, formats: list[str], caption: str | None, top_k: int) -> list[Path]:
     """Write the chosen outputs of one scene into a staging folder, then move each into ``out``."""
-    from sgg.io.atomic import atomic_write_text
     from sgg.graph import export
+    from sgg.io.atomic import atomic_write_text
     from sgg.preview import render_preview
 
     stage = Path(tempfile.mkdtemp(prefix=f".sgg-staging-{name}.", dir=out))
@@ -276,7 +276,7 @@ def run_scenes(pipe: Any, scenes: list[str], out: Path, formats: list[str], *, q
             print(f"sgg infer: interrupted; finished tiles are kept in {ledger.root} and reused next time",
                   file=sys.stderr)
             return 130
-        except Exception as exc:  # noqa: BLE001 - one line per failed scene, traceback only with --debug
+        except Exception as exc:
             if debug:
                 raise
             msg = describe_error(exc)

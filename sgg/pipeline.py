@@ -21,10 +21,10 @@ import importlib
 import inspect
 import os
 import time
-from collections.abc import MutableMapping
+from collections.abc import Callable, MutableMapping
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 
@@ -202,7 +202,7 @@ class Pipeline:
 
     # construction ----------------------------------------------------------------------------
     @classmethod
-    def from_config(cls, config: str | os.PathLike | dict, **overrides: Any) -> "Pipeline":
+    def from_config(cls, config: str | os.PathLike | dict, **overrides: Any) -> Pipeline:
         """From a YAML file or a mapping; ``overrides`` are dotted keys (``detector__tile_size`` also works)."""
         overrides = {k.replace("__", "."): v for k, v in overrides.items()}
         if isinstance(config, dict):
@@ -212,7 +212,7 @@ class Pipeline:
 
     @classmethod
     def from_checkpoints(cls, detector: Any = "bundled", relations: Any = "frequency", pairs: Any = "default",
-                         **overrides: Any) -> "Pipeline":
+                         **overrides: Any) -> Pipeline:
         """From weights files (``None`` skips a stage): detector, relation head, pair proposer."""
         overrides = {k.replace("__", "."): v for k, v in overrides.items()}
         cfg = resolve_config({"detector": {"weights": detector}, "pairs": None if pairs is None else {"proposer": pairs},
@@ -288,7 +288,7 @@ class Pipeline:
             self._captioner = _stage_module("sgg.captioning").caption
         return self._captioner
 
-    def check(self) -> "Pipeline":
+    def check(self) -> Pipeline:
         """Load every stage the config asks for now, so a missing stage or weights file fails before any work."""
         check_device(str(self.config.get("device") or "cpu"), option="device")
         if self.mode == "sgdet":
@@ -448,7 +448,7 @@ class TileLedger:
         key = hashlib.sha256(json.dumps({"model": model_id, **options}, sort_keys=True, default=str).encode())
         return self.root / key.hexdigest()[:16]
 
-    def cache(self, model_id: str, options: dict[str, Any]) -> "TileCache":
+    def cache(self, model_id: str, options: dict[str, Any]) -> TileCache:
         return TileCache(self.run_dir(model_id, options))
 
     def clear(self) -> None:

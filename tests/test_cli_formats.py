@@ -82,11 +82,10 @@ def test_export_and_detect_use_the_same_suffixes(tmp_path, capsys):
 
 def test_atomic_parts_are_removed_on_failure_and_kept_while_alive(tmp_path):
     final = tmp_path / "x.gpkg"
-    with pytest.raises(RuntimeError):
-        with atomic_paths(final) as (tmp,):
-            tmp.write_text("half")
-            (tmp.parent / (tmp.name + "-journal")).write_text("j")
-            raise RuntimeError("writer died")
+    with pytest.raises(RuntimeError), atomic_paths(final) as (tmp,):
+        tmp.write_text("half")
+        (tmp.parent / (tmp.name + "-journal")).write_text("j")
+        raise RuntimeError("writer died")
     assert not list(tmp_path.iterdir())
     mine = tmp_path / f".x.{os.getpid()}.00000000.part.gpkg"
     mine.write_text("in progress")

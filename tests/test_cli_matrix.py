@@ -261,7 +261,7 @@ def test_internal_error_is_status_1_and_says_so(files, capsys, monkeypatch):
 
 
 def test_ctrl_c_is_one_line_and_leaves_nothing(files, tmp_path, capsys, monkeypatch):
-    import sgg.detectors.inference as inference
+    from sgg.detectors import inference
 
     def interrupted(*a, **k):
         raise KeyboardInterrupt
@@ -446,7 +446,7 @@ def test_progress_lines_for_logs():
 def test_sigterm_unwinds_like_ctrl_c(files, tmp_path, capsys, monkeypatch):
     import signal
 
-    import sgg.detectors.inference as inference
+    from sgg.detectors import inference
 
     if signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:  # the runner handles SIGTERM itself
         pytest.skip("SIGTERM has a handler in this test runner; sgg leaves it alone")

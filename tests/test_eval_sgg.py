@@ -7,7 +7,8 @@ from functools import reduce
 import numpy as np
 import pytest
 import torch
-from shapely.geometry import Polygon, box as shapely_box
+from shapely.geometry import Polygon
+from shapely.geometry import box as shapely_box
 
 from sgg.errors import SggInputError
 from sgg.evaluation import SGGEvaluator

@@ -58,11 +58,10 @@ def test_level0_tiles_reassemble_the_image(rgb_path):
 @pytest.mark.parametrize("level", [1, 2, 3])
 @pytest.mark.parametrize("resampling,tol", [("nearest", 0), ("average", 1)])
 def test_level_tiles_equal_rasterio_decimated_read(rgb_path, level, resampling, tol):
-    with rasterio.open(rgb_path) as ds:
-        with RasterScene.open(rgb_path, resampling=resampling) as scene:
-            lw, lh = scene.level_shape(level)
-            ref = ds.read(out_shape=(3, lh, lw), resampling=Resampling[resampling]).transpose(1, 2, 0)
-            tiles = list(scene.tiles(tile_size=100, overlap=30, level=level))
+    with rasterio.open(rgb_path) as ds, RasterScene.open(rgb_path, resampling=resampling) as scene:
+        lw, lh = scene.level_shape(level)
+        ref = ds.read(out_shape=(3, lh, lw), resampling=Resampling[resampling]).transpose(1, 2, 0)
+        tiles = list(scene.tiles(tile_size=100, overlap=30, level=level))
     assert len(tiles) > 1
     for t in tiles:
         c, r, w, h = t.level_window
@@ -235,14 +234,13 @@ def test_bad_input_errors(tmp_path, rgb_path):
     truncated.write_bytes(data[: len(data) // 2])
     for bad, cause in [(tmp_path / "missing.tif", "not found"), (tmp_path, "directory"),
                        (text, "cannot open"), (truncated, None)]:
-        with pytest.raises(SggInputError, match=cause) as info:
-            with RasterScene.open(bad) as scene:
-                list(scene.tiles(tile_size=256, overlap=0))
+        with pytest.raises(SggInputError, match=cause) as info, RasterScene.open(bad) as scene:
+            list(scene.tiles(tile_size=256, overlap=0))
         assert str(bad) in str(info.value)
 
 
 def test_stripe_order_sweeps_same_tiles(rgb_path, monkeypatch):
-    import sgg.io.raster as raster
+    from sgg.io import raster
 
     rows = _tiles(rgb_path, tile_size=128, overlap=32, order="rows")
     with RasterScene.open(rgb_path) as scene:

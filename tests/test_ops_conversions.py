@@ -125,7 +125,7 @@ def test_corners_to_box_general_quadrilateral_matches_shapely():
 
 
 def test_corners_to_box_dota_integer_line():
-    line = "100 100 140 120 130 140 90 120".split()
+    line = ["100", "100", "140", "120", "130", "140", "90", "120"]
     b = corners_to_box(torch.tensor([[float(v) for v in line]]))
     assert b.shape == (1, 5)
     assert math.isclose(b[0, 2].item() * b[0, 3].item(), 1000.0, rel_tol=1e-5)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import warnings
 from unittest.mock import patch
 
 import numpy as np
@@ -12,8 +11,16 @@ import torch
 
 import sgg.pairs.candidates as candidates_module
 from sgg.errors import SggInputError
-from sgg.pairs import (PPG, PairPrior, PairProposer, UnknownClassWarning, auto_budget, candidate_pairs, select_pairs,
-                       star_pair_features)
+from sgg.pairs import (
+    PPG,
+    PairPrior,
+    PairProposer,
+    UnknownClassWarning,
+    auto_budget,
+    candidate_pairs,
+    select_pairs,
+    star_pair_features,
+)
 from sgg.structures import Detections, PairSet, SceneGraph, Vocabulary
 
 STAR = Vocabulary.star()

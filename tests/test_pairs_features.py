@@ -16,7 +16,6 @@ from sgg.pairs import PPG, star_pair_features
 from sgg.pairs.features import union_rect_area
 from sgg.structures import OrientedBoxes, Vocabulary
 
-
 # STAR's file as released (the team's shared copy when present, else the package's copy)
 _SHARED = Path(__file__).resolve().parents[2] / "shared/real/star/ppg/star_ppg_obb.pth"
 STAR_OBB = _SHARED if _SHARED.exists() else Path(__file__).resolve().parents[1] / "sgg/data/ppg/star_ppg_obb.pth"

@@ -69,7 +69,7 @@ def test_usad_losses_follow_the_epoch_schedule():
     m = PPGModule(class_names=list(VOC.objects))
     x = torch.rand(16, 13)
     ae1, ae2 = m.ppg.ae1, m.ppg.ae2
-    e = lambda w: ((w - x) ** 2).mean()  # noqa: E731
+    e = lambda w: ((w - x) ** 2).mean()
     for n in (1, 4):
         l1, l2 = m.usad_losses(x, n)
         assert l1.item() == pytest.approx((e(ae1(x)) / n + (1 - 1 / n) * e(ae2(ae1(x)))).item(), rel=1e-6)

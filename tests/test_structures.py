@@ -107,7 +107,7 @@ def test_scene_graph_moves_through_lightning_to_meta():
 def test_scene_graph_is_immutable_and_replace_validates():
     sg = _graph()
     with pytest.raises(Exception):
-        sg.pairs = PairSet.empty()  # noqa: B010 - frozen dataclass
+        sg.pairs = PairSet.empty()
     # new pairs drop the old per-pair predicate scores unless given anew
     sg2 = sg.replace(pairs=PairSet(torch.tensor([[0, 2]])))
     assert sg2.predicate_scores is None and len(sg2.pairs) == 1 and sg.predicate_scores is not None

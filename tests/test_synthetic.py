@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 import torch
 
+from sgg.datasets.synthetic import generate_scene
 from sgg.datasets.synthetic.relations import relations
 from sgg.datasets.synthetic.render import SHAPES, place
-from sgg.datasets.synthetic import generate_scene
 from sgg.structures import Vocabulary
 
 

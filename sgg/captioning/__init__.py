@@ -15,8 +15,15 @@ from __future__ import annotations
 
 from importlib import import_module
 
-from .codec import (FitTextWarning, encode_boxes, format_rbox, parse_boxes, parse_boxes_detail, parse_detection,
-                    parse_relation_detection)
+from .codec import (
+    FitTextWarning,
+    encode_boxes,
+    format_rbox,
+    parse_boxes,
+    parse_boxes_detail,
+    parse_detection,
+    parse_relation_detection,
+)
 
 _LAZY = {
     "caption": "sgg.captioning.realiser",

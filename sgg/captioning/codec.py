@@ -19,8 +19,9 @@ from __future__ import annotations
 import math
 import re
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any
 
 import torch
 
@@ -35,9 +36,9 @@ REF_START, REF_END = "<ref>", "</ref>"
 REL_START, REL_END = "<rel>", "</rel>"
 
 BOX_RE = re.compile(r"\{\s*(<[^{}]*?>)\s*\}")
-RBOX_RE = re.compile(r"<rbox>\s*\(?(.*?)\)?\s*</rbox>", re.S)
-REF_RE = re.compile(r"<ref>\s*(.*?)\s*</ref>", re.S)
-REL_RE = re.compile(r"<rel>\s*(.*?)\s*</rel>", re.S)
+RBOX_RE = re.compile(r"<rbox>\s*\(?(.*?)\)?\s*</rbox>", re.DOTALL)
+REF_RE = re.compile(r"<ref>\s*(.*?)\s*</ref>", re.DOTALL)
+REL_RE = re.compile(r"<rel>\s*(.*?)\s*</rel>", re.DOTALL)
 _NUM = r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?"
 _FIVE_RE = re.compile(rf"^<({_NUM})><({_NUM})><({_NUM})><({_NUM})>\s*\|\s*<({_NUM})>$")
 _POLY_RE = re.compile("^" + rf"<({_NUM}),\s*({_NUM})>" * 4 + "$")
@@ -193,7 +194,7 @@ def split_sentences(text: str) -> list[Sentence]:
     return out
 
 
-_REL_DET_HEAD = re.compile(r"There (?:is|are) (\d+) relationships? between (.+?) and (.+?):", re.I)
+_REL_DET_HEAD = re.compile(r"There (?:is|are) (\d+) relationships? between (.+?) and (.+?):", re.IGNORECASE)
 _REL_DET_ITEM = re.compile(r"([A-Za-z_][\w-]*)\s*<(?!/?(?:rbox|ref|rel)>)([^<>]+)>\s*([A-Za-z_][\w-]*)")
 
 
@@ -207,7 +208,7 @@ def parse_relation_detection(text: str) -> dict[str, Any]:
             "object": head.group(3) if head else None, "relations": rels}
 
 
-_DET_HEAD = re.compile(r"There (?:is|are) (\d+) (.+?) in the image", re.I)
+_DET_HEAD = re.compile(r"There (?:is|are) (\d+) (.+?) in the image", re.IGNORECASE)
 
 
 def parse_detection(text: str, crop_size: int = 512, classes: Sequence[str] | None = None) -> dict[str, Any]:

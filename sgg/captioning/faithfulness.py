@@ -45,11 +45,11 @@ def _patterns(vocab: Vocabulary) -> tuple[re.Pattern, dict[str, str], re.Pattern
         for s in class_surfaces(c):
             cls_map.setdefault(s.lower(), c)
     alt = lambda keys: r"\b(" + "|".join(re.escape(k) for k in sorted(keys, key=len, reverse=True)) + r")\b"
-    return re.compile(alt(pred_map), re.I), pred_map, re.compile(alt(cls_map), re.I), cls_map
+    return re.compile(alt(pred_map), re.IGNORECASE), pred_map, re.compile(alt(cls_map), re.IGNORECASE), cls_map
 
 
 def _untag(text: str) -> str:
-    t = re.sub(r"<rbox>.*?</rbox>", f" {_BOX} ", text or "", flags=re.S)
+    t = re.sub(r"<rbox>.*?</rbox>", f" {_BOX} ", text or "", flags=re.DOTALL)
     t = re.sub(r"\{<[^{}]*>\}", f" {_BOX} ", t)
     t = re.sub(r"</?(ref|rel)>", " ", t)
     t = re.sub(r"<([^<>]*)>", r" \1 ", t)  # task-2 "<predicate>"
@@ -84,7 +84,7 @@ def extract_claims(text: str, vocabulary: Vocabulary | None = None) -> dict[str,
         mentions = []  # (start, end, class, count)
         for m in cls_re.finditer(masked):
             before = masked[: m.start()]
-            n = re.search(_NUM + r"\s+(?:other\s+)?$", before, re.I)
+            n = re.search(_NUM + r"\s+(?:other\s+)?$", before, re.IGNORECASE)
             mentions.append((m.start(), m.end(), cls_map[m.group(1).lower()], _number(n.group(1)) if n else None))
         objects += [c for _, _, c, n in mentions if n != 0]  # "no stadiums" asserts absence, not presence
         if k == 0 and mentions and re.search(r"part of the image", sent):
@@ -98,9 +98,9 @@ def extract_claims(text: str, vocabulary: Vocabulary | None = None) -> dict[str,
             subj = before[-1] if before else None
             obj = after[0] if after else None
             inst = boxed
-            if subj is None and topic and re.search(r"\bit\b", sent[: m.start()], re.I):
+            if subj is None and topic and re.search(r"\bit\b", sent[: m.start()], re.IGNORECASE):
                 subj, inst = (0, 0, topic, None), True
-            if obj is None and topic and re.search(r"\bit\b", sent[m.end():], re.I):
+            if obj is None and topic and re.search(r"\bit\b", sent[m.end():], re.IGNORECASE):
                 obj, inst = (0, 0, topic, None), True
             if subj is None or obj is None:
                 continue

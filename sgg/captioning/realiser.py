@@ -134,8 +134,9 @@ def _proximity(graph: SceneGraph, names: list[str]) -> str:
     """Without relations: how many objects of the commonest class lie close to one of the largest objects."""
     if not names or len(set(names)) < 2:
         return ""
-    from sgg.ops import box_to_shapely
     import shapely
+
+    from sgg.ops import box_to_shapely
 
     counts = Counter(names)
     common = counts.most_common(1)[0][0]

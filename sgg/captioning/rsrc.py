@@ -19,7 +19,8 @@ from __future__ import annotations
 import random
 import re
 from collections import defaultdict
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 import numpy as np
 

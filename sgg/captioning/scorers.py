@@ -38,14 +38,15 @@ from __future__ import annotations
 import math
 import re
 from collections import defaultdict
-from typing import Any, Iterable, Sequence
+from collections.abc import Iterable, Sequence
+from typing import Any
 
 import numpy as np
 import torch
 
 from sgg.structures import Detections, OrientedBoxes, SceneGraph, Vocabulary
 
-from .codec import REF_RE, REL_RE, RBOX_RE, _read_box, parse_relation_detection, resolve_class
+from .codec import RBOX_RE, REF_RE, REL_RE, _read_box, parse_relation_detection, resolve_class
 from .tasks import SIZE_WORDS as SIZES
 
 IOU_THR = 0.25

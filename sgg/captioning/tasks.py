@@ -202,7 +202,7 @@ def region_sgg_answer(g: SceneGraph, target: int, crop: int = 512) -> str:
     vis = (g.metadata.get("visible") or [1.0] * len(names))[target]
     full = "fully visible" if vis >= 0.999 else "partially visible"
     head = f"A {full} {size_word(b[2], b[3], crop)} {names[target]} on the {image_part(b[0], b[1], crop, crop)} part of the image"
-    groups: "OrderedDict[tuple[str, str, str], list[int]]" = OrderedDict()
+    groups: OrderedDict[tuple[str, str, str], list[int]] = OrderedDict()
     for s, o, p in _rows(g):
         if s == target and o != target:
             groups.setdefault(("out", p, names[o]), []).append(o)
@@ -232,7 +232,7 @@ def image_sgg_answer(g: SceneGraph, crop: int = 512) -> str:
         n = len(idx)
         sentences.append(f"There {'is' if n == 1 else 'are'} {n} <ref>{fit_plural(cls, n)}</ref> in the image: "
                          f"{_box_text(g, idx, crop)}")
-    groups: "OrderedDict[tuple[str, str, int], list[int]]" = OrderedDict()
+    groups: OrderedDict[tuple[str, str, int], list[int]] = OrderedDict()
     for s, o, p in _rows(g):
         groups.setdefault((names[s], p, o), []).append(s)
     for (scls, p, o), subs in groups.items():

@@ -20,7 +20,7 @@ itself, then a loose match (case-insensitive, ``-`` and spaces read as ``_``). A
 
 from __future__ import annotations
 
-from typing import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 import numpy as np
 

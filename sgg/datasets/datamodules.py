@@ -28,7 +28,8 @@ inside a random ``crop`` window. Lightning moves batches itself (``SceneGraph.to
 from __future__ import annotations
 
 import math
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import pytorch_lightning as pl
@@ -36,7 +37,13 @@ import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from sgg.datasets.tiling import ReaderCache, SceneRecord, load_scenes, read_split, read_window, sample_window
-from sgg.datasets.transforms import padded_grid_windows, photometric, random_flip_rot90, rotate_about_centre, tile_targets
+from sgg.datasets.transforms import (
+    padded_grid_windows,
+    photometric,
+    random_flip_rot90,
+    rotate_about_centre,
+    tile_targets,
+)
 from sgg.errors import SggInputError
 
 

@@ -30,15 +30,15 @@ from __future__ import annotations
 import os
 import re
 import warnings
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Iterable, Mapping, Sequence
 
 import numpy as np
 import torch
 
 from sgg.datasets.aliases import DOTA_CLASSES, map_names
-from sgg.io.atomic import atomic_write_text
 from sgg.errors import SggInputError
+from sgg.io.atomic import atomic_write_text
 from sgg.ops import outside_image
 from sgg.structures import Vocabulary
 

@@ -34,8 +34,9 @@ import json
 import math
 import os
 import warnings
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 import torch
@@ -291,7 +292,7 @@ def scene_to_dict(sg, *, base_dir: str | os.PathLike | None = None, float_digits
     labels = det.labels.cpu().numpy()
     scores = det.scores.detach().cpu().numpy()
     diff = sg.difficult.cpu().numpy() if sg.difficult is not None else np.zeros(len(det), dtype=bool)
-    r = lambda v: round(float(v), float_digits)  # noqa: E731 - keeps files short and stable
+    r = lambda v: round(float(v), float_digits)
     objects = []
     for i in range(len(det)):
         obj = {

@@ -33,15 +33,15 @@ from __future__ import annotations
 import json
 import os
 import re
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import torch
 
 from sgg.datasets.aliases import map_names
-from sgg.io.atomic import atomic_write_text
 from sgg.errors import SggInputError
+from sgg.io.atomic import atomic_write_text
 
 H5_NAME = "STAR-SGG-with-attri.h5"
 DICTS_NAME = "STAR-SGG-dicts-with-attri.json"

@@ -13,7 +13,7 @@ into le90's [-π/2, π/2) with w and h kept (a half turn leaves a box unchanged)
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import torch

@@ -322,7 +322,13 @@ def load_proposer(spec: str, budget: int | None):
 
 def pairs_main(argv: list[str]) -> int:
     """``sgg eval pairs``: pair recall of a pair proposer (``sgg.evaluation.pairs``)."""
-    from sgg.evaluation.pairs import DEFAULT_BUDGETS, DEFAULT_FRACTIONS, format_pair_table, mean_pair_recall, pair_recall
+    from sgg.evaluation.pairs import (
+        DEFAULT_BUDGETS,
+        DEFAULT_FRACTIONS,
+        format_pair_table,
+        mean_pair_recall,
+        pair_recall,
+    )
     from sgg.structures import Detections
 
     p = ArgumentParser(prog="sgg eval pairs", description="Pair recall of a pair proposer against "

@@ -23,7 +23,8 @@ merged classes stay two (one is a false positive) — run class-agnostic NMS fir
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import torch

@@ -12,7 +12,8 @@ envelope op (``sgg.ops.spatial_pairs``) and rotated IoU of the touching pairs on
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import torch
 

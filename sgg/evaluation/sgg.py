@@ -20,7 +20,8 @@ count separately; images without foreground ground-truth relations are skipped.
 from __future__ import annotations
 
 import math
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import torch

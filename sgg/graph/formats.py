@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from sgg.errors import SggInputError
-from sgg.io.atomic import atomic_paths  # noqa: F401 - re-exported: the one atomic writer of sgg
+from sgg.io.atomic import atomic_paths
 
 FORMATS = ("gpkg", "geojson", "parquet", "graphml", "json", "scene")
 # suffix -> format; longest match first (".scene.json" before ".json")

@@ -142,7 +142,7 @@ def style_frame(objects, relations, meta: dict[str, Any]):
     }
     desc = {"objects": "objects coloured by class, opacity by score (sgg)",
             "relations": "relations as arrows coloured by predicate; topology grey dashes (sgg)"}
-    now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.000Z")
+    now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%S.000Z")
     names = ["objects", "relations"]
     return pd.DataFrame({
         "f_table_catalog": [""] * 2, "f_table_schema": [""] * 2, "f_table_name": names,

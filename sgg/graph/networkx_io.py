@@ -76,7 +76,7 @@ def graph_from_tables(nodes: dict[str, np.ndarray], edges: dict[str, np.ndarray]
     extra = [c for c in SCORE_COLUMNS if c in edges]
     for c in extra:  # absent values (geometry edges, no pair scores) are left out, not stored as NaN/None
         vals = edges[c]
-        bad = (vals < 0) if c == "pair" else np.isnan(vals) if c == "pair_score" else vals == None  # noqa: E711
+        bad = (vals < 0) if c == "pair" else np.isnan(vals) if c == "pair_score" else vals == None
         ecols[c] = [None if b else v for b, v in zip(bad.tolist(), vals.tolist())]
     enames = list(ecols)
     if extra:

@@ -20,8 +20,9 @@ import hashlib
 import os
 import sqlite3
 import zipfile
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 from xml.etree import ElementTree as ET
 
 from sgg.errors import SggInputError
@@ -219,11 +220,11 @@ def _vector_layer(parent: ET.Element, rec: dict[str, Any], lid: str, source: str
 
 def _raster_info(raster: Path) -> dict[str, Any]:
     """Bands, data type, size, CRS and a display range of ``raster`` (rasterio, one decimated read)."""
+    import warnings
+
     import numpy as np
     import rasterio
     from rasterio.errors import NotGeoreferencedWarning
-
-    import warnings
 
     try:
         with warnings.catch_warnings():

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import colorsys
 import warnings
-from typing import Iterable
+from collections.abc import Iterable
 
 NEUTRAL = (128, 128, 128)
 GEOMETRY_COLOUR = (150, 150, 150)

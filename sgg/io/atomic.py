@@ -12,8 +12,8 @@ import contextlib
 import os
 import re
 import secrets
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 _PART = re.compile(r"^\.(?P<stem>.+)\.(?P<pid>\d+)\.[0-9a-f]{8}\.part(?P<suffix>\.[^.]*)?$")
 _SIDE = ("-wal", "-shm", "-journal")
@@ -80,6 +80,5 @@ def atomic_paths(*finals: str | os.PathLike) -> Iterator[list[Path]]:
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:
     """Write ``text`` (UTF-8) to ``path`` atomically."""
-    with atomic_paths(Path(path)) as (tmp,):
-        with open(tmp, "w", encoding="utf-8") as fh:
-            fh.write(text)
+    with atomic_paths(Path(path)) as (tmp,), open(tmp, "w", encoding="utf-8") as fh:
+        fh.write(text)

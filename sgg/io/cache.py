@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import itertools
 import threading
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Iterator
 
 from rasterio.env import get_gdal_config, set_gdal_config
 

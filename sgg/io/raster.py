@@ -14,10 +14,11 @@ import queue
 import threading
 import warnings
 from collections import deque
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any
 
 import numpy as np
 import rasterio
@@ -149,7 +150,7 @@ class RasterScene:
     # ------------------------------------------------------------------ opening and metadata
     @classmethod
     def open(cls, path: str | os.PathLike, bands: Sequence[int] | None = None, *, dtype: str = "uint8",
-             resampling: str = "average", percentiles: tuple[float, float] = (2.0, 98.0)) -> "RasterScene":
+             resampling: str = "average", percentiles: tuple[float, float] = (2.0, 98.0)) -> RasterScene:
         """Open ``path``. ``bands``: 1-based band numbers (default: R,G,B by colour interpretation, else the
         first three non-alpha bands, else the first band replicated to 3 channels). ``dtype``: ``uint8`` or
         ``float32`` in [0, 1]. ``resampling`` for levels > 0: ``average`` (default) or ``nearest``, ...
@@ -533,7 +534,7 @@ class RasterScene:
     def closed(self) -> bool:
         return self._ds.closed
 
-    def __enter__(self) -> "RasterScene":
+    def __enter__(self) -> RasterScene:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -22,7 +22,7 @@ pairs on ordinary layouts, memory O(N + M + P) plus ``max_candidates``.
 from __future__ import annotations
 
 import itertools
-from typing import Iterator
+from collections.abc import Iterator
 
 import numpy as np
 import torch

@@ -5,9 +5,9 @@ autoencoder scoring (STAR's released weights or our own) and top-K selection.
 pairs worth scoring without building all N² of them; ``PairProposer`` chains the lot for the pipeline.
 """
 
+from .candidates import PairPrior, UnknownClassWarning, candidate_pairs, normalised_distance
 from .features import STAR_NUM_CLASSES, pair_feature_dim, spatial_pair_features, star_pair_features, union_rect_area
 from .ppg import PPG, AutoEncoder
-from .candidates import PairPrior, UnknownClassWarning, candidate_pairs, normalised_distance
 from .proposer import PairProposer, auto_budget, check_budget, resolve_budget, select_pairs
 
 __all__ = [

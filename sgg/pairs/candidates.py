@@ -17,9 +17,10 @@ from __future__ import annotations
 import json
 import os
 import warnings
+from collections.abc import Iterable, Iterator
 from importlib import resources
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any
 
 import torch
 
@@ -68,7 +69,7 @@ class PairPrior:
 
     # construction -----------------------------------------------------------------------------
     @classmethod
-    def from_counts(cls, classes: Iterable[str], counts: torch.Tensor, **kw: Any) -> "PairPrior":
+    def from_counts(cls, classes: Iterable[str], counts: torch.Tensor, **kw: Any) -> PairPrior:
         """``allowed`` where (C, C) or (C, C, P) counts are > 0; radius default everywhere."""
         cnt = torch.as_tensor(counts)
         if cnt.dim() == 3:
@@ -78,7 +79,7 @@ class PairPrior:
 
     @classmethod
     def fit(cls, graphs: Iterable[SceneGraph], quantile: float = 0.98, slack: float = 1.25,
-            min_count: int = 5, allowed_from: "PairPrior | None" = None, source: str = "") -> "PairPrior":
+            min_count: int = 5, allowed_from: PairPrior | None = None, source: str = "") -> PairPrior:
         """Learn both tables from annotated scenes: ``radius`` = ``slack`` × the ``quantile`` of normalised
         distances of each class pair seen ≥ ``min_count`` times (else the quantile over all relations);
         ``allowed`` = seen at least once, or ``allowed_from``'s mask (e.g. STAR's real counts) when given."""
@@ -110,7 +111,7 @@ class PairPrior:
         return cls(vocab.objects, allowed, radius.reshape(c, c), default, source)
 
     @classmethod
-    def star(cls) -> "PairPrior":
+    def star(cls) -> PairPrior:
         """STAR's real class-pair mask (its training triplet counts) with radii learned from ``sgg synth``
         training scenes (``sgg/data/ppg/synth_pair_radius.json``) where available."""
         voc = Vocabulary.star()
@@ -123,7 +124,7 @@ class PairPrior:
                         "STAR training triplet counts (mask); " + learned.source + " (radii)")
         return prior
 
-    def align(self, classes: Iterable[str]) -> "PairPrior":
+    def align(self, classes: Iterable[str]) -> PairPrior:
         """This prior re-indexed to ``classes`` (unknown ones: allowed with anything, default radius)."""
         classes = tuple(classes)
         if classes == self.classes:
@@ -149,7 +150,7 @@ class PairPrior:
                 "default_radius": self.default_radius, "source": self.source}
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any], path: Any = "<memory>") -> "PairPrior":
+    def from_dict(cls, data: dict[str, Any], path: Any = "<memory>") -> PairPrior:
         try:
             return cls(data["classes"], torch.tensor(data["allowed"]).bool(), torch.tensor(data["radius"]),
                        float(data["default_radius"]), str(data.get("source", "")))

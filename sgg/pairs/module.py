@@ -202,7 +202,7 @@ class PPGModule(pl.LightningModule):
             self.log("val/auc", auc, prog_bar=True)
 
     def configure_optimizers(self):
-        mk = lambda m: torch.optim.Adam(m.parameters(), lr=self.hparams.lr, weight_decay=self.hparams.weight_decay)  # noqa: E731
+        mk = lambda m: torch.optim.Adam(m.parameters(), lr=self.hparams.lr, weight_decay=self.hparams.weight_decay)
         return [mk(self.ppg.ae1), mk(self.ppg.ae2)]
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:

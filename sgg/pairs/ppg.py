@@ -155,7 +155,7 @@ class PPG(nn.Module):
 
     # files ------------------------------------------------------------------------------------
     @classmethod
-    def from_star(cls, path: str | os.PathLike | None = None, kind: str = "obb") -> "PPG":
+    def from_star(cls, path: str | os.PathLike | None = None, kind: str = "obb") -> PPG:
         """STAR's released PPG (``model_state_dict1/2``); ``path`` None = the copy shipped with sgg
         (``kind`` "obb" or "hbb")."""
         if path is None:
@@ -167,7 +167,7 @@ class PPG(nn.Module):
         return cls._from_star_data(_load(path), path)
 
     @classmethod
-    def _from_star_data(cls, data: Any, path: str | os.PathLike) -> "PPG":
+    def _from_star_data(cls, data: Any, path: str | os.PathLike) -> PPG:
         """:meth:`from_star` of the already loaded contents of ``path``."""
         if not (isinstance(data, dict) and "model_state_dict1" in data and "model_state_dict2" in data):
             raise SggInputError("not a STAR PPG file (expected model_state_dict1 and model_state_dict2)", path=path)
@@ -186,7 +186,7 @@ class PPG(nn.Module):
                 "state_dict": sd, "source": self.source}
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any], path: Any = "<memory>") -> "PPG":
+    def from_dict(cls, data: dict[str, Any], path: Any = "<memory>") -> PPG:
         try:
             voc = Vocabulary.from_dict(data["vocabulary"])
             ppg = cls(vocabulary=voc, source=str(data.get("source", "")), **data["config"])
@@ -200,12 +200,12 @@ class PPG(nn.Module):
         return _save(self.to_dict(half=half), path)
 
     @classmethod
-    def load(cls, path: str | os.PathLike) -> "PPG":
+    def load(cls, path: str | os.PathLike) -> PPG:
         """Any PPG file: STAR's release, an ``sgg-ppg/1`` file, or a ``PPGModule`` Lightning checkpoint."""
         return cls._from_file_data(_load(path), path)
 
     @classmethod
-    def _from_file_data(cls, data: Any, path: str | os.PathLike) -> "PPG":
+    def _from_file_data(cls, data: Any, path: str | os.PathLike) -> PPG:
         """:meth:`load` of the already loaded contents of ``path`` (read once)."""
         if isinstance(data, dict) and "model_state_dict1" in data:
             return cls._from_star_data(data, path)

@@ -125,7 +125,7 @@ class PairProposer:
         self._budget = check_budget(value, "PairProposer budget")
 
     @classmethod
-    def default(cls) -> "PairProposer":
+    def default(cls) -> PairProposer:
         """STAR's released PPG (OBB weights) + STAR's class-pair prior, 10,000 pairs per image."""
         return cls(PPG.from_star(), PairPrior.star(), budget=STAR_BUDGET)
 
@@ -189,7 +189,7 @@ class PairProposer:
                 "ppg": None if self.ppg is None else self.ppg.to_dict(half=half)}
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any], path: Any = "<memory>") -> "PairProposer":
+    def from_dict(cls, data: dict[str, Any], path: Any = "<memory>") -> PairProposer:
         try:
             ppg = None if data.get("ppg") is None else PPG.from_dict(data["ppg"], path)
             return cls(ppg, PairPrior.from_dict(data["prior"], path), **data["config"])
@@ -201,7 +201,7 @@ class PairProposer:
         return _save(self.to_dict(half=half), path)
 
     @classmethod
-    def load(cls, path: str | os.PathLike, **overrides: Any) -> "PairProposer":
+    def load(cls, path: str | os.PathLike, **overrides: Any) -> PairProposer:
         """A proposer file, or any PPG file (STAR release, sgg-ppg/1, checkpoint) with the STAR prior."""
         data = _load(path)
         if isinstance(data, dict) and data.get("format") == PROPOSER_FORMAT:

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import math
-from typing import Any, Iterable, Sequence
+from collections.abc import Iterable, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -43,17 +44,17 @@ class OrientedBoxes:
 
     # construction -----------------------------------------------------------------------------
     @classmethod
-    def empty(cls, device: torch.device | str | None = None) -> "OrientedBoxes":
+    def empty(cls, device: torch.device | str | None = None) -> OrientedBoxes:
         return cls(torch.zeros(0, 5, device=device))
 
     @classmethod
-    def cat(cls, boxes: Sequence["OrientedBoxes"]) -> "OrientedBoxes":
+    def cat(cls, boxes: Sequence[OrientedBoxes]) -> OrientedBoxes:
         if not boxes:
             return cls.empty()
         return cls(torch.cat([b.tensor for b in boxes]), validate=False)
 
     @classmethod
-    def from_corners(cls, corners: Any) -> "OrientedBoxes":
+    def from_corners(cls, corners: Any) -> OrientedBoxes:
         """Minimum-area oriented boxes around (N,4,2) corners or (N,8) DOTA numbers."""
         from sgg.ops import corners_to_box
 
@@ -63,7 +64,7 @@ class OrientedBoxes:
     def __len__(self) -> int:
         return int(self.tensor.shape[0])
 
-    def __getitem__(self, idx: Any) -> "OrientedBoxes":
+    def __getitem__(self, idx: Any) -> OrientedBoxes:
         t = self.tensor[idx]
         return OrientedBoxes(t.reshape(-1, 5), validate=False)
 
@@ -77,10 +78,10 @@ class OrientedBoxes:
     def device(self) -> torch.device:
         return self.tensor.device
 
-    def to(self, *args: Any, **kwargs: Any) -> "OrientedBoxes":
+    def to(self, *args: Any, **kwargs: Any) -> OrientedBoxes:
         return _trusted(OrientedBoxes, tensor=self.tensor.to(*args, **kwargs))
 
-    def clone(self) -> "OrientedBoxes":
+    def clone(self) -> OrientedBoxes:
         return OrientedBoxes(self.tensor.clone(), validate=False)
 
     @property
@@ -123,7 +124,7 @@ class OrientedBoxes:
 
         return box_to_shapely(self.tensor)
 
-    def affine(self, scale: float = 1.0, offset: tuple[float, float] = (0.0, 0.0)) -> "OrientedBoxes":
+    def affine(self, scale: float = 1.0, offset: tuple[float, float] = (0.0, 0.0)) -> OrientedBoxes:
         """``x * scale + offset`` for centres, ``w, h * scale``; used to move tile boxes to level-0 pixels."""
         t = self.tensor.clone()
         t[:, 0] = t[:, 0] * scale + offset[0]
@@ -143,7 +144,7 @@ class Detections:
     heads that re-classify objects. ``levels`` (N,): the pyramid level that produced each box.
     """
 
-    __slots__ = ("boxes", "labels", "scores", "features", "levels", "class_scores")
+    __slots__ = ("boxes", "class_scores", "features", "labels", "levels", "scores")
 
     def __init__(
         self,
@@ -203,11 +204,11 @@ class Detections:
         return {"features": self.features, "levels": self.levels, "class_scores": self.class_scores}
 
     @classmethod
-    def empty(cls, device: torch.device | str | None = None) -> "Detections":
+    def empty(cls, device: torch.device | str | None = None) -> Detections:
         return cls(OrientedBoxes.empty(device), torch.zeros(0, dtype=torch.long, device=device))
 
     @classmethod
-    def cat(cls, items: Sequence["Detections"]) -> "Detections":
+    def cat(cls, items: Sequence[Detections]) -> Detections:
         items = list(items)
         if not items:
             return cls.empty()
@@ -226,7 +227,7 @@ class Detections:
     def __len__(self) -> int:
         return len(self.boxes)
 
-    def __getitem__(self, idx: Any) -> "Detections":
+    def __getitem__(self, idx: Any) -> Detections:
         if isinstance(idx, int):
             idx = slice(idx, idx + 1) if idx != -1 else slice(-1, None)
         return Detections(
@@ -236,7 +237,7 @@ class Detections:
             **{k: None if v is None else v[idx] for k, v in self._optional().items()},
         )
 
-    def centred_inside(self, image_size: tuple[int, int]) -> "Detections":
+    def centred_inside(self, image_size: tuple[int, int]) -> Detections:
         """The objects whose box centre lies in the ``(width, height)`` image (edges included): coarse pyramid
         levels and foreign results can place boxes past the edge. Boxes straddling the edge are kept whole."""
         from sgg.ops import outside_image
@@ -244,10 +245,10 @@ class Detections:
         outside = outside_image(self.boxes.tensor, image_size, by="centre")
         return self if not bool(outside.any()) else self[(~outside).nonzero().flatten()]
 
-    def to(self, device: torch.device | str | None = None, *, non_blocking: bool = False) -> "Detections":
+    def to(self, device: torch.device | str | None = None, *, non_blocking: bool = False) -> Detections:
         """Same objects on ``device`` (dtypes kept: moving never changes fp16 features or long labels)."""
         boxes = self.boxes.to(device, non_blocking=non_blocking)
-        mv = lambda t: None if t is None else t.to(boxes.device, non_blocking=non_blocking)  # noqa: E731
+        mv = lambda t: None if t is None else t.to(boxes.device, non_blocking=non_blocking)
         return _trusted(Detections, boxes=boxes, labels=mv(self.labels), scores=mv(self.scores),
                         **{k: mv(v) for k, v in self._optional().items()})
 

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field, fields
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -48,11 +49,11 @@ class PairSet:
         self.scores = scores
 
     @classmethod
-    def empty(cls, device: torch.device | str | None = None) -> "PairSet":
+    def empty(cls, device: torch.device | str | None = None) -> PairSet:
         return cls(torch.zeros(0, 2, dtype=torch.long, device=device))
 
     @classmethod
-    def cat(cls, items: Sequence["PairSet"], offsets: Sequence[int] | None = None) -> "PairSet":
+    def cat(cls, items: Sequence[PairSet], offsets: Sequence[int] | None = None) -> PairSet:
         """Concatenate pair sets; ``offsets`` shifts each set's object indices (pairs of several scenes
         stacked into one batch of objects). Scores survive only when every set has them."""
         items = list(items)
@@ -66,7 +67,7 @@ class PairSet:
     def device(self) -> torch.device:
         return self.pairs.device
 
-    def to(self, device: torch.device | str | None = None, *, non_blocking: bool = False) -> "PairSet":
+    def to(self, device: torch.device | str | None = None, *, non_blocking: bool = False) -> PairSet:
         return _trusted(
             PairSet,
             pairs=self.pairs.to(device, non_blocking=non_blocking),
@@ -84,7 +85,7 @@ class PairSet:
     def __len__(self) -> int:
         return int(self.pairs.shape[0])
 
-    def __getitem__(self, idx: Any) -> "PairSet":
+    def __getitem__(self, idx: Any) -> PairSet:
         return PairSet(self.pairs[idx].reshape(-1, 2), None if self.scores is None else self.scores[idx].reshape(-1))
 
     def __repr__(self) -> str:
@@ -138,7 +139,7 @@ class GeoReference:
         return {"crs_wkt": self.crs_wkt, "transform": list(self.transform), "source": self.source}
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "GeoReference":
+    def from_dict(cls, data: dict[str, Any]) -> GeoReference:
         return cls(data.get("crs_wkt"), tuple(data.get("transform", (1, 0, 0, 0, 1, 0))), data.get("source"))
 
 
@@ -230,7 +231,7 @@ class SceneGraph:
             return torch.zeros(0, 2, dtype=torch.long, device=p.device)
         return torch.unique(p[p[:, 0] != p[:, 1]], dim=0)
 
-    def replace(self, **changes: Any) -> "SceneGraph":
+    def replace(self, **changes: Any) -> SceneGraph:
         """A new SceneGraph with ``changes`` applied and validated (``sg.replace(pairs=p, predicate_scores=s)``).
         Changing the pairs without new predicate scores/labels drops the old ones (they described other pairs)."""
         unknown = set(changes) - {f.name for f in fields(self)}
@@ -241,9 +242,9 @@ class SceneGraph:
             changes.setdefault("predicate_labels", None)
         return dataclasses.replace(self, **changes)
 
-    def to(self, device: torch.device | str | None = None, *, non_blocking: bool = False) -> "SceneGraph":
+    def to(self, device: torch.device | str | None = None, *, non_blocking: bool = False) -> SceneGraph:
         """The same graph with every tensor on ``device`` (no value is read: works on ``meta``)."""
-        mv = lambda t: None if t is None else t.to(device, non_blocking=non_blocking)  # noqa: E731
+        mv = lambda t: None if t is None else t.to(device, non_blocking=non_blocking)
         out = object.__new__(SceneGraph)
         for f in fields(self):
             object.__setattr__(out, f.name, getattr(self, f.name))

@@ -63,12 +63,12 @@ class Vocabulary:
         return {"objects": list(self.objects), "predicates": list(self.predicates[1:])}
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "Vocabulary":
+    def from_dict(cls, data: dict[str, Any]) -> Vocabulary:
         if not isinstance(data, dict) or "objects" not in data or "predicates" not in data:
             raise ValueError("Vocabulary: expected a mapping with 'objects' and 'predicates' lists")
         return cls(tuple(data["objects"]), tuple(data["predicates"]))
 
-    def combine(self, relation: "Vocabulary") -> "Vocabulary":
+    def combine(self, relation: Vocabulary) -> Vocabulary:
         """This (detector) vocabulary's objects with ``relation``'s predicates.
 
         Detector checkpoints name objects only; a relation head names objects and predicates. The object
@@ -89,7 +89,7 @@ class Vocabulary:
         return len(self.predicates) > 1
 
     @classmethod
-    def star(cls) -> "Vocabulary":
+    def star(cls) -> Vocabulary:
         """STAR's 48 object classes and 58 predicates (the default vocabulary)."""
         return _star_vocabulary()
 

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
@@ -163,8 +163,8 @@ def generate_dataset(out_dir, scenes: int = 8, size=2048, seed: int = 0, gsd: fl
 
     Scene i uses seed ``seed * 100003 + i`` and layout ``layouts[i % len(layouts)]`` (default: mostly
     "mixed", with every fourth scene one single kind so that each kind also appears at full scale)."""
-    from sgg.io.atomic import atomic_write_text
     from sgg.errors import SggInputError
+    from sgg.io.atomic import atomic_write_text
 
     if scenes < 1:
         raise SggInputError(f"scenes must be >= 1, got {scenes}", where="scenes")
