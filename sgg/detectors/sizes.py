@@ -21,7 +21,7 @@ left to the score threshold (a part-visible object is small).
 
 from __future__ import annotations
 
-from typing import Mapping
+from collections.abc import Mapping
 
 import torch
 
