@@ -141,10 +141,11 @@ def bench_share(cache: Path, size: int, seed: int, layout: str) -> None:
     path = cache / f"synth_{layout}_{size}_{seed}.tif"
     counts = path.with_suffix(".objects.json")  # annotated objects and relations, written with the scene
     if not path.exists() or not counts.exists():
-        subprocess.run([sys.executable, "-c", "import json, sys; from sgg.datasets.synthetic import generate_scene; "
-                        f"sg = generate_scene({seed}, size={size}, layout={layout!r}, out_path=sys.argv[1]); "
-                        "open(sys.argv[2], 'w').write(json.dumps({'objects': len(sg.detections), "
-                        "'relations': len(sg.pairs)}))", str(path), str(counts)], check=True)
+        code = ("import json, sys; from sgg.datasets.synthetic import generate_scene; "
+                f"sg = generate_scene({seed}, size={size}, layout={layout!r}, out_path=sys.argv[1]); "
+                "open(sys.argv[2], 'w').write(json.dumps({'objects': len(sg.detections), "
+                "'relations': len(sg.pairs)}))")
+        subprocess.run([sys.executable, "-c", code, str(path), str(counts)], check=True)
     truth = json.loads(counts.read_text())
     r = child("--worker", "pipeline", "--path", str(path), "--detector", "bundled")
     outside = r["total_s"] - r["forward_s"]

@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import math
 import time
+from functools import partial
 
 import numpy as np
 import shapely
@@ -171,15 +172,15 @@ def main() -> None:
         g = torch.Generator().manual_seed(0)
         a = random_boxes(2000, side, g)
         b = torch.cat([jitter(a[:1000], g), random_boxes(1000, side, g)])
-        t_ours, ours = timeit(lambda: rotated_iou(a, b), args.repeats)
-        t_a, ref = timeit(lambda: iou_strtree(a, b), args.repeats)
+        t_ours, ours = timeit(partial(rotated_iou, a, b), args.repeats)
+        t_a, ref = timeit(partial(iou_strtree, a, b), args.repeats)
         diff = float(np.abs(ours.double().numpy() - ref).max())
         if args.plain_rows:
-            t_b, _ = timeit(lambda: iou_plain(a[: args.plain_rows], b), 1)
+            t_b, _ = timeit(partial(iou_plain, a[: args.plain_rows], b), 1)
             t_b *= len(a) / args.plain_rows
             note = "extrap."
         else:
-            t_b, plain = timeit(lambda: iou_plain(a, b), 1)
+            t_b, plain = timeit(partial(iou_plain, a, b), 1)
             diff = max(diff, float(np.abs(ours.double().numpy() - plain).max()))
             note = ""
         npairs = int((ref > 0).sum())
@@ -190,26 +191,26 @@ def main() -> None:
         obj = random_boxes(5000, region, g)
         nb = torch.cat([jitter(obj, g) for _ in range(4)])
         sc = torch.rand(len(nb), generator=g)
-        t_ours, keep = timeit(lambda: rotated_nms(nb, sc, 0.1), args.repeats)
-        t_lazy, keep_lazy = timeit(lambda: nms_strtree_lazy(nb, sc, 0.1), args.repeats)
+        t_ours, keep = timeit(partial(rotated_nms, nb, sc, 0.1), args.repeats)
+        t_lazy, keep_lazy = timeit(partial(nms_strtree_lazy, nb, sc, 0.1), args.repeats)
         same = keep.tolist() == keep_lazy
         if layout == "sparse" or args.all_refs:  # all STRtree pairs: minutes on the crowded layout
-            t_pairs, keep_pairs = timeit(lambda: nms_strtree_pairs(nb, sc, 0.1), 1)
+            t_pairs, keep_pairs = timeit(partial(nms_strtree_pairs, nb, sc, 0.1), 1)
             same = same and keep.tolist() == keep_pairs
             pairs_note = f"{t_pairs:.2f}s"
         else:
             t_pairs, pairs_note = math.inf, "skipped (--all-refs)"
         t_a = min(t_pairs, t_lazy)
         r = args.nms_plain_rows
-        t_b, _ = timeit(lambda: nms_plain_rows(nb, r), 1)
+        t_b, _ = timeit(partial(nms_plain_rows, nb, r), 1)
         t_b *= len(nb) / r
         rows.append((f"NMS 20000 {layout}", t_ours, t_a, t_b, "extrap.",
                      f"identical keep: {same} ({len(keep)} kept; (a) lazy {t_lazy:.2f}s, all-pairs {pairs_note})"))
 
         env = box_to_envelope(nb.double())
-        t_ours, pairs = timeit(lambda: spatial_pairs(env), args.repeats)
-        t_a, ref = timeit(lambda: pairs_strtree(env), args.repeats)
-        t_b, dense = timeit(lambda: pairs_dense(env), 1)
+        t_ours, pairs = timeit(partial(spatial_pairs, env), args.repeats)
+        t_a, ref = timeit(partial(pairs_strtree, env), args.repeats)
+        t_b, dense = timeit(partial(pairs_dense, env), 1)
         same = torch.equal(pairs, ref) and torch.equal(pairs, dense)
         rows.append((f"pairs 20000 {layout}", t_ours, t_a, t_b, "", f"identical pairs: {same} ({len(pairs)} pairs)"))
 

@@ -34,7 +34,7 @@ def _layer_report(layer, QgsMapLayerType) -> dict:
                    legend=[item.label() for item in r.legendSymbolItems()] if r else [],
                    labels_enabled=bool(layer.labelsEnabled()), geometry=layer.geometryType())
         try:
-            n, ids, names, descs, msg = layer.listStylesInDatabase()
+            _, _, names, _, _ = layer.listStylesInDatabase()
             rep["db_styles"] = list(names)
         except Exception:  # noqa: BLE001 - providers without style storage
             rep["db_styles"] = []

@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import math
 import os
 import sys
 import tempfile
@@ -85,7 +86,7 @@ def float_range(lo: float | None = None, hi: float | None = None, *, lo_open: bo
             value = float(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-        if value != value or value in (float("inf"), float("-inf")):
+        if not math.isfinite(value):
             raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
         if lo_open and lo is not None and value <= lo:
             raise argparse.ArgumentTypeError(f"must be > {lo:g}, got {text}")

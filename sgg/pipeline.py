@@ -20,6 +20,7 @@ import hashlib
 import importlib
 import inspect
 import os
+import pickle
 import time
 from collections.abc import Callable, MutableMapping
 from functools import lru_cache
@@ -511,7 +512,7 @@ class TileCache(MutableMapping):
         for p in self._files():
             try:
                 yield torch.load(p, map_location="cpu", weights_only=True)["key"]
-            except Exception:  # noqa: BLE001
+            except (OSError, RuntimeError, EOFError, KeyError, pickle.UnpicklingError):  # damaged: not a key
                 continue
 
     def __len__(self) -> int:

@@ -163,6 +163,20 @@ def _iou(a, b, hbb):
     return inter / (pa.area + pb.area - inter)
 
 
+def _pred_to_gt(plist, gt_rels, gt_objects, pred_objects, hbb, thr):
+    """Per predicted triplet, the ground-truth rows it matches (classes, predicate, both boxes at IoU >= thr)."""
+    (gcls, gbox), (pcls, pbox) = gt_objects, pred_objects
+    out = []
+    for s, o, p in plist:
+        hits = []
+        for g, (gs, go, gp) in enumerate(gt_rels):
+            if ((gcls[gs], gcls[go], gp) == (pcls[s], pcls[o], p)
+                    and _iou(gbox[gs], pbox[s], hbb) >= thr and _iou(gbox[go], pbox[o], hbb) >= thr):
+                hits.append(g)
+        out.append(hits)
+    return out
+
+
 def sgb_reference(gts, preds, ks, hbb=False, thr=0.5, zs_triplets=()):
     num_rel = gts[0].vocabulary.num_predicates
     rec = {k: [] for k in ks}
@@ -188,19 +202,8 @@ def sgb_reference(gts, preds, ks, hbb=False, thr=0.5, zs_triplets=()):
         ng = [(inds[i, 0], inds[i, 1], j + 1) for i, j in cells]
         zs_idx = [g for g, (s, o, p) in enumerate(gt_rels) if (gcls[s], gcls[o], p) in zs_triplets]
 
-        def pred_to_gt(plist):
-            out = []
-            for s, o, p in plist:
-                hits = []
-                for g, (gs, go, gp) in enumerate(gt_rels):
-                    if (gcls[gs], gcls[go], gp) == (pcls[s], pcls[o], p):
-                        if _iou(gbox[gs], pbox[s], hbb) >= thr and _iou(gbox[go], pbox[o], hbb) >= thr:
-                            hits.append(g)
-                out.append(hits)
-            return out
-
         for plist, rdict, mdict, zdict in ((gc, rec, mcol, zrec), (ng, ngrec, ngmcol, None)):
-            p2g = pred_to_gt(plist[: max(ks)])
+            p2g = _pred_to_gt(plist[: max(ks)], gt_rels, (gcls, gbox), (pcls, pbox), hbb, thr)
             for k in ks:
                 match = reduce(np.union1d, p2g[:k], np.array([], dtype=int))
                 rdict[k].append(len(match) / len(gt_rels))

@@ -104,7 +104,7 @@ def map_names(
     for i, name in enumerate(names):  # one dict lookup per name; unique names are resolved once
         hit = cache.get(name)
         if hit is None:
-            target = aliases[name] if name in aliases else name
+            target = aliases.get(name, name)
             if target is None:
                 hit = -1
             elif target in index:

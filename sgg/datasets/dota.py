@@ -151,12 +151,12 @@ def find_dota_image(label_path: Path) -> Path | None:
 
 
 def _image_size(image: Path) -> tuple[int, int] | None:
-    try:
-        from PIL import Image
+    from PIL import Image
 
+    try:
         with Image.open(image) as im:  # reads the header only
             return int(im.width), int(im.height)
-    except Exception:  # unreadable or exotic (e.g. a GeoTIFF PIL can't parse): leave the size unknown
+    except (OSError, ValueError, Image.DecompressionBombError):  # unreadable, exotic or huge: size unknown
         return None
 
 

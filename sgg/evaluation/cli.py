@@ -101,7 +101,7 @@ def _read_annotation(f: Path, vocabulary):
     sg = read(f)
     if vocabulary is None or tuple(sg.vocabulary.objects) == tuple(vocabulary.objects):
         return sg
-    missing = sorted(set(sg.vocabulary.objects[i] for i in sg.detections.labels.tolist()) - set(vocabulary.objects))
+    missing = sorted({sg.vocabulary.objects[i] for i in sg.detections.labels.tolist()} - set(vocabulary.objects))
     if missing:
         raise SggInputError(f"classes {missing[:5]} are not in the vocabulary", path=f)
     det = _remap(sg.detections, sg.vocabulary, vocabulary)

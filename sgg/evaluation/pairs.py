@@ -19,7 +19,7 @@ import torch
 
 from sgg.structures import Detections, PairSet, SceneGraph
 
-__all__ = ["match_boxes", "first_hit_ranks", "MISSED", "pair_recall", "mean_pair_recall", "format_pair_table", "main"]
+__all__ = ["match_boxes", "first_hit_ranks", "MISSED", "pair_recall", "mean_pair_recall", "format_pair_table"]
 
 DEFAULT_BUDGETS = (10_000,)
 DEFAULT_FRACTIONS = (0.01, 0.02, 0.05)

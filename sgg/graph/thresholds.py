@@ -13,14 +13,14 @@ Every written file records both (``evaluation_threshold``, ``output_threshold`` 
 
 from __future__ import annotations
 
-from typing import Any, Union
+from typing import Any
 
 import torch
 
 from sgg.errors import SggInputError
 
 DEFAULT_OUTPUT_THRESHOLD = 0.3
-Threshold = Union[float, dict]
+Threshold = float | dict
 
 
 def _check(value: Any, what: str) -> float:

@@ -18,12 +18,12 @@ from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import numpy as np
 import rasterio
 from rasterio.enums import ColorInterp, MaskFlags, Resampling
-from rasterio.errors import NotGeoreferencedWarning, RasterioError
+from rasterio.errors import CRSError, NotGeoreferencedWarning, RasterioError
 from rasterio.windows import Window
 
 from sgg.errors import SggInputError
@@ -222,7 +222,7 @@ class RasterScene:
         res = (float(np.hypot(t.a, t.d)) + float(np.hypot(t.b, t.e))) / 2
         try:
             factor = float(self.crs.linear_units_factor[1])
-        except Exception:  # unknown units: assume metres
+        except (CRSError, TypeError, ValueError, IndexError):  # unknown units: assume metres
             factor = 1.0
         return res * factor
 
@@ -401,7 +401,7 @@ class RasterScene:
         return np.moveaxis(out, 0, -1)  # an (h, w, C) view: no copy; Tile.chw gives the buffer back
 
     def _read_spec(self, spec: TileSpec, ds: Any | None = None) -> Tile:
-        c, r, w, h = spec.level_window
+        _, _, w, h = spec.level_window
         fwin = spec.float_window
         data, valid = self._read_raw(ds or self._ds, fwin, (w, h))
         return Tile(self._convert(data, valid), spec.window, spec.level, float(2**spec.level), valid,
@@ -534,7 +534,7 @@ class RasterScene:
     def closed(self) -> bool:
         return self._ds.closed
 
-    def __enter__(self) -> RasterScene:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:

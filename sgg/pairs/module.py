@@ -17,6 +17,7 @@ scenes; higher is better). Checkpoints carry the vocabulary and config (``checkp
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import pytorch_lightning as pl
@@ -198,7 +199,7 @@ class PPGModule(pl.LightningModule):
         if y.any():
             self.log("val/score", s[y].mean(), prog_bar=True)
         auc = pair_auc(s[y], s[~y])
-        if auc == auc:
+        if not math.isnan(auc):
             self.log("val/auc", auc, prog_bar=True)
 
     def configure_optimizers(self):

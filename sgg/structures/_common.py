@@ -17,9 +17,9 @@ def _as_tensor(data: Any, dtype: torch.dtype, name: str, device: torch.device | 
             t = torch.as_tensor(np.asarray(data))
         except (TypeError, ValueError) as exc:
             raise ValueError(f"{name}: cannot be converted to a tensor ({exc})") from None
-    if t.is_floating_point() and dtype in (torch.long, torch.int64) and t.numel():
-        if not torch.equal(t, t.round()):
-            raise ValueError(f"{name}: expected integer values, got non-integer floats")
+    if (t.is_floating_point() and dtype in (torch.long, torch.int64) and t.numel()
+            and not torch.equal(t, t.round())):
+        raise ValueError(f"{name}: expected integer values, got non-integer floats")
     t = t.to(dtype=dtype if not (t.is_floating_point() and dtype.is_floating_point) else t.dtype)
     if device is not None:
         t = t.to(device)
