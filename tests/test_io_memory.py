@@ -84,3 +84,50 @@ def test_large_decimated_reads_are_split_without_changing_pixels(tmp_path, monke
         assert a.array.shape == b.array.shape and b.valid.all() and a.factor == b.factor
         diff = np.abs(a.array.astype(int) - b.array.astype(int))
         assert diff.max() <= tol and diff.mean() < 0.05
+
+
+def _refault_k(n_floats: int) -> float:
+    """Minor page faults (thousands) of allocating, filling and freeing a buffer, in a loop's steady state."""
+    import resource
+
+    import torch
+
+    for _ in range(6):  # aligned re-allocations settle after a few rounds (freed chunks coalesce)
+        torch.ones(n_floats)
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    torch.ones(n_floats)
+    return (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before) / 1e3
+
+
+@pytest.mark.skipif(memory._mallopt() is None, reason="glibc mallopt only")
+def test_reuse_freed_memory_keeps_large_buffers_paged_in_and_restores_the_defaults(monkeypatch):
+    n = 16 << 20  # 64 MB of float32: above glibc's largest mmap threshold, so a fresh mapping by default
+    pages = n * 4 / 4096 / 1e3  # 16.4 k pages
+    assert _refault_k(n) > 0.9 * pages  # default: every re-allocation is zero-filled page by page
+    trims = []
+    monkeypatch.setattr(memory, "release_memory", lambda: trims.append(1) or True)
+    with memory.reuse_freed_memory():
+        with memory.reuse_freed_memory():  # nested: one setting, restored by the outermost block only
+            assert _refault_k(n) < 0.05 * pages
+        assert _refault_k(n) < 0.05 * pages and not trims
+    assert trims == [1]
+    assert _refault_k(n) > 0.9 * pages  # defaults are back
+
+
+def test_detect_scene_runs_its_tiles_inside_reuse_freed_memory(monkeypatch):
+    import sgg.detectors.inference as inference
+
+    entered = []
+
+    class _Spy:
+        def __enter__(self):
+            entered.append("in")
+
+        def __exit__(self, *exc):
+            entered.append("out")
+
+    monkeypatch.setattr(inference, "reuse_freed_memory", _Spy)
+    plan = inference.DetectionPlan.__new__(inference.DetectionPlan)
+    object.__setattr__(plan, "levels", [])
+    list(inference.run_tiles(object(), None, plan))
+    assert entered == ["in", "out"]

@@ -45,6 +45,7 @@ import torch
 from dataclasses import dataclass, field
 
 from sgg.errors import SggInputError
+from sgg.io.memory import reuse_freed_memory
 from sgg.structures import Detections, SceneGraph, Vocabulary
 
 from .merge import merge_detections, merge_single, tile_to_level0
@@ -346,6 +347,14 @@ def run_tiles(
         raise SggInputError(f"the detector {type(model).__name__} cannot return per-object features",
                             where="detector")
     stats = stats if stats is not None else RunStats()
+    with reuse_freed_memory():  # the model's activations are re-allocated every tile: keep them paged in
+        yield from _run_levels(model, scene, plan, batch_size, prefetch, score_threshold, with_features, cache,
+                               progress, stats)
+
+
+def _run_levels(model, scene, plan: DetectionPlan, batch_size: int, prefetch: int, score_threshold: float,
+                with_features: bool, cache: MutableMapping[str, TileResult] | None, progress: ProgressFn | None,
+                stats: RunStats) -> Iterator[TileResult]:
     device = _device_of(model)
     found: list[Detections] = []
     for li, lp in enumerate(plan.levels):
