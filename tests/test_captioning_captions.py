@@ -138,7 +138,7 @@ def test_caption_of_a_real_airbus_airport():
 
     path = REAL / "airbus_aircraft" / "labelTxt" / "fc06c595-7905-46c3-91c0-daf56af0f926.txt"
     if not path.exists():
-        path = sorted((REAL / "airbus_aircraft" / "labelTxt").glob("*.txt"))[0]
+        path = min((REAL / "airbus_aircraft" / "labelTxt").glob("*.txt"))
     g = read_dota_labels(path, aliases="dota_to_star")
     text = caption(g)
     n = g.num_objects

@@ -292,7 +292,7 @@ def test_exit_status_of_success_is_zero(files, tmp_path, capsys):
 def test_seen_tracebacks_are_one_line(files, tmp_path, capsys):
     A = files["annotation"]
     # eval detection --pred X.gpkg now reads it; a raster as --pred is one line
-    rc, lines, out = run(["eval", "detection", "--pred", files["gpkg"], "--gt", A], capsys)
+    rc, _, out = run(["eval", "detection", "--pred", files["gpkg"], "--gt", A], capsys)
     assert rc == 0 and "mAP" in out
     assert_one_error(*run(["eval", "detection", "--pred", files["raster"], "--gt", A], capsys)[:2], "scene.tif")
     assert_one_error(*run(["export", files["gpkg"], "--to", "gpkg", "--out", tmp_path / "o.gpkg", "--crs",
@@ -401,7 +401,7 @@ def test_seen_stale_parts_of_a_killed_export_are_removed(files, tmp_path, capsys
     import subprocess
     import sys
 
-    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True, check=False)
     pid = int(dead.stdout)
     stale = tmp_path / f".o.{pid}.0123abcd.part.gpkg"
     stale.write_bytes(b"x" * 100)
@@ -421,7 +421,7 @@ def test_seen_help_texts(capsys):
     assert "(default: 0.05)" in text and "(default: guided)" in text
     code = ("import sys; from sgg.cli import main; main(['train', 'detector', '--help']); "
             "print('LIGHTNING' if 'pytorch_lightning' in sys.modules else 'no lightning')")
-    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False)
     lines = res.stdout.strip().splitlines()
     assert res.returncode == 0 and lines[-1] == "no lightning" and len(lines) < 80
     assert "--data.data_dir" in res.stdout and "--model.backbone" in res.stdout

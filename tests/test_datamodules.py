@@ -219,7 +219,7 @@ def test_relation_datamodule(data_dir):
     for b in batch:
         assert b["pairs"].tolist() == [[0, 1], [1, 2], [3, 4]] and b["predicates"].tolist() == [1, 2, 3]
         assert b["boxes"].shape == (10, 5) and b["labels"].shape == (10,)
-        w, h = b["image_size"].tolist()
+        w, _ = b["image_size"].tolist()
         assert b["image"].shape[0] == 3 and max(b["image"].shape[1:]) <= 128
         assert b["image"].shape[2] == math.ceil(w * b["image_scale"].item() - 1e-6)
     val = next(iter(dm.val_dataloader()))
@@ -267,7 +267,7 @@ def test_ddp_two_ranks_see_disjoint_fresh_tiles(data_dir, tmp_path):
     script = tmp_path / "ddp_run.py"
     script.write_text(DDP_SCRIPT)
     proc = subprocess.run([sys.executable, str(script), str(data_dir), str(tmp_path)], capture_output=True, text=True,
-                          timeout=300, cwd=tmp_path)
+                          timeout=300, cwd=tmp_path, check=False)
     assert proc.returncode == 0, proc.stderr[-3000:]
     seen = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
     for epoch in ("0", "1"):

@@ -301,7 +301,7 @@ def test_dota_results_round_trip(tmp_path):
         res[image_id] = Detections(boxes, torch.randint(0, 4, (n,), generator=g), torch.rand(n, generator=g))
     files = write_dota_results(res, tmp_path / "res", STAR)
     assert len(files) == STAR.num_classes and (tmp_path / "res" / "Task1_ship.txt").exists()
-    first = [ln for f in files for ln in f.read_text().splitlines()][0].split()
+    first = next(ln for f in files for ln in f.read_text().splitlines()).split()
     assert len(first) == 10 and first[0] in res
     back = read_dota_results(tmp_path / "res")
     assert set(back) == set(res)

@@ -199,8 +199,8 @@ def test_matches_independent_reference(seed, use_07, thr):
         if ap is not None:
             ref[name] = ap
     assert set(r["AP"]) == set(ref)
-    for name in ref:
-        assert r["AP"][name] == pytest.approx(ref[name], abs=1e-6), name
+    for name, ap in ref.items():
+        assert r["AP"][name] == pytest.approx(ap, abs=1e-6), name
     assert r["mAP"] == pytest.approx(np.mean(list(ref.values())), abs=1e-6)
 
 

@@ -197,7 +197,7 @@ def test_atomic_write_keeps_old_file(tmp_path, rgb_scene, monkeypatch):
 def _system_qgis() -> str | None:
     """A Python interpreter with PyQGIS (Debian: python3-qgis), if this machine has one."""
     for exe in ("/usr/bin/python3", shutil.which("python3")):
-        if exe and subprocess.run([exe, "-c", "import qgis.core"], capture_output=True).returncode == 0:
+        if exe and subprocess.run([exe, "-c", "import qgis.core"], capture_output=True, check=False).returncode == 0:
             return exe
     return None
 
@@ -222,7 +222,7 @@ def test_qgis_opens_gpkg_coloured_by_class(tmp_path, rgb_scene):
         pytest.skip("PyQGIS (python3-qgis) not installed")
     sg, _ = rgb_scene
     path = export(sg, tmp_path / "rgb.gpkg")
-    out = subprocess.run([exe, "-c", QGIS_SCRIPT, str(path)], capture_output=True, text=True, timeout=120)
+    out = subprocess.run([exe, "-c", QGIS_SCRIPT, str(path)], capture_output=True, text=True, timeout=120, check=False)
     info = json.loads(out.stdout.strip().splitlines()[-1])
     assert info["valid"] and info["count"] == sg.num_objects and info["crs"] == "EPSG:32618"
     assert info["renderer"] == "categorizedSymbol" and info["attr"] == "class"  # the stored default style

