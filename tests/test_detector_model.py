@@ -9,11 +9,11 @@ import torch
 
 from sgg.detectors.backbones import efficientnet_lite0_weights_path
 from sgg.detectors.box_coder import DeltaXYWHACoder, MidpointOffsetCoder
-from sgg.ops import box_to_envelope as obb_to_xyxy
 from sgg.detectors.checkpoint import load_detector, save_detector
 from sgg.detectors.hodnet import HODNet, total_loss
 from sgg.errors import SggInputError
 from sgg.ops import box_to_envelope, normalize_le90, rotated_iou
+from sgg.ops import box_to_envelope as obb_to_xyxy
 from sgg.structures import Detections, Vocabulary
 
 torch.set_num_threads(1)

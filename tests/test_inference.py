@@ -247,7 +247,7 @@ def test_cli_with_weights(tmp_path):
     sg = read_scene_json(out)
     ref = detect_scene(load_detector(weights), path, score_threshold=0.3, progress=False)
     assert len(ref.detections) > 0 and sg.vocabulary.objects == VOC.objects and sg.image_size == (320, 256)
-    order = lambda d: torch.argsort(d.boxes.tensor[:, 0] * 1e4 + d.boxes.tensor[:, 1])  # noqa: E731
+    order = lambda d: torch.argsort(d.boxes.tensor[:, 0] * 1e4 + d.boxes.tensor[:, 1])
     a, b = sg.detections, ref.detections
     assert torch.allclose(a.boxes.tensor[order(a)], b.boxes.tensor[order(b)], atol=1e-3)
     assert torch.equal(a.labels[order(a)], b.labels[order(b)])

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import warnings
+from typing import ClassVar
 
 import numpy as np
 import pytest
@@ -214,17 +215,17 @@ def test_gsd_min_level_and_warnings():
 
 
 def test_detect_scene_uses_gsd(tmp_path):
+    from PIL import Image
+
     from sgg.detectors.inference import detect_scene, plan_scene
     from sgg.io import RasterScene
-
-    from PIL import Image
 
     path = tmp_path / "img.png"
     Image.fromarray(np.zeros((600, 1000, 3), dtype=np.uint8)).save(path)
 
     class Dummy(torch.nn.Module):
         vocabulary = Vocabulary(("ship",), ())
-        config = {"gsd_range": [0.4, 2.0]}
+        config: ClassVar[dict] = {"gsd_range": [0.4, 2.0]}
 
         def forward(self, images):
             return [Detections.empty() for _ in range(len(images))]

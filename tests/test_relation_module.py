@@ -97,7 +97,6 @@ def test_frequency_bias_starts_from_training_counts(rel_dir):
     want = torch.log((counts + 0.5) / (counts + 0.5).sum(-1, keepdim=True)).reshape(-1, STAR.num_predicates)
     assert torch.allclose(model.head.freq_bias.weight, want, atol=1e-5)
     # the bias is added for the pair's classes
-    b = torch.tensor([[0.0, 0, 10, 5, 0], [20, 0, 10, 5, 0]])
     lab, pairs = torch.tensor([1, 2]), torch.tensor([[0, 1]])
     assert torch.allclose(model.head.bias(lab, pairs), want[1 * 48 + 2][None])
 
