@@ -5,6 +5,7 @@ drives the pyramid level of its PNG."""
 from __future__ import annotations
 
 import warnings
+from typing import ClassVar
 
 import numpy as np
 import pytest
@@ -54,7 +55,7 @@ def test_dota_gsd_header_sets_the_finest_level(tmp_path):
 
     class Dummy(torch.nn.Module):
         vocabulary = Vocabulary(("car",), ())
-        config = {"gsd_range": [0.33, 2.0]}
+        config: ClassVar[dict] = {"gsd_range": [0.33, 2.0]}
 
         def forward(self, images):
             return [Detections.empty() for _ in range(len(images))]

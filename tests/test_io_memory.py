@@ -6,9 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-import sgg.io.memory as memory
-import sgg.io.raster as raster
-from sgg.io import RasterScene, write_geotiff
+from sgg.io import RasterScene, memory, raster, write_geotiff
 
 
 def _rss_mb() -> float:
@@ -115,7 +113,7 @@ def test_reuse_freed_memory_keeps_large_buffers_paged_in_and_restores_the_defaul
 
 
 def test_detect_scene_runs_its_tiles_inside_reuse_freed_memory(monkeypatch):
-    import sgg.detectors.inference as inference
+    from sgg.detectors import inference
 
     entered = []
 

@@ -9,6 +9,7 @@ BatchNorm is frozen (eval statistics) by default, since detection batches of 2â€
 
 from __future__ import annotations
 
+import itertools
 from collections import OrderedDict
 from pathlib import Path
 
@@ -143,7 +144,7 @@ class BackboneFPN(nn.Module):
                 return [[ch["stem"]], [ch["layer1"]], [ch["layer2"]], [ch["layer3"]], [ch["layer4"]]]
             cuts = [0, 2, 4, 7, 13, 17]  # mobilenet_v3_large features: stem..stride-2 | C2 | C3 | C4 | C5
             mods = list(body.body.children())
-            return [mods[a:b] for a, b in zip(cuts[:-1], cuts[1:])]
+            return [mods[a:b] for a, b in itertools.pairwise(cuts)]
         blocks = list(body.blocks.children())  # timm efficientnet: blocks 0 (s2), 1 (s4), 2 (s8), 3-4 (s16), 5-6 (s32)
         return [[body.conv_stem, body.bn1, blocks[0]], [blocks[1]], [blocks[2]], blocks[3:5], blocks[5:7]]
 
@@ -156,7 +157,7 @@ class BackboneFPN(nn.Module):
                 for p in mod.parameters():
                     p.requires_grad_(False)
 
-    def train(self, mode: bool = True) -> "BackboneFPN":
+    def train(self, mode: bool = True) -> BackboneFPN:
         super().train(mode)
         if mode and self.freeze_bn:
             for m in self.body.modules():
@@ -164,7 +165,7 @@ class BackboneFPN(nn.Module):
                     m.eval()
         return self
 
-    def forward(self, x: torch.Tensor) -> "OrderedDict[str, torch.Tensor]":
+    def forward(self, x: torch.Tensor) -> OrderedDict[str, torch.Tensor]:
         feats = self.body(x)
         out = self.fpn(OrderedDict((f"p{i + 2}", f) for i, f in enumerate(feats)))
         return OrderedDict((f"p{i + 2}", v) for i, v in enumerate(out.values()))

@@ -116,8 +116,8 @@ def check_options(args: argparse.Namespace):
     out = Path(args.out) if args.out else Path(f"{raster.stem}.scene.json")
     output_file(out, "--out", suffixes=GRAPH_SUFFIXES, inputs=[raster])
     dota_out = output_dir(args.dota_out, "--dota-out") if args.dota_out else None
-    from sgg.graph.formats import suffix_format
     from sgg.graph.cli import check_project_option
+    from sgg.graph.formats import suffix_format
 
     check_project_option(args, suffix_format(out), inputs=(raster,))
     return raster, out, dota_out

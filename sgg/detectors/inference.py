@@ -36,13 +36,13 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable, Iterable, Iterator, MutableMapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, MutableMapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
-
-from dataclasses import dataclass, field
 
 from sgg.errors import SggInputError
 from sgg.io.memory import reuse_freed_memory
@@ -50,6 +50,9 @@ from sgg.structures import Detections, SceneGraph, Vocabulary
 
 from .merge import merge_detections, merge_single, tile_to_level0
 from .protocol import detector_vocabulary, supports_features
+
+if TYPE_CHECKING:
+    from sgg.io import RasterScene
 
 
 # ------------------------------------------------------------------------------------------------ helpers
@@ -458,7 +461,7 @@ def merge_tiles(results: Sequence[TileResult], image_size: tuple[int, int], *, i
 # ------------------------------------------------------------------------------------------ main entry
 def detect_scene(
     model: torch.nn.Module,
-    scene: "RasterScene | str | os.PathLike",
+    scene: RasterScene | str | os.PathLike,
     tile_size: int | None = None,
     overlap: int | None = None,
     levels: str | Sequence[int] = "auto",

@@ -21,7 +21,7 @@ Order of operations (all vectorised over boxes and tiles):
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 

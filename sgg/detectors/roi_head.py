@@ -16,11 +16,9 @@ group's classes is left to the oriented data; the envelope loss uses the group m
 
 from __future__ import annotations
 
-
 import torch
 import torch.nn.functional as F
 from torch import nn
-
 from torchvision.ops import box_iou
 
 from sgg.ops import box_to_envelope, rotated_iou, rotated_nms, rotated_roi_align

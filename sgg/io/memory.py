@@ -30,9 +30,9 @@ import ctypes
 import ctypes.util
 import sys
 import threading
+from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import lru_cache
-from typing import Iterator
 
 __all__ = ["release_memory", "HeapTrimmer", "reuse_freed_memory"]
 
