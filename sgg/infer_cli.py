@@ -92,6 +92,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--zoom", choices=("guided", "full"), help="guided: finer tiles only under coarser objects")
     p.add_argument("--batch-size", type=int_range(1), help="tiles per forward pass (config default 2)")
     p.add_argument("--score-threshold", type=float_range(0, 1), help="config default 0.05")
+    p.add_argument("--gsd", type=float_range(0, None, lo_open=True), help="metres per pixel when the raster does not "
+                   "say (default: its CRS, else a DOTA label's gsd: header beside the image)")
+    p.add_argument("--no-size-filter", dest="size_filter", action="store_false", default=None,
+                   help="keep objects impossibly large in metres for their class (dropped by default when the GSD "
+                        "is known)")
     p.add_argument("--pair-proposer", type=_none, help="'default' (STAR's PPG), a proposer/PPG file, or none")
     p.add_argument("--pair-budget", type=_budget, help="pairs kept per scene: 'auto' (config default: "
                    "max(10,000, 32 × objects)) or a number (STAR: 10,000)")
@@ -117,6 +122,7 @@ def pipeline_from_args(args: argparse.Namespace):
                      ("tile_size", "detector.tile_size"), ("overlap", "detector.overlap"),
                      ("levels", "detector.levels"), ("zoom", "detector.zoom"), ("batch_size", "detector.batch_size"),
                      ("score_threshold", "detector.score_threshold"), ("pair_budget", "pairs.budget"),
+                     ("gsd", "detector.gsd"), ("size_filter", "detector.size_filter"),
                      ("top_k", "output.top_k"), ("device", "device")):
         if getattr(args, opt, None) is not None:
             over[key] = getattr(args, opt)

@@ -48,6 +48,8 @@ DEFAULTS: dict[str, Any] = {
         "prefetch": 2,
         "score_threshold": 0.05,
         "iou_threshold": 0.4,
+        "gsd": None,  # metres per pixel when the raster does not say (else its CRS, else a DOTA label's gsd:)
+        "size_filter": True,  # drop objects impossibly large in metres for their class (needs a known GSD)
     },
     # proposer: default | a weights path | null; budget: "auto" (max(10,000, 32·N), sgg.pairs.auto_budget) | int | null
     "pairs": {"proposer": "default", "budget": "auto"},
@@ -318,7 +320,7 @@ class Pipeline:
         model = self.detector
         head = self.relation_head
         kwargs = {k: d[k] for k in ("tile_size", "overlap", "levels", "zoom", "batch_size", "prefetch",
-                                    "score_threshold", "iou_threshold")}
+                                    "score_threshold", "iou_threshold", "gsd", "size_filter")}
         params = inspect.signature(detect_scene).parameters
         if "with_features" in params:
             # heads with visual inputs (RPCM's visual_dim > 0) need the detector's per-object features

@@ -446,3 +446,34 @@ def test_pair_budget_auto_scales_with_the_scene(tmp_path):
     args = build_parser().parse_args(["x.tif", "--out", "o", "--pair-budget", "auto"])
     assert args.pair_budget == "auto"
     assert build_parser().parse_args(["x.tif", "--out", "o", "--pair-budget", "500"]).pair_budget == 500
+
+
+def test_pipeline_gsd_and_size_filter_reach_detect_scene(tmp_path):
+    path = make_scene(tmp_path)  # 0.1 m pixels: the 40 x 20 px "cars" are 4 x 2 m
+    sg = fake_pipeline().run(path)
+    assert len(sg.detections) == 5 and sg.metadata["gsd"] == pytest.approx(0.1)
+    assert sg.metadata["gsd_source"] == "raster"
+    # read as 2 m pixels the same boxes are 80 x 40 m cars: impossible, dropped by the size filter
+    big = fake_pipeline(detector={"weights": None, "zoom": "full", "gsd": 2.0}).run(path)
+    assert big.metadata["gsd"] == pytest.approx(2.0) and big.metadata["gsd_source"] == "argument"
+    assert len(big.detections) < len(sg.detections)
+    kept = fake_pipeline(detector={"weights": None, "zoom": "full", "gsd": 2.0, "size_filter": False}).run(path)
+    assert len(kept.detections) == 5
+
+
+def test_infer_cli_gsd_options_reach_the_config():
+    from sgg.infer_cli import build_parser, pipeline_from_args
+
+    def config(*argv):
+        args = build_parser().parse_args(["x.tif", "--out", "o", *argv])
+        args._pair_given = args._head_given = False  # set by the command from its argv
+        return pipeline_from_args(args).config["detector"]
+
+    cfg = config("--gsd", "0.3", "--no-size-filter")
+    assert cfg["gsd"] == 0.3 and cfg["size_filter"] is False
+    cfg = config()
+    assert cfg["gsd"] is None and cfg["size_filter"] is True
+    from sgg.cli_support import UsageError
+
+    with pytest.raises(UsageError, match="--gsd: must be > 0"):
+        build_parser().parse_args(["x.tif", "--out", "o", "--gsd", "0"])
