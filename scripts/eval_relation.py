@@ -20,7 +20,8 @@ detections by the same rule, so SGDet is scored per window too.
 
 ``--taus 0 0.5 1`` scores the learned heads at several post-hoc logit adjustments τ from one set of
 predictions (a row per τ) — pick τ on ``--split val``, then store it (``model.logit_adjust``) and report
-the test split.
+the test split. ``--foreground-adjust`` applies τ among the foreground predicates only (the background
+probability, which ranks the pairs, stays unadjusted; ``model.adjust_background: false`` stores it).
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ from sgg.datasets.tiling import load_scenes, read_split
 from sgg.evaluation.sgg import SGGEvaluator
 from sgg.ops import rotated_iof
 from sgg.relation_heads import FrequencyPrior, load_relation_head
+from sgg.relation_heads.base import adjusted_scores
 from sgg.structures import PairSet
 
 
@@ -97,7 +99,8 @@ def crop_graphs(graphs, size: int, min_inside: float = 0.7, detections=None):
 def evaluate(head, graphs, mode: str, ks, inputs=None, taus=None) -> dict:
     """SGGEvaluator results of ``head`` on ``graphs``; with ``taus`` a dict τ → results, the head's
     predictions made once and re-adjusted per τ: softmax(log p₀ − τ·log prior), p₀ the unadjusted
-    probabilities (the same as predicting with ``logit_adjust = τ``)."""
+    probabilities (the same as predicting with ``logit_adjust = τ``; the head's ``adjust_background`` says
+    whether the background column is adjusted too, :func:`sgg.relation_heads.base.adjusted_scores`)."""
     if taus is None:
         return evaluate(head, graphs, mode, ks, inputs, [None])[None]
     evs = {t: SGGEvaluator(mode, ks=ks) for t in taus}
@@ -114,7 +117,8 @@ def evaluate(head, graphs, mode: str, ks, inputs=None, taus=None) -> dict:
         pairs += len(pred.pairs)
         logp = torch.log(pred.predicate_scores.clamp_min(1e-30))
         for t, ev in evs.items():
-            ev.add(gt, pred if t is None else pred.replace(predicate_scores=torch.softmax(logp - t * lp.to(logp.device), 1)))
+            ev.add(gt, pred if t is None else pred.replace(
+                predicate_scores=adjusted_scores(logp, lp, t, getattr(head, "adjust_background", True))))
         if mode != "sgdet":
             rec.append(candidate_recall(gt, pred))
     out = {}
@@ -166,6 +170,8 @@ def main(argv=None) -> int:
     p.add_argument("--sgdet-only", action="store_true", help="skip the PredCls/SGCls evaluation")
     p.add_argument("--det-cache", metavar="DIR", help="keep/reuse SGDet detections here (<scene>.json)")
     p.add_argument("--logit-adjust", type=float, help="τ of the post-hoc logit adjustment (default: the head's)")
+    p.add_argument("--foreground-adjust", action="store_true",
+                   help="τ re-splits the foreground only, the background probability kept (adjust_background=False)")
     p.add_argument("--taus", type=float, nargs="+", metavar="T",
                    help="evaluate the learned heads at each post-hoc τ (predicted once; one row per τ) to pick τ")
     p.add_argument("--neg-ratio", type=float, default=3.0, help="negatives per positive of training, for the prior")
@@ -197,6 +203,9 @@ def main(argv=None) -> int:
                     train = [sc.graph for sc in load_scenes(args.data, read_split(args.data)["train"])]
                     prior = training_log_prior(train, head.num_predicates, args.neg_ratio)
                 head.log_prior.copy_(prior)
+    for head in head_of.values():
+        if args.foreground_adjust and head.kind != "freq":
+            head.adjust_background = False
     for spec, head in head_of.items():
         if args.sgdet_only:
             break

@@ -172,3 +172,17 @@ def test_triangles_tiny_graphs(n_pairs):
     pairs = torch.tensor([[0, 1]])[:n_pairs]
     out = head(boxes, torch.tensor([0, 0]), pairs)
     assert out["rel_logits"].shape == (n_pairs, 3) and bool(torch.isfinite(out["rel_logits"]).all())
+
+
+def test_adjusted_scores_foreground_only_hand_worked():
+    """``background=False`` keeps the unadjusted background probability and re-splits the rest by τ."""
+    from sgg.relation_heads.base import adjusted_scores
+
+    z = torch.log(torch.tensor([[0.5, 0.4, 0.1]]))
+    lp = torch.log(torch.tensor([0.7, 0.2, 0.1]))
+    full = adjusted_scores(z, lp, 1.0)  # ∝ 0.5/0.7, 0.4/0.2, 0.1/0.1
+    want = torch.tensor([0.5 / 0.7, 2.0, 1.0])
+    assert torch.allclose(full, (want / want.sum())[None], atol=1e-6)
+    fg = adjusted_scores(z, lp, 1.0, background=False)  # bg stays 0.5; foreground 2 : 1 of the other 0.5
+    assert torch.allclose(fg, torch.tensor([[0.5, 1 / 3, 1 / 6]]), atol=1e-6)
+    assert torch.allclose(adjusted_scores(z, lp, 0.0, background=False), torch.exp(z), atol=1e-6)

@@ -3,7 +3,8 @@
 A head maps ``(boxes (N,5), labels (N,) or None, pairs (M,2), features (N,D) or None)`` to
 ``{"rel_logits": (M, P) (column 0 background), "obj_logits": (N, C) or None}``. ``predict`` wraps that
 for a :class:`~sgg.structures.SceneGraph`: it maps class names to the head's vocabulary, proposes pairs
-when the graph has none, and returns ``graph.replace(predicate_scores=softmax(rel_logits − τ·log prior), …)`` (τ = ``logit_adjust``,
+when the graph has none, and returns ``graph.replace(predicate_scores=softmax(rel_logits − τ·log prior), …)`` (τ = ``logit_adjust``;
+with ``adjust_background=False`` τ re-splits the foreground only, :func:`adjusted_scores`,
 0 by default; the prior is the training predicate frequency, stored with the weights); an
 SGCls head (``mode='sgcls'``) also replaces the object classes with its own.
 """
@@ -91,13 +92,33 @@ def common_neighbours(pairs: torch.Tensor, num_objects: int) -> tuple[torch.Tens
     return eid, r, torch.where(sub, e_pk, e_qk), torch.where(sub, e_qk, e_pk)
 
 
+def adjusted_scores(logits: torch.Tensor, log_prior: torch.Tensor, tau: float, background: bool = True) -> torch.Tensor:
+    """Predicate probabilities (M, P) after post-hoc logit adjustment (Menon et al. 2021).
+
+    ``background=True``: softmax(z − τ·log prior) over all columns. ``background=False``: only the split among
+    the foreground predicates is adjusted, the background probability stays the unadjusted one:
+    [p_bg, (1 − p_bg) · softmax(z_fg − τ·log prior_fg)]. SGG recall ranks pairs by their best foreground score;
+    adjusting the background column too (its prior is the largest) lifts every candidate pair's foreground
+    mass at once, and on the synthetic crops the top 50 slots filled with confident rare-predicate guesses on
+    background pairs (README "Relations")."""
+    z = logits.float()
+    if not tau:
+        return torch.softmax(z, 1)
+    lp = log_prior.to(z.device).float()
+    if background:
+        return torch.softmax(z - tau * lp, 1)
+    p = torch.softmax(z, 1)
+    fg = torch.softmax(z[:, 1:] - tau * lp[1:], 1) * (1 - p[:, :1])
+    return torch.cat([p[:, :1], fg], 1)
+
+
 class RelationHead(nn.Module):
     """Base class; subclasses set ``kind`` and implement ``forward``."""
 
     kind = "base"
 
     def __init__(self, vocabulary: Vocabulary | dict | None = None, mode: str = "predcls",
-                 pair_rule: dict[str, float] | None = None, logit_adjust: float = 0.0):
+                 pair_rule: dict[str, float] | None = None, logit_adjust: float = 0.0, adjust_background: bool = True):
         super().__init__()
         if mode not in MODES:
             raise SggInputError(f"relation head: mode must be one of {MODES}, got {mode!r}")
@@ -107,7 +128,9 @@ class RelationHead(nn.Module):
         self.mode = mode
         self.pair_rule = {**DEFAULTS, **(pair_rule or {})}
         self.logit_adjust = float(logit_adjust)
-        self.config: dict[str, Any] = {"mode": mode, "pair_rule": dict(self.pair_rule), "logit_adjust": self.logit_adjust}
+        self.adjust_background = bool(adjust_background)  # False: τ re-splits the foreground only (adjusted_scores)
+        self.config: dict[str, Any] = {"mode": mode, "pair_rule": dict(self.pair_rule), "logit_adjust": self.logit_adjust,
+                                       "adjust_background": self.adjust_background}
         # log of the training predicate frequencies (background included, over training pairs); predict()
         # subtracts logit_adjust × this from the logits (post-hoc logit adjustment, Menon et al. 2021)
         self.register_buffer("log_prior", torch.zeros(self.vocabulary.num_predicates))
@@ -176,10 +199,8 @@ class RelationHead(nn.Module):
         feats = det.features.to(dev).float() if det.features is not None else None
         out = self(boxes, None if self.mode == "sgcls" else labels.to(dev), pairs.pairs.to(dev), feats)
         self.train(was)
-        logits = out["rel_logits"].float()
-        if self.logit_adjust:
-            logits = logits - self.logit_adjust * self.log_prior.to(logits.device)
-        scores = torch.softmax(logits, 1).to(det.boxes.device)
+        scores = adjusted_scores(out["rel_logits"], self.log_prior, self.logit_adjust,
+                                 self.adjust_background).to(det.boxes.device)
         if self.mode == "sgcls" and out.get("obj_logits") is not None:
             prob = torch.softmax(out["obj_logits"].float(), 1).to(det.boxes.device)
             sc, lab = prob.max(1)
