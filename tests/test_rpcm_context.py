@@ -186,3 +186,22 @@ def test_adjusted_scores_foreground_only_hand_worked():
     fg = adjusted_scores(z, lp, 1.0, background=False)  # bg stays 0.5; foreground 2 : 1 of the other 0.5
     assert torch.allclose(fg, torch.tensor([[0.5, 1 / 3, 1 / 6]]), atol=1e-6)
     assert torch.allclose(adjusted_scores(z, lp, 0.0, background=False), torch.exp(z), atol=1e-6)
+
+
+def test_pair_only_ceiling_hand_worked():
+    """Two scenes with the same two cars side by side: 'in the same lot as' in one, 'in another lot than' in
+    the other (the lots are not part of the pair): identical pair-only views, so each predicate's twin
+    disagrees (conflict 100 %) and a pair-only model can be right half of the time (posterior 50 %)."""
+    from sgg.relation_heads.diagnose import pair_only_ceiling, pair_table
+    from sgg.structures import Detections, PairSet, SceneGraph
+
+    boxes = torch.tensor([[10.0, 10, 6, 4, 0], [20, 10, 6, 4, 0]])
+    graphs = [SceneGraph(Detections(boxes, torch.tensor([0, 0])), PairSet(torch.tensor([[0, 1], [1, 0]])),
+                         predicate_labels=torch.tensor([p, p]), vocabulary=VOC) for p in (1, 2)]
+    table = pair_table(graphs)
+    assert len(table["key"]) == 4 and int(table["missed"]) == 0
+    rows = {r["predicate"]: r for r in pair_only_ceiling(table, VOC.predicates, eps=1e-3, k=3)}
+    for name in VOC.predicates[1:]:
+        assert rows[name]["n"] == 2 and rows[name]["twin"] == 1.0 and rows[name]["conflict"] == 1.0
+    # the 3 nearest of a (0, 1) pair: its twin (other predicate), and the two (1, 0) pairs, one of each
+    assert rows["in the same lot as"]["posterior"] == pytest.approx(1 / 3)

@@ -17,6 +17,15 @@ Per predicate, over its instances among the candidates (queries subsampled to ``
   fixed by the pair, low for one the pair leaves open.
 
     python -m sgg.relation_heads.diagnose --data /work/data/rel_synth --split train [--json out.json]
+
+With ``--heads A.pt B.pt`` it reports, for trained PredCls heads on a split, the per-predicate *pair
+accuracy* (:func:`pair_accuracy`: the annotated pairs whose best foreground predicate is right — does the
+head know the predicate, ranking aside) and the *top-50 slots* (:func:`top_k_slots`: which predicates fill
+each 512-px window's 50 best triplets, what recall@50 sees), with group means over the predicates a
+pair-only view leaves open (``--ceiling`` JSON, posterior < 50 %) and those it decides:
+
+    python -m sgg.relation_heads.diagnose --data /work/data/rel_synth_ho --split test \
+        --ceiling ceiling_train.json --heads MLP.pt RPCM.pt
 """
 
 from __future__ import annotations
@@ -104,6 +113,45 @@ def pair_only_ceiling(table: dict, predicates, eps: float = 0.05, k: int = 10, m
     return sorted(rows, key=lambda r: -r["n"])
 
 
+@torch.no_grad()
+def pair_accuracy(head, graphs) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per predicate (P,): annotated instances among the head's candidates, and the share whose pair's best
+    foreground predicate (after the head's τ) is that predicate — the classification of given pairs, free
+    of the ranking across pairs that recall@K adds."""
+    from .base import adjusted_scores
+
+    p = head.num_predicates
+    hit, n = torch.zeros(p), torch.zeros(p)
+    for g in graphs:
+        boxes, labels = g.detections.boxes.tensor.float(), g.detections.labels
+        m = len(boxes)
+        cand = neighbour_pairs(boxes, **head.pair_rule)
+        pos, t = pair_targets(g.pairs.pairs, g.predicate_labels, m, p)
+        ck, pk = cand[:, 0] * m + cand[:, 1], pos[:, 0] * m + pos[:, 1]
+        at = torch.searchsorted(ck, pk).clamp_max(max(len(ck) - 1, 0))
+        ok = ck[at] == pk
+        out = head(boxes, labels, cand)["rel_logits"][at[ok]]
+        scores = adjusted_scores(out, head.log_prior, head.logit_adjust, getattr(head, "adjust_background", True))
+        guess = scores[:, 1:].argmax(1) + 1
+        n += t[ok].sum(0)
+        hit += (torch.nn.functional.one_hot(guess, p).float() * t[ok]).sum(0)
+    return n, hit / n.clamp_min(1)
+
+
+@torch.no_grad()
+def top_k_slots(head, windows, k: int = 50) -> torch.Tensor:
+    """(P,) how many of the top-``k`` triplets (graph constraint: each pair's best foreground predicate,
+    ranked by its score, as SGG recall ranks them) of each window name each predicate, summed over windows."""
+    slots = torch.zeros(head.num_predicates)
+    for g in windows:
+        from sgg.structures import PairSet
+
+        pred = head.predict(g.replace(pairs=PairSet.empty(), predicate_labels=None))
+        best, arg = pred.predicate_scores[:, 1:].max(1)
+        slots += torch.bincount(arg[torch.argsort(best, descending=True)[:k]] + 1, minlength=len(slots)).float()
+    return slots
+
+
 def main(argv=None) -> int:
     from sgg.datasets.tiling import load_scenes, read_split
 
@@ -114,8 +162,15 @@ def main(argv=None) -> int:
     ap.add_argument("--k", type=int, default=10)
     ap.add_argument("--max-queries", type=int, default=2000)
     ap.add_argument("--json", metavar="OUT")
+    ap.add_argument("--heads", nargs="+", metavar="CKPT",
+                    help="instead: per-predicate pair accuracy of these PredCls heads on the split's whole scenes, and "
+                         "their top-K slots per predicate on 512-px windows; groups from --ceiling")
+    ap.add_argument("--ceiling", metavar="JSON", help="--json of a training-split run: predicates with posterior "
+                    "< 50 %% form the 'context' group of --heads")
     args = ap.parse_args(argv)
     graphs = [sc.graph for sc in load_scenes(args.data, read_split(args.data)[args.split])]
+    if args.heads:
+        return _heads_report(args, graphs)
     table = pair_table(graphs)
     rows = pair_only_ceiling(table, graphs[0].vocabulary.predicates, args.eps, args.k, args.max_queries)
     print(f"{len(graphs)} {args.split} scenes, {len(table['key'])} candidate pairs, {int(table['missed'])} annotated "
@@ -125,6 +180,44 @@ def main(argv=None) -> int:
         print(f"| {r['predicate']} | {r['n']} | {100 * r['twin']:.1f} | {100 * r['conflict']:.1f} | {100 * r['posterior']:.1f} |")
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=1) + "\n")
+    return 0
+
+
+def _heads_report(args, graphs) -> int:
+    import importlib.util
+
+    from .checkpoint import load_relation_head
+
+    spec = importlib.util.spec_from_file_location("eval_relation", Path(__file__).parents[2] / "scripts" / "eval_relation.py")
+    crop = None
+    if spec is not None and spec.loader is not None and Path(spec.origin).exists():
+        mod = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(mod)
+        crop = mod.crop_graphs(graphs, 512, 0.7)
+    names = graphs[0].vocabulary.predicates
+    post = {r["predicate"]: r["posterior"] for r in json.loads(Path(args.ceiling).read_text())} if args.ceiling else {}
+    cols, rows = [], {}
+    for path in args.heads:
+        head = load_relation_head(path)
+        n, acc = pair_accuracy(head, graphs)
+        slots = top_k_slots(head, crop) if crop is not None else torch.zeros_like(n)
+        cols.append(Path(path).stem)
+        rows[cols[-1]] = (n, acc, slots)
+    n = next(iter(rows.values()))[0]
+    present = [i for i in range(1, len(names)) if n[i] > 0]
+    ctx = [i for i in present if post.get(names[i], 1.0) < 0.5 and n[i] >= 20]
+    det = [i for i in present if post.get(names[i], 0.0) >= 0.5 and n[i] >= 20]
+    print("| predicate | n | " + " | ".join(f"{c} acc / top-50 slots" for c in cols) + " |")
+    print("|---|---|" + "---|" * len(cols))
+    for i in sorted(present, key=lambda i: -float(n[i])):
+        print(f"| {names[i]} | {int(n[i])} | " + " | ".join(f"{100 * rows[c][1][i]:.1f} / {int(rows[c][2][i])}" for c in cols) + " |")
+    for label, group in (("all present", present), ("context (posterior < 50 %, n ≥ 20)", ctx),
+                         ("pair-determined (posterior ≥ 50 %, n ≥ 20)", det)):
+        if group:
+            print(f"| mean, {label} | {len(group)} | " + " | ".join(f"{100 * float(rows[c][1][group].mean()):.1f}" for c in cols) + " |")
+    if args.json:
+        Path(args.json).write_text(json.dumps({c: {"n": r[0].tolist(), "acc": r[1].tolist(), "slots": r[2].tolist()}
+                                               for c, r in rows.items()}, indent=1) + "\n")
     return 0
 
 
