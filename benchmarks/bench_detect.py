@@ -29,7 +29,10 @@ autograd on (no ``no_grad``), sgg under ``inference_mode``; SAHI decodes the who
 on a prefetch thread. Per run the workers also print minor page faults and system CPU time: the model's
 activations are freed after every tile, and anything that hands free heap pages back to the OS between tiles
 (``sgg.io.raster.TRIM_EVERY``, the reader's ``malloc_trim`` cadence) makes the next forward zero-fill them
-again. ``--trim-every N`` sets that cadence in the sgg workers (default: the library's).
+again. ``--trim-every N`` sets that cadence in the sgg workers (default: the library's). sgg's tile loop runs under
+``sgg.io.memory.reuse_freed_memory`` (glibc: no ``mmap`` for large blocks, no automatic heap trim, while the loop
+runs), so activations above 32 MB are not fresh zero-filled mappings every tile; the forward-only reference pass
+runs under the same setting. SAHI runs as its users run it.
 
     /work/venv/bin/python benchmarks/bench_detect.py [--size 4096] [--threads 2] [--repeats 4] [--cases same,guided] [--rounds 5]
                                                       [--trim-every N] [--workdir DIR]
@@ -211,9 +214,11 @@ def worker(mode: str, raster: str, gt_path: str, threads: int, repeats: int = 2,
             tiles = [torch.from_numpy(np.ascontiguousarray(t.array)).permute(2, 0, 1).float().div(255)
                      for t in scene.tiles(TILE, OVERLAP, 0)]
             scene.close()
+            from sgg.io.memory import reuse_freed_memory
+
             for rep in range(repeats):
                 u0 = _usage()
-                with torch.inference_mode():
+                with torch.inference_mode(), reuse_freed_memory():  # the allocator setting sgg's tile loop runs under
                     for t in tiles:
                         tv([t])
                 fwd.append(_usage() - u0)
