@@ -125,7 +125,7 @@ def test_context_decides_a_shared_third_object():
 def test_triangle_messages_match_brute_force():
     """Mean and max over the common neighbours k of ta(e_ik) ⊙ tb(e_jk), e the mean of both directions of an
     edge; 0 for a relation without common neighbour."""
-    boxes, labels, _, _ = lots_scene(2)
+    boxes, _, _, _ = lots_scene(2)
     pairs = neighbour_pairs(boxes)
     pairs = torch.cat([pairs[::3], torch.tensor([[0, len(boxes) - 1]])])  # one direction only for some edges
     n = len(boxes)

@@ -31,6 +31,7 @@ pair-only view leaves open (``--ceiling`` JSON, posterior < 50 %) and those it d
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import sys
 from pathlib import Path
@@ -77,7 +78,7 @@ def pair_only_ceiling(table: dict, predicates, eps: float = 0.05, k: int = 10, m
     rng = np.random.default_rng(seed)
     order = np.argsort(key, kind="stable")
     bounds = np.flatnonzero(np.r_[True, key[order][1:] != key[order][:-1], True])
-    groups = {int(key[order[a]]): order[a:b] for a, b in zip(bounds[:-1], bounds[1:])}
+    groups = {int(key[order[a]]): order[a:b] for a, b in itertools.pairwise(bounds)}
     trees: dict[int, cKDTree] = {}
     rows = []
     for p in range(tgt.shape[1]):
