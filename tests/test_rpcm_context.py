@@ -143,6 +143,10 @@ def test_triangle_messages_match_brute_force():
         want = torch.stack(msgs) if msgs else torch.zeros(1, 6)
         assert torch.allclose(mean[r], want.mean(0), atol=1e-5) and torch.allclose(best[r], want.max(0).values, atol=1e-5)
     assert (mean != 0).any(1).float().mean() > 0.5  # most relations here have a common neighbour
+    step.CHUNK = 7  # inference path: chunked, same numbers
+    with torch.no_grad():
+        mean2, best2 = step.triangle_messages(rel, common_neighbours(pairs, n))
+    assert torch.allclose(mean2, mean, atol=1e-6) and torch.allclose(best2, best, atol=1e-6)
 
 
 def test_triangles_skip_init_and_checkpoint(tmp_path):

@@ -122,6 +122,7 @@ class _Step(nn.Module):
     dock" cannot be told from "each is in some lot"; the product of the two edges to one k can."""
 
     context = staticmethod(shared_object_mean)
+    CHUNK = 65536  # triangles per chunk at inference
 
     def __init__(self, h: int, pool: str = "mean", skip: bool = False, triangles: bool = False):
         super().__init__()
@@ -158,9 +159,20 @@ class _Step(nn.Module):
         eid, r, e_ik, e_jk = tri
         m, d = len(rel), rel.shape[1]
         edge = scatter_mean(rel, eid, int(eid.max()) + 1 if len(eid) else 0)
-        msg = self.ta(edge)[e_ik] * self.tb(edge)[e_jk]
-        best = rel.new_zeros(m, d).scatter_reduce(0, r[:, None].expand(-1, d), msg, "amax", include_self=False)
-        return [scatter_mean(msg, r, m), best]
+        a, b = self.ta(edge), self.tb(edge)
+        if torch.is_grad_enabled():
+            msg = a[e_ik] * b[e_jk]
+            best = rel.new_zeros(m, d).scatter_reduce(0, r[:, None].expand(-1, d), msg, "amax", include_self=False)
+            return [scatter_mean(msg, r, m), best]
+        # inference: triangles in chunks (a whole 2,048² scene has ~12 per relation; (T, d) at once is ~0.6 GB)
+        total, best = rel.new_zeros(m, d), rel.new_full((m, d), float("-inf"))
+        for c in range(0, len(r), self.CHUNK):
+            rc = r[c:c + self.CHUNK]
+            msg = a[e_ik[c:c + self.CHUNK]] * b[e_jk[c:c + self.CHUNK]]
+            total.index_add_(0, rc, msg)
+            best.scatter_reduce_(0, rc[:, None].expand(-1, d), msg, "amax")
+        cnt = torch.bincount(r, minlength=m).clamp_min(1).to(rel.dtype)[:, None]
+        return [total / cnt, torch.where(torch.isinf(best), torch.zeros_like(best), best)]
 
 
 class RPCM(_Encoders):
