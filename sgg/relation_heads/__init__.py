@@ -5,8 +5,9 @@ probabilities for the graph's pairs, proposed with the head's spatial rule when 
 ``FrequencyPrior.from_star()`` is a head too.
 """
 
-from .base import RelationHead, scatter_mean, shared_object_mean
 from sgg.datasets.relation_pairs import neighbour_pairs, pair_targets, training_pairs
+
+from .base import RelationHead, scatter_mean, shared_object_mean
 from .checkpoint import build_head, load_relation_head, save_relation_head
 from .features import footprint_raster, object_geometry, pair_geometry
 from .frequency import FrequencyPrior

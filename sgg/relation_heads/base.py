@@ -17,10 +17,9 @@ from typing import Any
 import torch
 from torch import nn
 
+from sgg.datasets.relation_pairs import DEFAULTS, neighbour_pairs
 from sgg.errors import SggInputError
 from sgg.structures import Detections, PairSet, SceneGraph, Vocabulary
-
-from sgg.datasets.relation_pairs import DEFAULTS, neighbour_pairs
 
 MODES = ("predcls", "sgcls")
 

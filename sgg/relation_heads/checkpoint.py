@@ -78,7 +78,7 @@ def load_relation_head(path: str | os.PathLike):
         raise SggInputError("relation-head checkpoint not found", path=path)
     try:
         data = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # pickle/zip errors come in many types
+    except Exception as exc:  # noqa: BLE001 - torch.load raises pickle, zip, EOF and Runtime errors alike
         raise SggInputError(f"cannot read checkpoint ({type(exc).__name__}: {exc})", path=path) from None
     if isinstance(data, dict) and "state_dict" in data and "format" not in data and "relation_head" in data:
         data = data["relation_head"]

@@ -9,15 +9,15 @@ pairs which are seldom related rank lower.
 
 from __future__ import annotations
 
-from typing import Iterable
+from collections.abc import Iterable
 
 import torch
 
+from sgg.datasets.relation_pairs import neighbour_pairs, pair_targets
 from sgg.errors import SggInputError
 from sgg.structures import SceneGraph, Vocabulary, star_triplet_counts
 
 from .base import RelationHead
-from sgg.datasets.relation_pairs import neighbour_pairs, pair_targets
 
 
 class FrequencyPrior(RelationHead):
@@ -37,13 +37,13 @@ class FrequencyPrior(RelationHead):
         self.register_buffer("counts", counts.float())
 
     @classmethod
-    def from_star(cls, alpha: float = 0.5) -> "FrequencyPrior":
+    def from_star(cls, alpha: float = 0.5) -> FrequencyPrior:
         """STAR's training counts (48 classes, 58 predicates), background counts dropped."""
         t = torch.tensor(star_triplet_counts(), dtype=torch.float32)[1:, 1:]
         t[..., 0] = 0
         return cls(Vocabulary.star(), alpha=alpha, counts=t)
 
-    def fit(self, graphs: Iterable[SceneGraph], negatives: bool = True) -> "FrequencyPrior":
+    def fit(self, graphs: Iterable[SceneGraph], negatives: bool = True) -> FrequencyPrior:
         """Add the counts of annotated scenes (and background counts of their unannotated candidates)."""
         c, p = self.num_classes, self.num_predicates
         flat = self.counts.view(-1)

@@ -17,10 +17,9 @@ from typing import Any
 import pytorch_lightning as pl
 import torch
 
+from sgg.datasets.relation_pairs import neighbour_pairs
 from sgg.errors import SggInputError
 from sgg.structures import Vocabulary
-
-from sgg.datasets.relation_pairs import neighbour_pairs
 
 from .checkpoint import build_head, save_relation_head
 
