@@ -50,15 +50,19 @@ def _levels(text: str):
 
 
 def _budget(text: str):
-    if text.strip().lower() == "auto":
-        return "auto"
+    """``--pair-budget``: 'auto' or a whole number >= 0 (``1e4`` included), by sgg.pairs' one budget rule."""
+    from sgg.errors import SggInputError
+    from sgg.pairs.proposer import check_budget
+
+    text = text.strip()
     try:
-        value = int(text)
+        value: object = "auto" if text.lower() == "auto" else float(text) if any(c in text for c in ".eE") else int(text)
     except ValueError:
-        value = -1
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected 'auto' or an integer >= 0, got {text!r}")
-    return value
+        value = text
+    try:
+        return check_budget(value, "--pair-budget")
+    except SggInputError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _none(text: str) -> str | None:

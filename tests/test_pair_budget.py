@@ -70,3 +70,15 @@ def test_proposed_pair_scores_rank_triplets_best_pair_first(with_ppg):
     sg = SceneGraph(det, out, predicate_scores=flat, vocabulary=voc)
     top = sg.triplets(top_k=3)
     assert torch.stack([top["subject"], top["object"]], 1).tolist() == out.pairs[:3].tolist()
+
+
+def test_infer_cli_pair_budget_uses_the_same_rule():
+    from sgg.cli_support import UsageError
+    from sgg.infer_cli import build_parser
+
+    parse = build_parser().parse_args
+    assert parse(["x.tif", "--out", "o", "--pair-budget", "AUTO"]).pair_budget == "auto"
+    assert parse(["x.tif", "--out", "o", "--pair-budget", "1e4"]).pair_budget == 10000
+    for bad in ("2.5", "-1", "many"):
+        with pytest.raises(UsageError, match="--pair-budget"):
+            parse(["x.tif", "--out", "o", "--pair-budget", bad])
