@@ -226,10 +226,12 @@ def _raster_info(raster: Path) -> dict[str, Any]:
     import rasterio
     from rasterio.errors import NotGeoreferencedWarning
 
+    from sgg.io.raster import open_dataset
+
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", NotGeoreferencedWarning)
-            with rasterio.open(raster) as src:
+            with open_dataset(raster) as src:  # never leaves a .aux.xml beside the user's raster
                 info = {"count": src.count, "dtype": src.dtypes[0], "width": src.width, "height": src.height,
                         "crs_wkt": src.crs.to_wkt() if src.crs else None, "bounds": tuple(src.bounds),
                         "range": (0.0, 255.0)}
