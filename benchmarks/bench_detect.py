@@ -136,7 +136,10 @@ def make_scene(path: Path, size: int, seed: int = 0) -> np.ndarray:
     g = np.random.default_rng(seed)
     img = g.integers(0, 70, size=(size, size, 3), dtype=np.uint8)
     boxes = []
-    lo, hi = int(0.08 * size), int(0.22 * size)  # the cluster: ~2 % of the image area
+    lo = int(0.08 * size)  # the cluster: ~2 % of the image area, at least 560 px so 40 boxes fit
+    hi = min(size - 1, max(int(0.22 * size), lo + 560))
+    if hi - lo < 560:
+        raise SystemExit(f"--size {size} is too small for the 40-box cluster (at least {int((560 + 1) / 0.92) + 1} px)")
     while len(boxes) < 40:
         w, h = (int(v) for v in g.integers(12, 64, 2))
         x0, y0 = (int(v) for v in g.integers(lo, hi - 64, 2))
