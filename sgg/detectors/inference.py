@@ -343,6 +343,8 @@ def run_tiles(
 
     Guided zoom selects a finer level's tiles from what coarser levels found. Tiles whose key is in
     ``cache`` are not read nor run (their stored result is yielded); new results are stored in it.
+    Until the generator is exhausted or closed, the process's allocator keeps freed memory paged in
+    (:func:`sgg.io.memory.reuse_freed_memory`): ``close()`` a generator you stop early.
     """
     if batch_size < 1:
         raise SggInputError(f"batch_size must be >= 1, got {batch_size}")
