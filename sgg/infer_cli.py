@@ -56,7 +56,7 @@ def _budget(text: str):
 
     text = text.strip()
     try:
-        value: object = "auto" if text.lower() == "auto" else float(text) if any(c in text for c in ".eE") else int(text)
+        value: object = "auto" if text.lower() == "auto" else float(text)  # check_budget takes 5000.0 as 5000
     except ValueError:
         value = text
     try:

@@ -35,6 +35,25 @@ def pytest_terminal_summary(terminalreporter) -> None:
         terminalreporter.write_line(f"real data: read from {REAL} (SGG_REAL_DATA), no test skipped for want of it")
 
 
+@pytest.fixture(scope="session")
+def tiny_detector_file(tmp_path_factory):
+    """``make(gsd_range)`` → path of a small HOD-Net checkpoint (random weights, classes car and ship, 256-px
+    tiles) recording that training GSD range; for command-line tests that need a real weights file."""
+
+    def make(gsd_range: list[float]) -> Path:
+        from sgg.detectors.checkpoint import save_detector
+        from sgg.detectors.hodnet import HODNet
+        from sgg.structures import Vocabulary
+
+        torch.manual_seed(0)
+        m = HODNet(pretrained=False, backbone="mobilenet_v3_large", fpn_channels=16, representation_size=32,
+                   vocabulary=Vocabulary(("car", "ship"), ()), gsd_range=gsd_range)
+        return save_detector(m, tmp_path_factory.mktemp("w") / "w.pt", m.vocabulary,
+                             inference={"tile_size": 256, "overlap": 0})
+
+    return make
+
+
 @pytest.fixture(autouse=True)
 def _deterministic():
     torch.manual_seed(0)

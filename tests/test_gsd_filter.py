@@ -133,15 +133,8 @@ def test_dota_label_gsd_headers(tmp_path):
 
 
 @pytest.fixture(scope="module")
-def tiny_weights(tmp_path_factory):
-    from sgg.detectors.checkpoint import save_detector
-    from sgg.detectors.hodnet import HODNet
-
-    torch.manual_seed(0)
-    m = HODNet(pretrained=False, backbone="mobilenet_v3_large", fpn_channels=16, representation_size=32,
-               vocabulary=Vocabulary(("car", "ship"), ()), gsd_range=[0.5, 2.0])
-    return save_detector(m, tmp_path_factory.mktemp("w") / "w.pt", m.vocabulary,
-                         inference={"tile_size": 256, "overlap": 0})
+def tiny_weights(tiny_detector_file):
+    return tiny_detector_file([0.5, 2.0])
 
 
 def test_sgg_detect_reports_the_gsd_source(png, tiny_weights, tmp_path, capsys):

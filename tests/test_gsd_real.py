@@ -16,15 +16,8 @@ from sgg.structures import Detections, Vocabulary
 
 
 @pytest.fixture(scope="module")
-def tiny_weights(tmp_path_factory):
-    from sgg.detectors.checkpoint import save_detector
-    from sgg.detectors.hodnet import HODNet
-
-    torch.manual_seed(0)
-    m = HODNet(pretrained=False, backbone="mobilenet_v3_large", fpn_channels=16, representation_size=32,
-               vocabulary=Vocabulary(("car", "ship"), ()), gsd_range=[0.33, 2.0])
-    return save_detector(m, tmp_path_factory.mktemp("w") / "w.pt", m.vocabulary,
-                         inference={"tile_size": 256, "overlap": 0})
+def tiny_weights(tiny_detector_file):
+    return tiny_detector_file([0.33, 2.0])
 
 
 def test_sgg_detect_landsat_geotiff_warns_once(real_dir, tiny_weights, tmp_path, capsys):

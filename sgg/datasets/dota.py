@@ -57,6 +57,36 @@ def _read_lines(path: Path) -> list[str]:
         raise SggInputError(f"cannot read DOTA file: {exc.strerror or exc}", path=path) from None
 
 
+_HEADER_KEYS = ("imagesource", "gsd")
+
+
+def _header_entry(line: str) -> tuple[str, str] | None:
+    """``(key, value)`` of a DOTA header line (``imagesource:…``, ``gsd:…``), else None (an object line)."""
+    head, sep, value = line.strip().partition(":")
+    key = head.strip().lower()
+    return (key, value.strip()) if sep and key in _HEADER_KEYS else None
+
+
+def parse_gsd(value: str) -> float | None:
+    """A DOTA ``gsd:`` header value in metres per pixel: None for ``null``/``none``/``nan``/empty; a value
+    that is not a number raises ValueError."""
+    return None if value.lower() in ("", "null", "none", "nan") else float(value)
+
+
+def read_dota_header(path: str | os.PathLike) -> dict[str, tuple[str, int]]:
+    """The header of a DOTA label file, ``{key: (raw value, line number)}``: the ``imagesource``/``gsd``
+    lines at its top; reading stops at the first object line."""
+    header: dict[str, tuple[str, int]] = {}
+    for lineno, line in enumerate(_read_lines(Path(path)), start=1):
+        if not line.strip():
+            continue
+        entry = _header_entry(line)
+        if entry is None:
+            break
+        header[entry[0]] = (entry[1], lineno)
+    return header
+
+
 def _parse_numbers(tokens: Sequence[str], path: Path, lineno: int) -> list[float]:
     out = []
     for t in tokens:
@@ -183,17 +213,14 @@ def read_dota_labels(
         line = raw.strip()
         if not line:
             continue
-        head, sep, value = line.partition(":")
-        if sep and head.strip().lower() in ("imagesource", "gsd"):
-            key, value = head.strip().lower(), value.strip()
+        entry = _header_entry(line)
+        if entry is not None:
+            key, value = entry
             if key == "gsd":
-                if value.lower() in ("", "null", "none", "nan"):
-                    metadata["gsd"] = None
-                else:
-                    try:
-                        metadata["gsd"] = float(value)
-                    except ValueError:
-                        raise SggInputError(f"gsd is not a number: {value!r}", path=path, where=f"line {lineno}") from None
+                try:
+                    metadata["gsd"] = parse_gsd(value)
+                except ValueError:
+                    raise SggInputError(f"gsd is not a number: {value!r}", path=path, where=f"line {lineno}") from None
             else:
                 metadata["imagesource"] = value
             continue

@@ -48,6 +48,7 @@ from sgg.errors import SggInputError
 from sgg.io.memory import reuse_freed_memory
 from sgg.structures import Detections, SceneGraph, Vocabulary
 
+from .gsd import dota_label_gsd, gsd_min_level, model_gsd_range, resolve_gsd
 from .merge import merge_detections, merge_single, tile_to_level0
 from .protocol import detector_vocabulary, supports_features
 
@@ -171,96 +172,6 @@ def resolve_tiling(model: Any, tile_size: int | None, overlap: int | None) -> tu
         same = hint.get("tile_size") == tile_size and "overlap" in hint
         overlap = int(hint["overlap"]) if same else min(200, tile_size // 4)
     return tile_size, int(overlap)
-
-
-def model_gsd_range(model: Any) -> tuple[float, float] | None:
-    """The ``[min, max]`` ground sampling distance (m/px) a detector was trained on, if its checkpoint says."""
-    rng = (getattr(model, "config", None) or {}).get("gsd_range") or (getattr(model, "inference", None) or {}).get(
-        "gsd_range")
-    return None if not rng else (float(rng[0]), float(rng[1]))
-
-
-FAR_OUTSIDE = 1.5  # a raster coarser than this × the model's coarsest training GSD is warned about
-
-
-def gsd_min_level(gsd: float | None, gsd_range: tuple[float, float] | None, name: str = "the raster") -> int:
-    """Finest pyramid level to detect at so objects appear at the training scale, warning when unsure.
-
-    A raster finer than the model's range is halved ``round(log2(min / gsd))`` times (a 0.12 m DOTA image
-    seen by a model trained at ≥ 0.33 m starts at level 2, 0.46 m); within the range, level 0; coarser than
-    the range: level 0 and a warning that objects may be too small to find (e.g. Landsat's 30 m). Unknown
-    GSD (no projected CRS and no ``gsd=``): level 0 and a warning. Warnings are ``UserWarning``s (the
-    command line shows them once through its warning channel).
-    """
-    import math
-    import warnings
-
-    if gsd_range is None:
-        return 0
-    lo, hi = gsd_range
-    if gsd is None or not gsd > 0:
-        warnings.warn(f"{name}: ground sampling distance unknown; detecting at full resolution as if it were "
-                      f"within the model's training range {lo:g}–{hi:g} m (pass gsd= / --gsd)", stacklevel=3)
-        return 0
-    if gsd > hi * FAR_OUTSIDE:
-        warnings.warn(f"{name}: {gsd:g} m pixels are far coarser than the model's training range {lo:g}–{hi:g} m; "
-                      "objects may be too small to detect", stacklevel=3)
-        return 0
-    return max(0, int(round(math.log2(lo / gsd)))) if gsd < lo else 0
-
-
-def dota_label_gsd(image: str | os.PathLike) -> tuple[float, Path] | None:
-    """``(gsd, label file)`` from the ``gsd:`` header of the DOTA label file of an image, if one is there.
-
-    Looked for beside the image (``P0706.png`` ↔ ``P0706.txt``) and in DOTA's layout (``images/P0706.png``
-    ↔ ``labelTxt/P0706.txt``). Only the header lines are read; ``gsd:null`` or no header gives ``None``; a
-    header that is not a number is warned about (naming file and line) and ignored.
-    """
-    import warnings
-
-    image = Path(image)
-    for label in (image.with_suffix(".txt"), image.parent.parent / "labelTxt" / f"{image.stem}.txt"):
-        if not label.is_file() or label == image:
-            continue
-        with open(label, encoding="utf-8", errors="replace") as fh:
-            for lineno, line in enumerate(fh, start=1):
-                head, sep, value = line.strip().partition(":")
-                if not sep or head.strip().lower() not in ("gsd", "imagesource"):
-                    break  # the object lines have started: no gsd header
-                if head.strip().lower() != "gsd":
-                    continue
-                value = value.strip()
-                if value.lower() in ("", "null", "none", "nan"):
-                    return None
-                try:
-                    gsd = float(value)
-                except ValueError:
-                    gsd = float("nan")
-                if not gsd > 0 or gsd == float("inf"):
-                    warnings.warn(f"{label}, line {lineno}: gsd {value!r} is not a positive number; ignored",
-                                  stacklevel=2)
-                    return None
-                return gsd, label
-    return None
-
-
-def resolve_gsd(scene: Any, gsd: float | None = None) -> tuple[float | None, str | None, str | None]:
-    """The scene's metres per pixel and where it came from: ``(gsd, source, label file)``.
-
-    In order: the ``gsd`` given (source ``"argument"``), the raster's own (a projected CRS: ``"raster"``),
-    the ``gsd:`` header of a DOTA label file beside the image (``"dota-label"``, :func:`dota_label_gsd`);
-    else ``(None, None, None)``.
-    """
-    if gsd is not None:
-        return float(gsd), "argument", None
-    own = getattr(scene, "gsd", None)
-    if own is not None and own > 0:
-        return float(own), "raster", None
-    path = getattr(scene, "path", None)
-    found = dota_label_gsd(path) if path else None
-    if found is not None:
-        return found[0], "dota-label", str(found[1])
-    return None, None, None
 
 
 def plan_scene(scene: Any, tile_size: int = 1024, overlap: int = 200, levels: str | Sequence[int] = "auto",

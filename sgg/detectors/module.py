@@ -33,16 +33,16 @@ def scene_gsd(graph: Any) -> float | None:
     geo = getattr(graph, "georef", None)
     if geo is None or not getattr(geo, "crs_wkt", None):
         return None
-    try:
-        from rasterio.crs import CRS
+    from rasterio.crs import CRS
+    from rasterio.errors import CRSError
 
+    from sgg.io.raster import crs_gsd
+
+    try:
         crs = CRS.from_wkt(geo.crs_wkt)
-        if not crs.is_projected:
-            return None
-        t = geo.transform
-        return float(0.5 * (math.hypot(t[0], t[3]) + math.hypot(t[1], t[4]))) * float(crs.linear_units_factor[1])
-    except Exception:  # noqa: BLE001 - an unreadable CRS: unknown
+    except CRSError:  # an unreadable CRS: unknown
         return None
+    return crs_gsd(crs, geo.transform)
 
 
 def training_gsd_range(dataset: Any) -> tuple[float, float] | None:

@@ -43,27 +43,29 @@ _KEEP_TRIM_THRESHOLD = 2**31 - 1  # mallopt takes an int: never trim the heap to
 
 
 @lru_cache(maxsize=1)
-def _malloc_trim():
+def _glibc():
+    """The C library when it is glibc (it has ``malloc_trim``; musl and macOS do not), else None."""
     if not sys.platform.startswith("linux"):
         return None
     try:
         libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        fn = libc.malloc_trim  # glibc only (musl has no malloc_trim)
+        libc.malloc_trim.argtypes = [ctypes.c_size_t]
     except (OSError, AttributeError):
         return None
-    fn.argtypes = [ctypes.c_size_t]
-    fn.restype = ctypes.c_int
-    return fn
+    libc.malloc_trim.restype = ctypes.c_int
+    libc.mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
+    libc.mallopt.restype = ctypes.c_int
+    return libc
 
 
-@lru_cache(maxsize=1)
+def _malloc_trim():
+    libc = _glibc()
+    return None if libc is None else libc.malloc_trim
+
+
 def _mallopt():
-    if _malloc_trim() is None:  # the same glibc-only gate
-        return None
-    fn = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").mallopt
-    fn.argtypes = [ctypes.c_int, ctypes.c_int]
-    fn.restype = ctypes.c_int
-    return fn
+    libc = _glibc()
+    return None if libc is None else libc.mallopt
 
 
 _reuse_lock = threading.Lock()

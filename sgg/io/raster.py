@@ -57,6 +57,20 @@ def open_dataset(path: str | os.PathLike) -> Any:
         return rasterio.open(path)
 
 
+def crs_gsd(crs: Any, transform: Sequence[float]) -> float | None:
+    """Ground sample distance in metres (mean of x and y pixel size) of a rasterio ``crs`` and affine
+    ``transform`` (a, b, c, d, e, f): None unless the CRS is projected; unknown units are taken as metres."""
+    if crs is None or not crs.is_projected:
+        return None
+    a, b, _, d, e = (float(v) for v in tuple(transform)[:5])
+    res = (float(np.hypot(a, d)) + float(np.hypot(b, e))) / 2
+    try:
+        factor = float(crs.linear_units_factor[1])
+    except (CRSError, TypeError, ValueError, IndexError):  # unknown units: assume metres
+        factor = 1.0
+    return res * factor
+
+
 class NoCRSWarning(UserWarning):
     """The raster has no georeferencing; it is used in pixel coordinates (identity transform, no CRS)."""
 
@@ -216,15 +230,7 @@ class RasterScene:
     @property
     def gsd(self) -> float | None:
         """Ground sample distance in metres (mean of x and y pixel size) for a projected CRS, else None."""
-        if self.crs is None or not self.crs.is_projected:
-            return None
-        t = self.transform
-        res = (float(np.hypot(t.a, t.d)) + float(np.hypot(t.b, t.e))) / 2
-        try:
-            factor = float(self.crs.linear_units_factor[1])
-        except (CRSError, TypeError, ValueError, IndexError):  # unknown units: assume metres
-            factor = 1.0
-        return res * factor
+        return crs_gsd(self.crs, self.transform)
 
     def level_shape(self, level: int) -> tuple[int, int]:
         """``(width, height)`` of pyramid level ``level``."""
