@@ -21,7 +21,10 @@ detections by the same rule, so SGDet is scored per window too.
 ``--taus 0 0.5 1`` scores the learned heads at several post-hoc logit adjustments τ from one set of
 predictions (a row per τ) — pick τ on ``--split val``, then store it (``model.logit_adjust``) and report
 the test split. ``--foreground-adjust`` applies τ among the foreground predicates only (the background
-probability, which ranks the pairs, stays unadjusted; ``model.adjust_background: false`` stores it).
+probability, which ranks the pairs, stays unadjusted; ``set_ranking(path, adjust_background=False)`` stores it).
+``--count-norm B`` ranks each graph's triplets for mean recall (every head, the frequency prior too:
+:func:`sgg.relation_heads.count_normalised`); ``--taus … --count-norms B …`` scores the grid of both
+(pick them on ``--split val``; ``sgg.relation_heads.set_ranking`` or ``model.count_norm`` stores β).
 """
 
 from __future__ import annotations
@@ -97,28 +100,34 @@ def crop_graphs(graphs, size: int, min_inside: float = 0.7, detections=None):
 
 
 def evaluate(head, graphs, mode: str, ks, inputs=None, taus=None) -> dict:
-    """SGGEvaluator results of ``head`` on ``graphs``; with ``taus`` a dict τ → results, the head's
-    predictions made once and re-adjusted per τ: softmax(log p₀ − τ·log prior), p₀ the unadjusted
-    probabilities (the same as predicting with ``logit_adjust = τ``; the head's ``adjust_background`` says
-    whether the background column is adjusted too, :func:`sgg.relation_heads.base.adjusted_scores`)."""
+    """SGGEvaluator results of ``head`` on ``graphs``; with ``taus`` a dict setting → results, the head's
+    predictions made once and re-scored per setting: a setting is τ, or a pair (τ, β), applied as
+    ``adjusted_scores(log p₀, log prior, τ, background, β)``, p₀ the unadjusted probabilities (the same as
+    predicting with ``logit_adjust = τ`` and ``count_norm = β``, β the head's own for a plain τ; the head's
+    ``adjust_background`` says whether the background column is adjusted too,
+    :func:`sgg.relation_heads.base.adjusted_scores`)."""
     if taus is None:
         return evaluate(head, graphs, mode, ks, inputs, [None])[None]
     evs = {t: SGGEvaluator(mode, ks=ks) for t in taus}
     rec, t0, pairs = [], time.perf_counter(), 0
-    own = head.logit_adjust
+    own = head.logit_adjust, getattr(head, "count_norm", 0.0)
     lp = head.log_prior.float()
+    bg = getattr(head, "adjust_background", True)
     for i, gt in enumerate(graphs):
         x = inputs[i] if inputs is not None else gt.replace(pairs=PairSet.empty(), predicate_labels=None)
-        head.logit_adjust = 0.0 if taus != [None] else own
+        if taus != [None]:
+            head.logit_adjust, head.count_norm = 0.0, 0.0
         try:
             pred = head.predict(x)
         finally:
-            head.logit_adjust = own
+            head.logit_adjust, head.count_norm = own
         pairs += len(pred.pairs)
         logp = torch.log(pred.predicate_scores.clamp_min(1e-30))
         for t, ev in evs.items():
-            ev.add(gt, pred if t is None else pred.replace(
-                predicate_scores=adjusted_scores(logp, lp, t, getattr(head, "adjust_background", True))))
+            if t is not None:
+                tau, beta = t if isinstance(t, tuple) else (t, own[1])
+                pred = pred.replace(predicate_scores=adjusted_scores(logp, lp, tau, bg, beta))
+            ev.add(gt, pred)
         if mode != "sgdet":
             rec.append(candidate_recall(gt, pred))
     out = {}
@@ -174,6 +183,10 @@ def main(argv=None) -> int:
                    help="τ re-splits the foreground only, the background probability kept (adjust_background=False)")
     p.add_argument("--taus", type=float, nargs="+", metavar="T",
                    help="evaluate the learned heads at each post-hoc τ (predicted once; one row per τ) to pick τ")
+    p.add_argument("--count-norm", type=float, metavar="B",
+                   help="β of the per-graph count normalisation for every head, the frequency prior too (default: the head's)")
+    p.add_argument("--count-norms", type=float, nargs="+", metavar="B",
+                   help="with --taus: also each β (one row per τ, β) to pick them together")
     p.add_argument("--neg-ratio", type=float, default=3.0, help="negatives per positive of training, for the prior")
     p.add_argument("--crop", type=int, metavar="S", help="evaluate S x S px windows of the scenes (docstring)")
     p.add_argument("--min-inside", type=float, default=0.7, help="--crop: least fraction of an object in its window")
@@ -206,14 +219,20 @@ def main(argv=None) -> int:
     for head in head_of.values():
         if args.foreground_adjust and head.kind != "freq":
             head.adjust_background = False
+        if args.count_norm is not None:
+            head.count_norm = args.count_norm
+    if args.count_norms and not args.taus:
+        p.error("--count-norms goes with --taus (one row per τ, β)")
     for spec, head in head_of.items():
         if args.sgdet_only:
             break
         name = Path(spec).stem if spec != "freq-star" else "freq (STAR counts)"
         if args.taus and head.kind != "freq":
-            for t, r in evaluate(head, graphs, head.mode, args.ks, taus=args.taus).items():
-                results[f"{name} τ={t:g}/{head.mode}"] = r
-                lines.append(row(f"{name} τ={t:g}", head.mode, r, args.ks))
+            grid = [(t, b) for t in args.taus for b in args.count_norms] if args.count_norms else args.taus
+            for t, r in evaluate(head, graphs, head.mode, args.ks, taus=grid).items():
+                tag = f"τ={t[0]:g} β={t[1]:g}" if isinstance(t, tuple) else f"τ={t:g}"
+                results[f"{name} {tag}/{head.mode}"] = r
+                lines.append(row(f"{name} {tag}", head.mode, r, args.ks))
                 print(lines[-1], f"({r['seconds']:.0f} s, {r['pairs']} pairs)", file=sys.stderr)
             continue
         r = evaluate(head, graphs, head.mode, args.ks)

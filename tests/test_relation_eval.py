@@ -112,6 +112,13 @@ def test_tau_sweep_equals_predicting_with_each_tau():
             assert abs(sweep[tau][key] - one[key]) < 1e-9, (tau, key)
     assert sweep[0.0]["ngR@2000"] > 0.5
     assert any(sweep[0.0][f"ngR@{k}"] != sweep[1.5][f"ngR@{k}"] for k in ks)  # τ changes the ranking
+    grid = mod.evaluate(head, [g], "predcls", ks, taus=[(1.5, 0.0), (0.5, 1.0)])  # (τ, β) settings
+    head.logit_adjust, head.count_norm = 0.5, 1.0
+    one = mod.evaluate(head, [g], "predcls", ks)
+    assert head.logit_adjust == 0.5 and head.count_norm == 1.0  # the sweep restores the head's own settings
+    for key in [f"{m}@{k}" for m in ("R", "mR", "ngR", "ngmR") for k in ks]:
+        assert abs(grid[(1.5, 0.0)][key] - sweep[1.5][key]) < 1e-9, key
+        assert abs(grid[(0.5, 1.0)][key] - one[key]) < 1e-9, key
 
 
 def test_crop_graphs_cuts_detections_by_the_same_windows():

@@ -7,8 +7,8 @@ probabilities for the graph's pairs, proposed with the head's spatial rule when 
 
 from sgg.datasets.relation_pairs import neighbour_pairs, pair_targets, training_pairs
 
-from .base import RelationHead, scatter_mean, shared_object_mean
-from .checkpoint import build_head, load_relation_head, save_relation_head
+from .base import RelationHead, count_normalised, scatter_mean, shared_object_mean
+from .checkpoint import build_head, load_relation_head, save_relation_head, set_ranking
 from .features import footprint_raster, object_geometry, pair_geometry
 from .frequency import FrequencyPrior
 from .models import RPCM, PairMLP
@@ -21,6 +21,8 @@ __all__ = [
     "build_head",
     "load_relation_head",
     "save_relation_head",
+    "set_ranking",
+    "count_normalised",
     "neighbour_pairs",
     "pair_targets",
     "training_pairs",

@@ -91,7 +91,8 @@ def common_neighbours(pairs: torch.Tensor, num_objects: int) -> tuple[torch.Tens
     return eid, r, torch.where(sub, e_pk, e_qk), torch.where(sub, e_qk, e_pk)
 
 
-def adjusted_scores(logits: torch.Tensor, log_prior: torch.Tensor, tau: float, background: bool = True) -> torch.Tensor:
+def adjusted_scores(logits: torch.Tensor, log_prior: torch.Tensor, tau: float, background: bool = True,
+                    count_norm: float = 0.0) -> torch.Tensor:
     """Predicate probabilities (M, P) after post-hoc logit adjustment (Menon et al. 2021).
 
     ``background=True``: softmax(z − τ·log prior) over all columns. ``background=False``: only the split among
@@ -99,16 +100,35 @@ def adjusted_scores(logits: torch.Tensor, log_prior: torch.Tensor, tau: float, b
     [p_bg, (1 − p_bg) · softmax(z_fg − τ·log prior_fg)]. SGG recall ranks pairs by their best foreground score;
     adjusting the background column too (its prior is the largest) lifts every candidate pair's foreground
     mass at once, and on the synthetic crops the top 50 slots filled with confident rare-predicate guesses on
-    background pairs (README "Relations")."""
+    background pairs (README "Relations").
+
+    ``count_norm`` β > 0 then divides each foreground column by max(1, c_p)^β, c_p = Σ_r s_rp the graph's
+    expected number of pairs with predicate p (:func:`count_normalised`)."""
     z = logits.float()
     if not tau:
-        return torch.softmax(z, 1)
-    lp = log_prior.to(z.device).float()
-    if background:
-        return torch.softmax(z - tau * lp, 1)
-    p = torch.softmax(z, 1)
-    fg = torch.softmax(z[:, 1:] - tau * lp[1:], 1) * (1 - p[:, :1])
-    return torch.cat([p[:, :1], fg], 1)
+        s = torch.softmax(z, 1)
+    elif background:
+        s = torch.softmax(z - tau * log_prior.to(z.device).float(), 1)
+    else:
+        p = torch.softmax(z, 1)
+        fg = torch.softmax(z[:, 1:] - tau * log_prior.to(z.device).float()[1:], 1) * (1 - p[:, :1])
+        s = torch.cat([p[:, :1], fg], 1)
+    return count_normalised(s, count_norm)
+
+
+def count_normalised(scores: torch.Tensor, beta: float) -> torch.Tensor:
+    """Scores (M, P) ranked for mean per-predicate recall: foreground column p divided by max(1, c_p)^β, where
+    c_p = Σ_r scores[r, p] is the expected number of the graph's pairs with predicate p (background kept).
+
+    Mean recall averages, per predicate, hits / n_p over the images holding p; a slot given to pair r for
+    predicate p gains about P(r is p) / n_p, and c_p estimates n_p from the graph itself (β = 1: that
+    ratio; β < 1 a partial step, chosen on validation). A predicate expected less than once is not
+    boosted (an image holding p holds it at least once). With β > 0 the scores rank triplets within one
+    graph; they are no longer probabilities (rows need not sum to 1) and depend on the graph's other pairs."""
+    if not beta or scores.shape[0] == 0:
+        return scores
+    fg = scores[:, 1:]
+    return torch.cat([scores[:, :1], fg / fg.sum(0, keepdim=True).clamp_min(1.0) ** float(beta)], 1)
 
 
 class RelationHead(nn.Module):
@@ -117,7 +137,8 @@ class RelationHead(nn.Module):
     kind = "base"
 
     def __init__(self, vocabulary: Vocabulary | dict | None = None, mode: str = "predcls",
-                 pair_rule: dict[str, float] | None = None, logit_adjust: float = 0.0, adjust_background: bool = True):
+                 pair_rule: dict[str, float] | None = None, logit_adjust: float = 0.0, adjust_background: bool = True,
+                 count_norm: float = 0.0):
         super().__init__()
         if mode not in MODES:
             raise SggInputError(f"relation head: mode must be one of {MODES}, got {mode!r}")
@@ -128,8 +149,11 @@ class RelationHead(nn.Module):
         self.pair_rule = {**DEFAULTS, **(pair_rule or {})}
         self.logit_adjust = float(logit_adjust)
         self.adjust_background = bool(adjust_background)  # False: τ re-splits the foreground only (adjusted_scores)
+        self.count_norm = float(count_norm)  # β of count_normalised: per-graph ranking for mean recall
+        if self.count_norm < 0:
+            raise SggInputError(f"relation head: count_norm must be >= 0, got {count_norm!r}")
         self.config: dict[str, Any] = {"mode": mode, "pair_rule": dict(self.pair_rule), "logit_adjust": self.logit_adjust,
-                                       "adjust_background": self.adjust_background}
+                                       "adjust_background": self.adjust_background, "count_norm": self.count_norm}
         # log of the training predicate frequencies (background included, over training pairs); predict()
         # subtracts logit_adjust × this from the logits (post-hoc logit adjustment, Menon et al. 2021)
         self.register_buffer("log_prior", torch.zeros(self.vocabulary.num_predicates))
@@ -199,7 +223,7 @@ class RelationHead(nn.Module):
         out = self(boxes, None if self.mode == "sgcls" else labels.to(dev), pairs.pairs.to(dev), feats)
         self.train(was)
         scores = adjusted_scores(out["rel_logits"], self.log_prior, self.logit_adjust,
-                                 self.adjust_background).to(det.boxes.device)
+                                 self.adjust_background, self.count_norm).to(det.boxes.device)
         if self.mode == "sgcls" and out.get("obj_logits") is not None:
             prob = torch.softmax(out["obj_logits"].float(), 1).to(det.boxes.device)
             sc, lab = prob.max(1)

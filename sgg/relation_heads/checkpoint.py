@@ -71,6 +71,25 @@ def head_from_dict(data: Any, path: Any = "<memory>"):
     return head.eval()
 
 
+def set_ranking(path: str | os.PathLike, out: str | os.PathLike | None = None, **settings: Any) -> Path:
+    """Store inference settings (``logit_adjust``, ``adjust_background``, ``count_norm``) in a checkpoint's
+    config, every weight kept bit for bit; written to ``out`` (default: in place, atomically)."""
+    allowed = {"logit_adjust": float, "adjust_background": bool, "count_norm": float}
+    bad = sorted(set(settings) - set(allowed))
+    if bad:
+        raise SggInputError(f"set_ranking: unknown setting(s) {bad}; choose from {sorted(allowed)}", path=path)
+    path = Path(path)
+    load_relation_head(path)  # refuses a non-checkpoint with a clear message
+    data = torch.load(path, map_location="cpu", weights_only=True)
+    data = data.get("relation_head", data) if "format" not in data else data
+    data["config"] = {**data["config"], **{k: allowed[k](v) for k, v in settings.items()}}
+    head_from_dict(data, path)  # the new settings must rebuild (e.g. count_norm >= 0)
+    out = Path(out) if out is not None else path
+    with atomic_paths(out) as (tmp,):
+        torch.save(data, tmp)
+    return out
+
+
 def load_relation_head(path: str | os.PathLike):
     """The head stored at ``path`` (eval mode), with ``.vocabulary`` and ``.predict(graph)``."""
     path = Path(path)

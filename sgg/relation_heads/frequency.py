@@ -26,8 +26,9 @@ class FrequencyPrior(RelationHead):
     kind = "freq"
 
     def __init__(self, vocabulary: Vocabulary | dict | None = None, mode: str = "predcls", alpha: float = 0.5,
-                 counts: torch.Tensor | None = None, pair_rule: dict | None = None, **_: object):
-        super().__init__(vocabulary, "predcls", pair_rule)
+                 counts: torch.Tensor | None = None, pair_rule: dict | None = None, count_norm: float = 0.0,
+                 **_: object):
+        super().__init__(vocabulary, "predcls", pair_rule, count_norm=count_norm)
         c, p = self.num_classes, self.num_predicates
         self.alpha = float(alpha)
         self.config.update(alpha=self.alpha)
@@ -37,11 +38,11 @@ class FrequencyPrior(RelationHead):
         self.register_buffer("counts", counts.float())
 
     @classmethod
-    def from_star(cls, alpha: float = 0.5) -> FrequencyPrior:
+    def from_star(cls, alpha: float = 0.5, count_norm: float = 0.0) -> FrequencyPrior:
         """STAR's training counts (48 classes, 58 predicates), background counts dropped."""
         t = torch.tensor(star_triplet_counts(), dtype=torch.float32)[1:, 1:]
         t[..., 0] = 0
-        return cls(Vocabulary.star(), alpha=alpha, counts=t)
+        return cls(Vocabulary.star(), alpha=alpha, counts=t, count_norm=count_norm)
 
     def fit(self, graphs: Iterable[SceneGraph], negatives: bool = True) -> FrequencyPrior:
         """Add the counts of annotated scenes (and background counts of their unannotated candidates)."""

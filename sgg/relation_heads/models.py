@@ -48,8 +48,8 @@ class _Encoders(RelationHead):
 
     def __init__(self, vocabulary=None, mode: str = "predcls", hidden: int = 128, class_dim: int = 64,
                  raster: int = 8, visual_dim: int = 0, pair_rule: dict | None = None, logit_adjust: float = 0.0,
-                 freq_bias: bool = False, adjust_background: bool = True):
-        super().__init__(vocabulary, mode, pair_rule, logit_adjust, adjust_background)
+                 freq_bias: bool = False, adjust_background: bool = True, count_norm: float = 0.0):
+        super().__init__(vocabulary, mode, pair_rule, logit_adjust, adjust_background, count_norm)
         self.hidden, self.raster, self.visual_dim = int(hidden), int(raster), int(visual_dim)
         freq_bias = bool(freq_bias) and mode == "predcls"
         self.config.update(hidden=self.hidden, class_dim=int(class_dim), raster=self.raster, visual_dim=self.visual_dim,
@@ -100,9 +100,9 @@ class PairMLP(_Encoders):
 
     def __init__(self, vocabulary=None, mode: str = "predcls", hidden: int = 128, class_dim: int = 64,
                  raster: int = 8, visual_dim: int = 0, pair_rule: dict | None = None, logit_adjust: float = 0.0,
-                 freq_bias: bool = False, adjust_background: bool = True, **_: object):
+                 freq_bias: bool = False, adjust_background: bool = True, count_norm: float = 0.0, **_: object):
         super().__init__(vocabulary, mode, hidden, class_dim, raster, visual_dim, pair_rule, logit_adjust, freq_bias,
-                         adjust_background)
+                         adjust_background, count_norm)
         self.classifier = mlp(hidden, hidden, self.num_predicates)
 
     def forward(self, boxes, labels, pairs, features=None):
@@ -185,9 +185,9 @@ class RPCM(_Encoders):
                  sep_weight: float = 0.1, compact_weight: float = 0.5, margin: float = 0.2,
                  pair_rule: dict | None = None, logit_adjust: float = 0.0, freq_bias: bool = False,
                  pool: str = "mean", skip: bool = False, classifier: str = "proto", triangles: bool = False,
-                 adjust_background: bool = True, **_: object):
+                 adjust_background: bool = True, count_norm: float = 0.0, **_: object):
         super().__init__(vocabulary, mode, hidden, class_dim, raster, visual_dim, pair_rule, logit_adjust, freq_bias,
-                         adjust_background)
+                         adjust_background, count_norm)
         if pool not in ("mean", "meanmax"):
             raise ValueError(f"RPCM: pool must be 'mean' or 'meanmax', got {pool!r}")
         if classifier not in ("proto", "mlp", "proto+mlp"):

@@ -53,7 +53,8 @@ class RelationModule(pl.LightningModule):
     """Args: ``head`` kind, ``mode`` (predcls/sgcls), the head's hyper-parameters, ``reweight`` β (CE weight
     (n_p / median n)^-β per predicate, 0 = plain CE), ``obj_weight`` (SGCls object loss), ``freq_bias`` (PredCls: add a learned class-pair predicate bias
     initialised from the training counts, as MOTIFS does), ``logit_adjust`` τ (predict() subtracts τ·log prior of the
-    training predicates, stored in the head at ``setup``), ``train_logit_adjust`` τ' (logit-adjusted loss, Menon et
+    training predicates, stored in the head at ``setup``), ``count_norm`` β (predict() ranks each graph's triplets
+for mean recall, :func:`~.base.count_normalised`), ``train_logit_adjust`` τ' (logit-adjusted loss, Menon et
     al. 2021: the loss sees logits + τ'·log prior, so the head's own logits come out balanced over predicates and
     rare ones are not drowned by frequent ones — the long-tail remedy for mR), ``bg_weight`` (CE weight of the
     background column, multiplied into the class weights), ``context_pairs`` (``served``: a head sees only the
@@ -80,6 +81,7 @@ class RelationModule(pl.LightningModule):
         reweight: float = 0.0,
         obj_weight: float = 1.0,
         logit_adjust: float = 0.0,
+        count_norm: float = 0.0,
         freq_bias: bool = False,
         train_logit_adjust: float = 0.0,
         bg_weight: float = 1.0,
@@ -102,7 +104,7 @@ class RelationModule(pl.LightningModule):
         pl.seed_everything(seed, workers=True, verbose=False)
         cfg = dict(mode=mode, hidden=hidden, class_dim=class_dim, raster=raster, visual_dim=visual_dim, steps=steps,
                    proto_dim=proto_dim, sep_weight=sep_weight, compact_weight=compact_weight, margin=margin, alpha=alpha,
-                   logit_adjust=logit_adjust, freq_bias=freq_bias, pool=pool, skip=skip,
+                   logit_adjust=logit_adjust, count_norm=count_norm, freq_bias=freq_bias, pool=pool, skip=skip,
                    classifier=classifier, triangles=triangles)
         self.head = build_head(head, _vocabulary(vocabulary), **cfg)
         self.register_buffer("class_weight", torch.ones(self.head.num_predicates))
