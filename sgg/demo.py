@@ -17,9 +17,10 @@ from pathlib import Path
 DEMO_CONFIG = {
     "detector": {"weights": "bundled", "zoom": "guided"},
     # the learned stages trained on synthetic scenes like the sample: our PPG and RPCM (PredCls head with
-    # post-hoc logit adjustment), all shipped in weights/ (sgg/data/weights in an installed package)
+    # triangle messages, post-hoc logit adjustment and per-graph count normalisation), all shipped in
+    # weights/ (sgg/data/weights in an installed package)
     "pairs": {"proposer": "bundled:ppg_synth.pt", "budget": 2000},
-    "relations": {"head": "bundled:rpcm_predcls_lt_synth.pt"},
+    "relations": {"head": "bundled:rpcm_predcls_tri_synth.pt"},
     "caption": True,
     "output": {"top_k": 50},
 }

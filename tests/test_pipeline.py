@@ -329,9 +329,9 @@ def test_demo_stages_are_all_bundled():
     assert set(pipe.models) == {"detector", "pairs", "relations"}
     assert pipe.models["detector"].startswith("hodnet_effl0_synth.pt@")
     assert pipe.models["pairs"].startswith("ppg_synth.pt@")
-    assert pipe.models["relations"].startswith("rpcm_predcls_lt_synth.pt@")
+    assert pipe.models["relations"].startswith("rpcm_predcls_tri_synth.pt@")
     # every bundled file is in sgg/data/weights, so an installed wheel (no source tree) has them too
-    for name in ("hodnet_effl0_synth.pt", "ppg_synth.pt", "rpcm_predcls_lt_synth.pt"):
+    for name in ("hodnet_effl0_synth.pt", "ppg_synth.pt", "rpcm_predcls_tri_synth.pt"):
         assert (Path(__file__).resolve().parents[1] / "sgg" / "data" / "weights" / name).is_file()
     assert callable(pipe.captioner)
 

@@ -14,6 +14,7 @@ from sgg.relation_heads import (
     FrequencyPrior,
     PairMLP,
     build_head,
+    count_normalised,
     footprint_raster,
     load_relation_head,
     neighbour_pairs,
@@ -289,7 +290,7 @@ def test_training_prior_and_logit_adjustment():
 
 
 @pytest.mark.parametrize("name", ["rpcm_predcls_fb_synth.pt", "rpcm_predcls_lt_synth.pt", "rpcm_sgcls_synth.pt",
-                                  "relation_freq_synth.pt"])
+                                  "relation_freq_synth.pt", "rpcm_predcls_tri_synth.pt", "relation_mlp_predcls_lt_synth.pt"])
 def test_shipped_weights_load_and_predict(name):
     from pathlib import Path
 
@@ -303,4 +304,7 @@ def test_shipped_weights_load_and_predict(name):
     g = SceneGraph(Detections(boxes, labels), vocabulary=star)
     out = head.predict(g)
     assert out.predicate_scores.shape == (len(out.pairs), star.num_predicates) and len(out.pairs) >= 4
-    assert torch.allclose(out.predicate_scores.sum(1), torch.ones(len(out.pairs)), atol=1e-4)
+    beta, head.count_norm = head.count_norm, 0.0  # count-normalised scores rank; the plain ones are probabilities
+    plain = head.predict(g).predicate_scores
+    assert torch.allclose(plain.sum(1), torch.ones(len(out.pairs)), atol=1e-4)
+    assert torch.allclose(out.predicate_scores, count_normalised(plain, beta), atol=1e-6)
