@@ -106,6 +106,9 @@ def build_parser() -> argparse.ArgumentParser:
                    "max(10,000, 32 × objects)) or a number (STAR: 10,000)")
     p.add_argument("--relation-head", type=_none, help="'frequency', a relation-head checkpoint, "
                    "'package.module:factory', or none")
+    p.add_argument("--count-norm", type=float_range(0, None), metavar="BETA",
+                   help="rank each scene's relations for mean recall with this β (0: plain probabilities; "
+                        "default: the head's own, README 'Relations')")
     p.add_argument("--formats", type=_formats, default=DEFAULT_FORMATS,
                    help=f"comma-separated, from {', '.join(FORMATS)}")
     p.add_argument("--top-k", type=int_range(0), help="relations kept in exports, captions and previews (config default 100)")
@@ -134,7 +137,9 @@ def pipeline_from_args(args: argparse.Namespace):
     if args._pair_given:
         cfg_over["pairs"] = None if args.pair_proposer is None else {"proposer": args.pair_proposer}
     if args._head_given:
-        cfg_over["relations"] = None if args.relation_head is None else {"head": args.relation_head}
+        cfg_over["relations"] = None if args.relation_head is None else {"head": args.relation_head, "count_norm": None}
+    if args.count_norm is not None and (cfg_over.get("relations", True) is not None):
+        over["relations.count_norm"] = args.count_norm
     cfg_over["caption"] = "caption" in args.formats
     if args.config:
         pipe = Pipeline.from_config(args.config)

@@ -53,11 +53,14 @@ DEFAULTS: dict[str, Any] = {
     },
     # proposer: default | a weights path | null; budget: "auto" (max(10,000, 32·N), sgg.pairs.auto_budget) | int | null
     "pairs": {"proposer": "default", "budget": "auto"},
-    "relations": {"head": "frequency", "weights": None},  # head: frequency | a checkpoint path | "pkg.mod:factory" | null
+    # head: frequency | a checkpoint path | "pkg.mod:factory" | null; count_norm: β of the per-graph ranking for
+    # mean recall (sgg.relation_heads.count_normalised), null = the head's own (frequency: 0.75), 0 = probabilities
+    "relations": {"head": "frequency", "weights": None, "count_norm": None},
     "caption": True,
     "output": {"top_k": 100},  # relations kept in exports, captions and previews
 }
 BUNDLED_DETECTOR = "hodnet_effl0_synth.pt"
+FREQUENCY_COUNT_NORM = 0.75  # the frequency prior's β, chosen on synthetic validation crops (README "Relations")
 _STAGE_ISSUES = {"sgg.pairs": "pair proposal, issue #13", "sgg.relation_heads": "relation heads, issue #14",
                  "sgg.captioning": "captioning, issue #15"}
 
@@ -275,7 +278,7 @@ class Pipeline:
                 self._head = factory(_resolve_path(weights, self.base_dir)) if weights else factory()
                 self.models["relations"] = file_id(_resolve_path(weights, self.base_dir)) if weights else spec
             elif spec == "frequency":
-                self._head = _stage_module("sgg.relation_heads").FrequencyPrior.from_star()
+                self._head = _stage_module("sgg.relation_heads").FrequencyPrior.from_star(count_norm=FREQUENCY_COUNT_NORM)
                 self.models["relations"] = "FrequencyPrior.from_star"
             else:
                 path = _weights_path(spec, self.base_dir)
@@ -283,6 +286,13 @@ class Pipeline:
                     raise SggInputError("relation head weights not found", path=path)
                 self._head = _stage_module("sgg.relation_heads").load_relation_head(path)
                 self.models["relations"] = file_id(path)
+            beta = r.get("count_norm")
+            if beta is not None:
+                if not isinstance(beta, (int, float)) or isinstance(beta, bool) or beta < 0:
+                    raise SggInputError(f"relations.count_norm must be a number >= 0 or null, got {beta!r}")
+                if not hasattr(self._head, "count_norm"):
+                    raise SggInputError(f"relations.count_norm: the relation head {spec!r} has no count_norm setting")
+                self._head.count_norm = float(beta)
         return self._head
 
     @property

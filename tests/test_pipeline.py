@@ -477,3 +477,29 @@ def test_infer_cli_gsd_options_reach_the_config():
 
     with pytest.raises(UsageError, match="--gsd: must be > 0"):
         build_parser().parse_args(["x.tif", "--out", "o", "--gsd", "0"])
+
+
+def test_relation_count_norm_key_and_infer_option():
+    """``relations.count_norm`` sets the head's per-graph ranking (null: the head's own; the frequency prior's
+    is 0.75); ``sgg infer --count-norm`` reaches it; bad values are refused naming the key."""
+    from sgg.infer_cli import build_parser, pipeline_from_args
+
+    assert Pipeline({}).relation_head.count_norm == 0.75
+    assert Pipeline({"relations": {"head": "frequency", "count_norm": 0}}).relation_head.count_norm == 0.0
+    for bad in (-1, "x", True):
+        with pytest.raises(SggInputError, match="relations.count_norm"):
+            Pipeline({"relations": {"head": "frequency", "count_norm": bad}}).relation_head  # noqa: B018
+
+    def head(*argv):
+        args = build_parser().parse_args(["x.tif", "--out", "o", *argv])
+        args._pair_given = False
+        args._head_given = "--relation-head" in argv
+        return pipeline_from_args(args).relation_head
+
+    assert head("--count-norm", "0.2").count_norm == 0.2
+    assert head("--relation-head", "frequency", "--count-norm", "0").count_norm == 0.0
+    assert head().count_norm == 0.75
+    from sgg.cli_support import UsageError
+
+    with pytest.raises(UsageError, match="--count-norm"):
+        build_parser().parse_args(["x.tif", "--out", "o", "--count-norm", "-1"])
