@@ -10,6 +10,7 @@ The constructor takes plain keyword arguments; ``model.config`` returns them, fo
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import torch
@@ -19,6 +20,7 @@ from sgg.errors import SggInputError
 from sgg.structures import Detections, Vocabulary
 
 from .backbones import BACKBONES, BackboneFPN
+from .consistency import rotation_consistency
 from .roi_head import OrientedRoIHead
 from .rpn import OrientedRPN
 
@@ -47,6 +49,11 @@ DEFAULT_CONFIG: dict[str, Any] = {
     # [["ship", "boat"]] for real `boat` labels that mean either; weight of the envelope loss
     "merge_groups": [],
     "hbb_weight": 1.0,
+    # rotation-consistency self-supervision on hbb tiles (sgg.detectors.consistency): loss weight (0 = off),
+    # largest turn θ (radians) of the second view, at most this many positive RoIs per batch
+    "rc_weight": 0.0,
+    "rc_max_angle": math.pi / 4,
+    "rc_max_rois": 64,
     # ground sampling distances (m/px) of the training data, [min, max]; detect_scene resamples to it
     "gsd_range": None,
 }
@@ -172,7 +179,15 @@ class HODNet(nn.Module):
         feats = self.features(batch)
         proposals, rpn_losses = self.rpn(feats, sizes, targets if self.training else None)
         if self.training:
-            return {**rpn_losses, **self.roi_head.losses(feats[:4], proposals, targets)}
+            rc = float(self.config["rc_weight"])
+            keep: dict[str, torch.Tensor] | None = {} if rc > 0 else None
+            losses = {**rpn_losses, **self.roi_head.losses(feats[:4], proposals, targets, keep=keep)}
+            if keep is not None:  # hbb tiles: a turned copy must give the turned boxes
+                losses["loss_rc"] = rc * rotation_consistency(
+                    self, batch, sizes, feats, keep["rois"], keep["bidx"], keep["cls"],
+                    max_angle=float(self.config["rc_max_angle"]), max_rois=int(self.config["rc_max_rois"]),
+                    generator=self.roi_head.generator) if keep else feats[0].sum() * 0.0
+            return losses
         results = self.roi_head.predict(feats[:4], proposals, with_features=with_features)
         return [Detections(r["boxes"].float(), r["labels"], r["scores"].float(), r.get("features"),
                            class_scores=r.get("class_scores")) for r in results]

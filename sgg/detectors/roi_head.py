@@ -124,7 +124,10 @@ class OrientedRoIHead(nn.Module):
             hbb_t.append(torch.full((sel.numel(),), hbb, dtype=torch.bool, device=props.device))
         return torch.cat(rois), torch.cat(bidx), torch.cat(labels), torch.cat(reg_t), torch.cat(hbb_t)
 
-    def losses(self, feats, proposals, targets) -> dict[str, torch.Tensor]:
+    def losses(self, feats, proposals, targets, keep: dict | None = None) -> dict[str, torch.Tensor]:
+        """Classification and regression losses; with a ``keep`` dict, the positive RoIs of hbb targets are
+        put in it (``rois``, ``bidx``, ``cls``: the class their box is decoded with) for the rotation
+        consistency branch (:mod:`sgg.detectors.consistency`)."""
         rois, bidx, labels, reg_t, hbb = self.sample(proposals, targets)
         logits, deltas = self.box_head(self.pool(feats, rois, bidx))
         n = max(labels.numel(), 1)
@@ -147,6 +150,8 @@ class OrientedRoIHead(nn.Module):
             if hb.numel():  # envelope of the decoded box vs the horizontal label, in the proposal's frame
                 cls = logp[hb, : self.num_classes].detach().masked_fill(~ok[hb, : self.num_classes], float("-inf"))
                 pred = self.coder.decode(rois[hb], deltas[hb, cls.argmax(1)])
+                if keep is not None:
+                    keep.update(rois=rois[hb], bidx=bidx[hb], cls=cls.argmax(1))
                 e, g = _xywh(box_to_envelope(pred)), reg_t[hb, :4]
                 pe = _xywh(box_to_envelope(rois[hb])).detach()
                 d = torch.stack([(e[:, 0] - g[:, 0]) / pe[:, 2], (e[:, 1] - g[:, 1]) / pe[:, 3],
