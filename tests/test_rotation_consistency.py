@@ -9,8 +9,7 @@ import pytest
 import torch
 from shapely.affinity import rotate as shapely_rotate
 
-from sgg.detectors.consistency import (consistency_loss, envelope_rois, rotate_boxes, rotate_images,
-                                       rotation_consistency)
+from sgg.detectors.consistency import consistency_loss, envelope_rois, rotate_boxes, rotate_images, rotation_consistency
 from sgg.detectors.hodnet import HODNet, total_loss
 from sgg.detectors.module import DetectorModule
 from sgg.ops import box_to_shapely, normalize_le90
