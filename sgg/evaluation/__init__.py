@@ -15,6 +15,7 @@ _LAZY = {
     "format_table": "sgg.evaluation.detection",
     "SGGEvaluator": "sgg.evaluation.sgg",
     "format_sgg_table": "sgg.evaluation.sgg",
+    "crop_graphs": "sgg.evaluation.windows",
 }
 
 

@@ -185,23 +185,18 @@ def main(argv=None) -> int:
 
 
 def _heads_report(args, graphs) -> int:
-    import importlib.util
+    from sgg.evaluation.windows import crop_graphs
 
     from .checkpoint import load_relation_head
 
-    spec = importlib.util.spec_from_file_location("eval_relation", Path(__file__).parents[2] / "scripts" / "eval_relation.py")
-    crop = None
-    if spec is not None and spec.loader is not None and Path(spec.origin).exists():
-        mod = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(mod)
-        crop = mod.crop_graphs(graphs, 512, 0.7)
+    crop = crop_graphs(graphs, 512, 0.7)
     names = graphs[0].vocabulary.predicates
     post = {r["predicate"]: r["posterior"] for r in json.loads(Path(args.ceiling).read_text())} if args.ceiling else {}
     cols, rows = [], {}
     for path in args.heads:
         head = load_relation_head(path)
         n, acc = pair_accuracy(head, graphs)
-        slots = top_k_slots(head, crop) if crop is not None else torch.zeros_like(n)
+        slots = top_k_slots(head, crop)
         cols.append(Path(path).stem)
         rows[cols[-1]] = (n, acc, slots)
     n = next(iter(rows.values()))[0]
