@@ -132,8 +132,9 @@ def run_seed(argv: list[str]) -> tuple[list[str], int | bool]:
     the command line or as ``seed_everything:``/``model.seed``/``data.seed`` in a config) all name it. It seeds
     Python, NumPy and torch (Lightning's ``seed_everything``) and is handed to the model and the data module,
     whose hparams must agree. The command line wins over the configs; within the configs a model or data seed
-    wins over ``seed_everything``; two different values at the same level are an error; none at all: 0
-    (``true`` is passed on: Lightning then draws the seed).
+    wins over ``seed_everything``; two different values at the same level are an error; none at all: 0.
+    ``true`` draws a fresh seed from the OS (Lightning's own ``seed_everything()`` falls back to 0), printed
+    to stderr and saved in the run's ``config.yaml`` like any other, so the run can be repeated.
     Returns the command line with its seed options replaced by one ``--seed_everything`` and the seed."""
     import yaml
 
@@ -168,7 +169,13 @@ def run_seed(argv: list[str]) -> tuple[list[str], int | bool]:
         given = specific or [("seed_everything", _seed_value(found.get("seed_everything", 0), "seed_everything"))]
     if len({v for _, v in given}) > 1:
         raise UsageError("a run has one seed, got " + ", ".join(f"{k} {v}" for k, v in given))
-    return [*rest, f"--seed_everything={str(given[0][1]).lower()}"], given[0][1]
+    seed = given[0][1]
+    if seed is True:
+        import secrets
+
+        seed = secrets.randbelow(2**31)
+        print(f"sgg train: seed_everything true: drew seed {seed}", file=sys.stderr)
+    return [*rest, f"--seed_everything={seed}"], seed
 
 
 def train_main(argv: list[str]) -> int:

@@ -19,6 +19,11 @@ def test_run_seed_rules(tmp_path):
     assert run_seed(["--data.seed=4"])[1] == 4 and run_seed(["--seed_everything", "5"])[1] == 5
     assert run_seed(["--seed_everything", "7", "--data.seed", "7", "--model.seed=7"]) == (["--seed_everything=7"], 7)
     assert run_seed([]) == (["--seed_everything=0"], 0)  # nothing given: 0, as the shipped configs say
+    # true: a seed drawn from the OS (Lightning alone would fall back to 0), an integer the run records
+    drawn = {run_seed(["--seed_everything", "true"])[1] for _ in range(4)}
+    assert all(isinstance(v, int) and not isinstance(v, bool) and 0 <= v < 2**31 for v in drawn) and len(drawn) > 1
+    args, seed = run_seed(["--model.seed=true"])
+    assert args == [f"--seed_everything={seed}"]
     with pytest.raises(UsageError, match="one seed.*--model.seed 3, --data.seed 4"):
         run_seed(["--model.seed", "3", "--data.seed", "4"])
     with pytest.raises(UsageError, match="integer"):
