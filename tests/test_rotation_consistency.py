@@ -127,3 +127,14 @@ def test_module_logs_rc_loss():
     loss = mod.training_step((torch.rand(2, 3, 64, 64), _hbb_targets()), 0)
     assert "train/loss_rc" in logged and float(logged["train/loss_rc"]) > 0
     assert float(loss) == pytest.approx(sum(float(v) for k, v in logged.items() if k.startswith("train/loss_")))
+
+
+def test_head_only_mode_leaves_the_backbone_alone():
+    torch.manual_seed(2)
+    m = HODNet(num_classes=3, backbone="resnet18", pretrained=False, rc_weight=1.0, rc_train_backbone=False,
+               **TINY).train()
+    m.set_generator(torch.Generator().manual_seed(0))
+    losses = m(torch.rand(2, 3, 64, 64), _hbb_targets())
+    fpn = m.backbone.fpn.layer_blocks[0][0].weight
+    g_rc = torch.autograd.grad(losses["loss_rc"], [fpn, m.roi_head.reg.weight], allow_unused=True)
+    assert g_rc[0] is None and g_rc[1].abs().sum() > 0

@@ -101,12 +101,15 @@ def consistency_loss(pred_rot: torch.Tensor, pred_orig: torch.Tensor, theta: tor
 
 def rotation_consistency(model, batch: torch.Tensor, sizes: list[tuple[int, int]], feats: list[torch.Tensor],
                          rois: torch.Tensor, bidx: torch.Tensor, cls: torch.Tensor, *, max_angle: float = math.pi / 4,
-                         max_rois: int = 64, generator: torch.Generator | None = None) -> torch.Tensor:
+                         max_rois: int = 64, generator: torch.Generator | None = None,
+                         train_backbone: bool = True) -> torch.Tensor:
     """The consistency loss of a training batch (``HODNet.forward``'s normalised ``batch`` and ``feats``).
 
     ``rois`` (K,5), ``bidx`` (K,), ``cls`` (K,): the positive RoIs of the hbb tiles and the class each is
     decoded with (the RoI head's choice for the envelope loss). At most ``max_rois`` of them, drawn at random;
-    only their tiles are turned and passed through the backbone again.
+    only their tiles are turned and passed through the backbone again. With ``train_backbone`` false the turned
+    view's backbone pass runs without gradients: only the RoI head learns from this loss (cheaper, and the
+    backbone and RPN keep what the detection losses taught them).
     """
     head = model.roi_head
     if rois.shape[0] == 0:
@@ -119,7 +122,8 @@ def rotation_consistency(model, batch: torch.Tensor, sizes: list[tuple[int, int]
     centre_img = batch.new_tensor([[sizes[i][1] / 2, sizes[i][0] / 2] for i in imgs.tolist()])
     theta, centre = theta_img[sub], centre_img[sub]
     turned = rotate_images(batch[imgs], theta_img, [sizes[i] for i in imgs.tolist()])
-    feats_r = model.features(turned)[:4]
+    with torch.set_grad_enabled(train_backbone and torch.is_grad_enabled()):
+        feats_r = model.features(turned)[:4]
     env_o = envelope_rois(rois)
     env_r = envelope_rois(rotate_boxes(rois, theta, centre))
     k = torch.arange(rois.shape[0], device=rois.device)

@@ -50,10 +50,12 @@ DEFAULT_CONFIG: dict[str, Any] = {
     "merge_groups": [],
     "hbb_weight": 1.0,
     # rotation-consistency self-supervision on hbb tiles (sgg.detectors.consistency): loss weight (0 = off),
-    # largest turn θ (radians) of the second view, at most this many positive RoIs per batch
+    # largest turn θ (radians) of the second view, at most this many positive RoIs per batch, whether the loss
+    # also trains the backbone (false: the RoI head only)
     "rc_weight": 0.0,
     "rc_max_angle": math.pi / 4,
     "rc_max_rois": 64,
+    "rc_train_backbone": True,
     # ground sampling distances (m/px) of the training data, [min, max]; detect_scene resamples to it
     "gsd_range": None,
 }
@@ -186,7 +188,8 @@ class HODNet(nn.Module):
                 losses["loss_rc"] = rc * rotation_consistency(
                     self, batch, sizes, feats, keep["rois"], keep["bidx"], keep["cls"],
                     max_angle=float(self.config["rc_max_angle"]), max_rois=int(self.config["rc_max_rois"]),
-                    generator=self.roi_head.generator) if keep else feats[0].sum() * 0.0
+                    generator=self.roi_head.generator, train_backbone=bool(self.config["rc_train_backbone"])
+                ) if keep else feats[0].sum() * 0.0
             return losses
         results = self.roi_head.predict(feats[:4], proposals, with_features=with_features)
         return [Detections(r["boxes"].float(), r["labels"], r["scores"].float(), r.get("features"),
