@@ -20,6 +20,13 @@ must give boxes turned by θ. Adapted to HOD-Net's two-stage head:
   compared a quarter turn round, so the same rectangle written two ways costs nothing.
 
 The trivial answer (angle 0 in both views) costs the angle term of θ; a perfectly equivariant head costs 0.
+
+Measured (issue #12, configs/detector/mixed_cpu_stage3_rc.yaml): 300-step continuations of the mixed
+weights do not learn it (held-out angle inconsistency stays ~0.5 rad), and on a toy (bars at uniform random
+angles) the loss does not fall in 800 steps where the same head learns the true angle by supervision in
+~500. A likely reason: with object orientations uniform, the turned tile is distributed like the original,
+so at a constant-angle head the expected gradient of the angle term is zero (E[θ | turned content] = 0):
+the trivial answer is a stationary point. Off by default (``rc_weight`` 0).
 """
 
 from __future__ import annotations
