@@ -98,7 +98,7 @@ def test_training_step_with_rc_weight():
     assert "loss_rc" not in m0(torch.rand(2, 3, 64, 64), _hbb_targets())
     # oriented-only batches: a zero term (logged every step)
     obb = [{"boxes": t["boxes"], "labels": t["labels"]} for t in _hbb_targets()]
-    assert float(m(torch.rand(2, 3, 64, 64), obb)["loss_rc"]) == 0.0
+    assert float(m(torch.rand(2, 3, 64, 64), obb)["loss_rc"].detach()) == 0.0
 
 
 def test_only_the_rc_loss_reaches_the_turned_view():
