@@ -18,7 +18,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from sgg.ops import wrap_le90
+from sgg.ops import rotate_boxes, wrap_le90
 
 HALF_PI = math.pi / 2
 
@@ -90,11 +90,8 @@ def rotate_about_centre(image: torch.Tensor, boxes: torch.Tensor, theta: float, 
     grid = torch.stack([2 * qx / s_in - 1, 2 * qy / image.shape[-2] - 1], -1)[None]
     out = torch.nn.functional.grid_sample(image[None].float(), grid, mode="bilinear", padding_mode="zeros",
                                           align_corners=False)[0]
-    b = boxes.clone()
-    dx, dy = boxes[:, 0] - half_in, boxes[:, 1] - half_in
-    b[:, 0] = half_out + c * dx - s * dy
-    b[:, 1] = half_out + s * dx + c * dy
-    b[:, 4] = wrap_le90(boxes[:, 4] + theta)
+    b = rotate_boxes(boxes, theta, torch.tensor([half_in, half_in]))
+    b[:, :2] += half_out - half_in
     return out, b
 
 

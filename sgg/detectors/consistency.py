@@ -36,21 +36,13 @@ import math
 import torch
 import torch.nn.functional as F
 
-from sgg.ops import box_to_envelope, wrap_le90
+from sgg.ops import box_to_envelope, rotate_boxes, wrap_le90
+
+from .roi_head import _xywh
 
 _HALF_PI = math.pi / 2
 # scales of the loss terms: the RoI head's delta stds (dx, dy, log w, log h, angle)
 _STDS = (0.1, 0.1, 0.2, 0.2, 0.1)
-
-
-def rotate_boxes(boxes: torch.Tensor, theta: torch.Tensor, centre: torch.Tensor) -> torch.Tensor:
-    """Boxes (N,5) turned by ``theta`` (N,) radians about ``centre`` (N,2): a point ``q`` goes to
-    ``c + R(θ)(q − c)`` (x right, y down: positive θ turns clockwise on screen, as the le90 angle does) and
-    each angle gains θ, wrapped to le90's [−π/2, π/2) (w and h kept)."""
-    c, s = torch.cos(theta), torch.sin(theta)
-    dx, dy = boxes[:, 0] - centre[:, 0], boxes[:, 1] - centre[:, 1]
-    return torch.stack([centre[:, 0] + c * dx - s * dy, centre[:, 1] + s * dx + c * dy,
-                        boxes[:, 2], boxes[:, 3], wrap_le90(boxes[:, 4] + theta)], 1)
 
 
 def rotate_images(images: torch.Tensor, theta: torch.Tensor, sizes: list[tuple[int, int]] | None = None
@@ -75,9 +67,7 @@ def rotate_images(images: torch.Tensor, theta: torch.Tensor, sizes: list[tuple[i
 
 def envelope_rois(boxes: torch.Tensor) -> torch.Tensor:
     """(N,5) axis-aligned RoIs (angle 0) covering the boxes' envelopes."""
-    e = box_to_envelope(boxes)
-    return torch.stack([(e[:, 0] + e[:, 2]) / 2, (e[:, 1] + e[:, 3]) / 2, e[:, 2] - e[:, 0], e[:, 3] - e[:, 1],
-                        torch.zeros_like(e[:, 0])], 1)
+    return F.pad(_xywh(box_to_envelope(boxes)), (0, 1))
 
 
 def consistency_terms(pred: torch.Tensor, target: torch.Tensor, rois: torch.Tensor) -> torch.Tensor:

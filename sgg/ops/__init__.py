@@ -14,6 +14,7 @@ from .conversions import (
     le90_to_oc,
     normalize_le90,
     oc_to_le90,
+    rotate_boxes,
     shapely_to_box,
     wrap_le90,
 )
@@ -28,6 +29,7 @@ __all__ = [
     "box_to_corners",
     "corners_to_box",
     "box_to_envelope",
+    "rotate_boxes",
     "box_to_shapely",
     "shapely_to_box",
     "le90_to_oc",

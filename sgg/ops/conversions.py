@@ -141,6 +141,18 @@ def corners_to_box(corners: Any) -> torch.Tensor:
     return normalize_le90(box).to(out_dtype)
 
 
+def rotate_boxes(boxes: torch.Tensor, theta: torch.Tensor | float, centre: torch.Tensor) -> torch.Tensor:
+    """Boxes (N,5) turned by ``theta`` radians ((N,) or a number) about ``centre`` ((N,2) or (2,)): a point
+    ``q`` goes to ``c + R(θ)(q − c)`` (x right, y down: positive θ turns clockwise on screen, as the le90 angle
+    does) and each angle gains θ, wrapped to le90's [−π/2, π/2) (w and h kept)."""
+    theta = torch.as_tensor(theta, dtype=boxes.dtype, device=boxes.device)
+    centre = torch.as_tensor(centre, dtype=boxes.dtype, device=boxes.device).reshape(-1, 2)
+    c, s = torch.cos(theta), torch.sin(theta)
+    dx, dy = boxes[:, 0] - centre[:, 0], boxes[:, 1] - centre[:, 1]
+    return torch.stack([centre[:, 0] + c * dx - s * dy, centre[:, 1] + s * dx + c * dy,
+                        boxes[:, 2], boxes[:, 3], wrap_le90(boxes[:, 4] + theta)], 1)
+
+
 def box_to_envelope(boxes: Any) -> torch.Tensor:
     """(N, 4) axis-aligned envelopes ``x1, y1, x2, y2``."""
     b = _as_boxes(boxes)
