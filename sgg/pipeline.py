@@ -288,11 +288,12 @@ class Pipeline:
                 self.models["relations"] = file_id(path)
             beta = r.get("count_norm")
             if beta is not None:
-                if not isinstance(beta, (int, float)) or isinstance(beta, bool) or beta < 0:
-                    raise SggInputError(f"relations.count_norm must be a number >= 0 or null, got {beta!r}")
                 if not hasattr(self._head, "count_norm"):
                     raise SggInputError(f"relations.count_norm: the relation head {spec!r} has no count_norm setting")
-                self._head.count_norm = float(beta)
+                try:
+                    self._head.count_norm = beta
+                except SggInputError as exc:
+                    raise SggInputError(f"relations.count_norm (or null): {exc}") from None
         return self._head
 
     @property

@@ -149,14 +149,23 @@ class RelationHead(nn.Module):
         self.pair_rule = {**DEFAULTS, **(pair_rule or {})}
         self.logit_adjust = float(logit_adjust)
         self.adjust_background = bool(adjust_background)  # False: τ re-splits the foreground only (adjusted_scores)
-        self.count_norm = float(count_norm)  # β of count_normalised: per-graph ranking for mean recall
-        if self.count_norm < 0:
-            raise SggInputError(f"relation head: count_norm must be >= 0, got {count_norm!r}")
         self.config: dict[str, Any] = {"mode": mode, "pair_rule": dict(self.pair_rule), "logit_adjust": self.logit_adjust,
-                                       "adjust_background": self.adjust_background, "count_norm": self.count_norm}
+                                       "adjust_background": self.adjust_background}
+        self.count_norm = count_norm  # validated, and kept in ``config`` (saved with the weights)
         # log of the training predicate frequencies (background included, over training pairs); predict()
         # subtracts logit_adjust × this from the logits (post-hoc logit adjustment, Menon et al. 2021)
         self.register_buffer("log_prior", torch.zeros(self.vocabulary.num_predicates))
+
+    @property
+    def count_norm(self) -> float:
+        """β of :func:`count_normalised`: each graph's triplets ranked for mean recall (0: probabilities)."""
+        return self.config["count_norm"]
+
+    @count_norm.setter
+    def count_norm(self, beta: float) -> None:
+        if isinstance(beta, bool) or not isinstance(beta, (int, float)) or not beta >= 0:
+            raise SggInputError(f"relation head: count_norm must be >= 0 (a number), got {beta!r}")
+        self.config["count_norm"] = float(beta)
 
     @property
     def num_classes(self) -> int:

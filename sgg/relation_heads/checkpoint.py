@@ -79,9 +79,8 @@ def set_ranking(path: str | os.PathLike, out: str | os.PathLike | None = None, *
     if bad:
         raise SggInputError(f"set_ranking: unknown setting(s) {bad}; choose from {sorted(allowed)}", path=path)
     path = Path(path)
-    load_relation_head(path)  # refuses a non-checkpoint with a clear message
-    data = torch.load(path, map_location="cpu", weights_only=True)
-    data = data.get("relation_head", data) if "format" not in data else data
+    data = _read(path)
+    head_from_dict(data, path)  # refuses a non-checkpoint with a clear message
     data["config"] = {**data["config"], **{k: allowed[k](v) for k, v in settings.items()}}
     head_from_dict(data, path)  # the new settings must rebuild (e.g. count_norm >= 0)
     out = Path(out) if out is not None else path
@@ -93,6 +92,11 @@ def set_ranking(path: str | os.PathLike, out: str | os.PathLike | None = None, *
 def load_relation_head(path: str | os.PathLike):
     """The head stored at ``path`` (eval mode), with ``.vocabulary`` and ``.predict(graph)``."""
     path = Path(path)
+    return head_from_dict(_read(path), path)
+
+
+def _read(path: Path) -> Any:
+    """The checkpoint dict at ``path`` (a Lightning file's ``relation_head`` entry), or a clear error."""
     if not path.is_file():
         raise SggInputError("relation-head checkpoint not found", path=path)
     try:
@@ -101,4 +105,4 @@ def load_relation_head(path: str | os.PathLike):
         raise SggInputError(f"cannot read checkpoint ({type(exc).__name__}: {exc})", path=path) from None
     if isinstance(data, dict) and "state_dict" in data and "format" not in data and "relation_head" in data:
         data = data["relation_head"]
-    return head_from_dict(data, path)
+    return data
