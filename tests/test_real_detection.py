@@ -156,7 +156,8 @@ def test_roi_merged_class_loss_is_log_of_summed_probability():
     labels, hbb = torch.tensor([1, 3]), torch.tensor([True, True])  # a ship and a background RoI
     reg_t = torch.zeros(2, 5)
     reg_t[0, :4] = torch.tensor([20.0, 20, 10, 10])
-    head.sample = lambda props, targets: (rois, torch.zeros(2, dtype=torch.long), labels, reg_t, hbb)
+    head.sample = lambda props, targets: (rois, torch.zeros(2, dtype=torch.long), labels, reg_t, hbb,
+                                          torch.zeros(2, 5), torch.zeros(2))
     feats = [torch.randn(1, 4, 16, 16)]
     out = head.losses(feats, None, None)
     logits, _ = head.box_head(head.pool(feats, rois, torch.zeros(2, dtype=torch.long)))
@@ -166,7 +167,7 @@ def test_roi_merged_class_loss_is_log_of_summed_probability():
     assert float(out["loss_roi_reg"].detach()) == pytest.approx(0.0, abs=1e-6)  # envelope equals the label
     # the same RoI as an oriented sample: plain cross-entropy on class 1
     head.sample = lambda props, targets: (rois, torch.zeros(2, dtype=torch.long), labels, reg_t * 0,
-                                          torch.tensor([False, False]))
+                                          torch.tensor([False, False]), torch.zeros(2, 5), torch.zeros(2))
     want_obb = -(torch.log(p[0, 1]) + torch.log(p[1, 3])) / 2
     assert float(head.losses(feats, None, None)["loss_roi_cls"].detach()) == pytest.approx(float(want_obb), rel=1e-5)
 
@@ -181,7 +182,7 @@ def test_roi_hbb_regression_has_no_angle_term():
         reg_t = torch.zeros(1, 5)
         reg_t[0, :4] = label
         head.sample = lambda p, t, r=rois, g=reg_t: (r, torch.zeros(1, dtype=torch.long), torch.tensor([0]), g,
-                                                      torch.tensor([True]))
+                                                      torch.tensor([True]), torch.zeros(1, 5), torch.zeros(1))
         loss = float(head.losses(feats, None, None)["loss_roi_reg"].detach())
         assert (loss == pytest.approx(0.0, abs=1e-5)) is zero
 

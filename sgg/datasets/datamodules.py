@@ -36,6 +36,7 @@ import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
+from sgg.datasets.pseudo_obb import with_pseudo_boxes
 from sgg.datasets.tiling import ReaderCache, SceneRecord, load_scenes, read_split, read_window, sample_window
 from sgg.datasets.transforms import (
     padded_grid_windows,
@@ -204,6 +205,8 @@ class DetectorTileDataset(Dataset):
             "scene_index": torch.tensor(si, dtype=torch.long),
             "hbb": torch.tensor(hbb),
         }
+        if sc.angle_weight is not None:  # oriented pseudo-boxes of horizontal labels: their confidences
+            target["angle_weight"] = sc.angle_weight[keep].float()
         return image, target
 
 
@@ -268,6 +271,9 @@ class DetectorDataModule(pl.LightningDataModule):
             its training part (:func:`hbb_split`: ``hbb_val_fraction`` of the images held out by ``hbb_seed``),
             at rates ``hbb_scales``, class names mapped by ``hbb_aliases`` (``{"boat": "ship"}``: with the
             model's ``merge_groups`` the label counts for STAR ``ship`` or ``boat``); targets carry ``hbb``.
+        hbb_pseudo_obb: replace those horizontal labels by oriented pseudo-boxes with the same envelopes
+            (:mod:`sgg.datasets.pseudo_obb`: angle and aspect from the image inside each label); targets then
+            also carry ``angle_weight`` (K,), each box's confidence, for the detector's angle loss.
     """
 
     def __init__(
@@ -296,6 +302,7 @@ class DetectorDataModule(pl.LightningDataModule):
         hbb_aliases: dict[str, str] | None = None,
         hbb_val_fraction: float = 0.2,
         hbb_seed: int = 0,
+        hbb_pseudo_obb: bool = False,
     ):
         super().__init__()
         self.save_hyperparameters()
@@ -321,6 +328,8 @@ class DetectorDataModule(pl.LightningDataModule):
             if train and hp.hbb_dir:
                 names = hbb_split(hp.hbb_dir, hp.hbb_val_fraction, hp.hbb_seed)["train"]
                 hbb = load_dota_scenes(hp.hbb_dir, names, self.vocabulary, hp.hbb_aliases or {"boat": "ship"})
+                if hp.hbb_pseudo_obb:
+                    hbb = with_pseudo_boxes(hbb)
             self.datasets[stage] = DetectorTileDataset(
                 scenes, hp.tile_size, self.train_scales if train else hp.val_scales, train=train,
                 tiles_per_epoch=hp.tiles_per_epoch, min_iof=hp.min_iof, min_box_size=hp.min_box_size,

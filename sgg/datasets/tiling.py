@@ -86,6 +86,9 @@ class SceneRecord:
     labels: torch.Tensor  # (N,)
     difficult: torch.Tensor  # (N,) bool
     graph: Any  # the SceneGraph annotation
+    # (N,) confidence of each box's angle when the boxes are oriented pseudo-boxes of horizontal labels
+    # (sgg.datasets.pseudo_obb); None: the angles are labels (oriented data) or absent (horizontal data)
+    angle_weight: torch.Tensor | None = None
 
 
 def read_split(data_dir: str | os.PathLike) -> dict[str, list[str]]:

@@ -49,6 +49,9 @@ DEFAULT_CONFIG: dict[str, Any] = {
     # [["ship", "boat"]] for real `boat` labels that mean either; weight of the envelope loss
     "merge_groups": [],
     "hbb_weight": 1.0,
+    # hbb targets with oriented pseudo-boxes (``angle_weight`` per box, sgg.datasets.pseudo_obb): weight of the
+    # full oriented loss (RPN midpoint offsets, RoI deltas) on them, times each box's confidence (0 = off)
+    "pseudo_weight": 1.0,
     # rotation-consistency self-supervision on hbb tiles (sgg.detectors.consistency): loss weight (0 = off),
     # largest turn θ (radians) of the second view, at most this many positive RoIs per batch, whether the loss
     # also trains the backbone (false: the RoI head only)
@@ -176,8 +179,11 @@ class HODNet(nn.Module):
         if self.training:
             if targets is None or len(targets) != len(sizes):
                 raise SggInputError("training needs one target dict per image")
+            pw = float(self.config["pseudo_weight"])
             targets = [{"boxes": t["boxes"].to(batch).reshape(-1, 5), "labels": t["labels"].to(batch.device).long(),
-                        "hbb": bool(t.get("hbb", False))} for t in targets]
+                        "hbb": bool(t.get("hbb", False)),
+                        **({"angle_weight": t["angle_weight"].to(batch).reshape(-1) * pw}
+                           if t.get("angle_weight") is not None and pw > 0 else {})} for t in targets]
         feats = self.features(batch)
         proposals, rpn_losses = self.rpn(feats, sizes, targets if self.training else None)
         if self.training:

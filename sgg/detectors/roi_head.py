@@ -12,6 +12,9 @@ frame) — the label says nothing about the angle, so there is no angle term. Co
 ``merge_groups`` (lists of class indices, e.g. STAR's ``ship`` and ``boat`` for a real ``boat`` label) the
 cross-entropy of such a positive is −log of the summed probability of its group, so the split between the
 group's classes is left to the oriented data; the envelope loss uses the group member the head rates highest.
+When the horizontal labels come as oriented pseudo-boxes with an ``angle_weight`` per box
+(:mod:`sgg.datasets.pseudo_obb`: same envelopes, angle from the image), the positives also get the full
+oriented smooth-L1 against their pseudo-box, weighed by its confidence.
 """
 
 from __future__ import annotations
@@ -95,10 +98,11 @@ class OrientedRoIHead(nn.Module):
     @torch.no_grad()
     def sample(self, proposals: list[torch.Tensor], targets: list[dict[str, torch.Tensor]]):
         """Sampled RoIs, their batch index, class targets (C = background) and regression targets."""
-        rois, bidx, labels, reg_t, hbb_t = [], [], [], [], []
+        rois, bidx, labels, reg_t, hbb_t, obb_t, aw_t = [], [], [], [], [], [], []
         for b, (props, tgt) in enumerate(zip(proposals, targets)):
             gt, gl = tgt["boxes"].to(props), tgt["labels"].to(props.device).long()
             hbb = bool(tgt.get("hbb", False))
+            aw = tgt.get("angle_weight") if hbb else None
             props = torch.cat([props, gt]) if gt.numel() else props
             if gt.numel():
                 iou = box_iou(box_to_envelope(props), box_to_envelope(gt)) if hbb else rotated_iou(props, gt)
@@ -113,22 +117,29 @@ class OrientedRoIHead(nn.Module):
             rois.append(props[sel])
             bidx.append(torch.full((sel.numel(),), b, dtype=torch.long, device=props.device))
             labels.append(lab[sel])
-            t = props.new_zeros(sel.numel(), 5)
+            t, o, w = props.new_zeros(sel.numel(), 5), props.new_zeros(sel.numel(), 5), props.new_zeros(sel.numel())
             if pos.numel():
-                # hbb: the label's envelope (cx, cy, w, h) goes in the first four columns
+                # hbb: the label's envelope (cx, cy, w, h) goes in the first four columns; an oriented
+                # pseudo-box's deltas in ``o``, its confidence in ``w``
                 if hbb:
                     t[: pos.numel(), :4] = _xywh(box_to_envelope(gt[idx[pos]]))
+                    if aw is not None:
+                        o[: pos.numel()] = self.coder.encode(props[pos], gt[idx[pos]])
+                        w[: pos.numel()] = aw.to(props)[idx[pos]]
                 else:
                     t[: pos.numel()] = self.coder.encode(props[pos], gt[idx[pos]])
             reg_t.append(t)
+            obb_t.append(o)
+            aw_t.append(w)
             hbb_t.append(torch.full((sel.numel(),), hbb, dtype=torch.bool, device=props.device))
-        return torch.cat(rois), torch.cat(bidx), torch.cat(labels), torch.cat(reg_t), torch.cat(hbb_t)
+        return (torch.cat(rois), torch.cat(bidx), torch.cat(labels), torch.cat(reg_t), torch.cat(hbb_t),
+                torch.cat(obb_t), torch.cat(aw_t))
 
     def losses(self, feats, proposals, targets, keep: dict | None = None) -> dict[str, torch.Tensor]:
         """Classification and regression losses; with a ``keep`` dict, the positive RoIs of hbb targets are
         put in it (``rois``, ``bidx``, ``cls``: the class their box is decoded with) for the rotation
         consistency branch (:mod:`sgg.detectors.consistency`)."""
-        rois, bidx, labels, reg_t, hbb = self.sample(proposals, targets)
+        rois, bidx, labels, reg_t, hbb, obb_t, aw = self.sample(proposals, targets)
         logits, deltas = self.box_head(self.pool(feats, rois, bidx))
         n = max(labels.numel(), 1)
         # background is column C in training; the merged target is every column of the label's group
@@ -161,6 +172,12 @@ class OrientedRoIHead(nn.Module):
                 d = d / d.new_tensor([0.1, 0.1, 0.2, 0.2])
                 loss_reg = loss_reg + self.hbb_weight * F.smooth_l1_loss(
                     d, torch.zeros_like(d), beta=1.0, reduction="sum") / n
+                # oriented pseudo-boxes: the full le90 deltas of that class, by each box's confidence
+                po = hb[aw[hb] > 0]
+                if po.numel():
+                    dp = deltas[po, cls[aw[hb] > 0].argmax(1)]
+                    loss_reg = loss_reg + (F.smooth_l1_loss(dp, obb_t[po], beta=1.0, reduction="none").sum(1)
+                                           * aw[po]).sum() / n
         acc = (logits.argmax(1) == labels).float().mean() if labels.numel() else logits.new_zeros(())
         return {"loss_roi_cls": loss_cls, "loss_roi_reg": loss_reg, "roi_acc": acc.detach()}
 

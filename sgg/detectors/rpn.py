@@ -8,7 +8,8 @@ the top-scoring anchors per level, decoded and de-duplicated by NMS on their env
 paper does), then cut to ``post_nms_top_n``. Everything is vectorised over anchors.
 
 A target dict with ``hbb`` true (horizontal-box labels) supervises only what such a label fixes: the
-objectness and the envelope deltas ``(dx, dy, dw, dh)``; the two midpoint offsets (the angle) get no loss.
+objectness and the envelope deltas ``(dx, dy, dw, dh)``; the two midpoint offsets (the angle) get no loss,
+unless the boxes are oriented pseudo-boxes with an ``angle_weight`` per box (their confidence weighs them).
 """
 
 from __future__ import annotations
@@ -213,7 +214,9 @@ class OrientedRPN(nn.Module):
                 pos_t.append(self.coder.encode(anchors[pos], gt[idx[pos]]))
                 w = deltas.new_ones(pos.numel(), 6)
                 if bool(tgt.get("hbb", False)):
-                    w[:, 4:] = 0.0  # no angle information in a horizontal label
+                    # no angle information in a horizontal label; an oriented pseudo-box's by its confidence
+                    aw = tgt.get("angle_weight")
+                    w[:, 4:] = 0.0 if aw is None else aw.to(w)[idx[pos], None]
                 pos_w.append(w)
         lg, lb = torch.cat(all_logits), torch.cat(all_lab)
         n = max(lb.numel(), 1)

@@ -1,0 +1,142 @@
+"""Oriented pseudo-boxes of horizontal labels (sgg.datasets.pseudo_obb) and the detector losses they feed:
+drawn rectangles of known angle, the exact-envelope property, confidences, and hand-worked loss terms."""
+
+from __future__ import annotations
+
+import math
+import warnings
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from sgg.datasets.pseudo_obb import pseudo_oriented_boxes, with_pseudo_boxes
+from sgg.detectors.roi_head import OrientedRoIHead
+from sgg.detectors.rpn import OrientedRPN
+from sgg.ops import box_to_envelope, rotated_iou_aligned
+from sgg.structures import Vocabulary
+
+
+def _draw(boxes, size=(160, 128), fg=(0.9, 0.85, 0.8), bg=(0.1, 0.2, 0.3)):
+    """(3, H, W) image of filled oriented rectangles on a plain background (pixel centres inside a box)."""
+    w, h = size
+    ys, xs = torch.meshgrid(torch.arange(h) + 0.5, torch.arange(w) + 0.5, indexing="ij")
+    inside = torch.zeros(h, w, dtype=torch.bool)
+    for cx, cy, bw, bh, a in boxes:
+        u = (xs - cx) * math.cos(a) + (ys - cy) * math.sin(a)
+        v = -(xs - cx) * math.sin(a) + (ys - cy) * math.cos(a)
+        inside |= (u.abs() < bw / 2) & (v.abs() < bh / 2)
+    img = torch.tensor(bg)[:, None, None].expand(3, h, w).clone()
+    img[:, inside] = torch.tensor(fg)[:, None]
+    return img
+
+
+def _angle_error(a, b):
+    return ((a - b + math.pi / 2) % math.pi - math.pi / 2).abs()
+
+
+@pytest.mark.parametrize("angle", [0.5, -0.5, 1.2, -1.0])
+def test_recovers_angle_and_keeps_the_envelope(angle):
+    truth = torch.tensor([[80.0, 64, 60, 14, angle]])
+    label = box_to_envelope(truth)
+    boxes, conf = pseudo_oriented_boxes(_draw(truth.tolist()), label)
+    assert float(_angle_error(boxes[0, 4], truth[0, 4])) < 0.06
+    assert float(rotated_iou_aligned(boxes, truth)[0]) > 0.85
+    assert torch.allclose(box_to_envelope(boxes), label, atol=1e-3)  # exactly the label's envelope
+    assert float(conf[0]) > 0.9
+    # the label alone (a horizontal box) is a much worse oriented box
+    hbb = torch.cat([(label[:, :2] + label[:, 2:]) / 2, label[:, 2:] - label[:, :2], torch.zeros(1, 1)], 1)
+    assert float(rotated_iou_aligned(hbb, truth)[0]) < 0.6
+
+
+def test_axis_aligned_object_gives_its_label_and_round_object_no_confidence():
+    truth = torch.tensor([[50.0, 40, 50, 12, 0.0], [120.0, 80, 14, 40, 0.0]])
+    boxes, conf = pseudo_oriented_boxes(_draw(truth.tolist()), box_to_envelope(truth))
+    assert torch.allclose(box_to_envelope(boxes), box_to_envelope(truth), atol=1e-3)
+    # border cells blend with the background, so the mask's aspect reads a little long: within ~2°
+    assert float(_angle_error(boxes[:, 4], truth[:, 4] + torch.tensor([0.0, math.pi / 2])).max()) < 0.04
+    assert float(rotated_iou_aligned(boxes, truth).min()) > 0.9
+    # a disc: no preferred direction, confidence 0 (its box is still the label)
+    ys, xs = torch.meshgrid(torch.arange(128) + 0.5, torch.arange(160) + 0.5, indexing="ij")
+    img = torch.full((3, 128, 160), 0.2)
+    img[:, (xs - 80) ** 2 + (ys - 64) ** 2 < 15 ** 2] = 0.9
+    label = torch.tensor([[65.0, 49, 95, 79]])
+    boxes, conf = pseudo_oriented_boxes(img, label)
+    assert float(conf[0]) == 0.0
+    assert torch.allclose(box_to_envelope(boxes), label, atol=1e-3)
+
+
+def test_solved_angle_matches_hand_worked_value():
+    # a 3:1 bar along a square label's diagonal: tan φ = (r·a − 1)/(a − r) = 1 → φ = 45°, sides 3s and s
+    # with 3s·cos45 + s·sin45 = 40 → s = 40/(4·√½) ≈ 14.14
+    truth = torch.tensor([[64.0, 64, 3 * 40 / (4 * math.sqrt(0.5)), 40 / (4 * math.sqrt(0.5)), math.pi / 4]])
+    boxes, _ = pseudo_oriented_boxes(_draw(truth.tolist(), size=(128, 128)), box_to_envelope(truth))
+    assert float(_angle_error(boxes[0, 4], torch.tensor(math.pi / 4))) < 1e-3
+    assert float(boxes[0, 2] / boxes[0, 3]) == pytest.approx(3.0, rel=0.15)
+    assert pseudo_oriented_boxes(torch.zeros(3, 8, 8), torch.zeros(0, 4))[0].shape == (0, 5)
+
+
+def test_dataset_tiles_carry_pseudo_boxes_and_weights(tmp_path):
+    from sgg.datasets.datamodules import DetectorTileDataset, load_dota_scenes
+
+    truth = torch.tensor([[100.0, 80, 70, 16, 0.6]])
+    (tmp_path / "images").mkdir()
+    (tmp_path / "labelTxt").mkdir()
+    img = (_draw(truth.tolist(), size=(200, 160)).permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+    Image.fromarray(img).save(tmp_path / "images" / "b0.png")
+    x1, y1, x2, y2 = box_to_envelope(truth)[0].tolist()
+    (tmp_path / "labelTxt" / "b0.txt").write_text(f"gsd:null\n{x1} {y1} {x2} {y1} {x2} {y2} {x1} {y2} boat 0\n")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        recs = with_pseudo_boxes(load_dota_scenes(str(tmp_path), ["b0"], Vocabulary.star(), {"boat": "ship"}))
+        assert float(_angle_error(recs[0].boxes[0, 4], truth[0, 4])) < 0.06
+        assert torch.allclose(box_to_envelope(recs[0].boxes), box_to_envelope(truth), atol=1e-2)
+        ds = DetectorTileDataset(recs, 128, (1.0,), train=True, tiles_per_epoch=8, positive_fraction=1.0,
+                                 hbb_scenes=recs, hbb_fraction=1.0, hbb_scales=(1.0,))
+        for i in range(8):
+            _, t = ds[i]
+            assert bool(t["hbb"]) and t["angle_weight"].shape == t["labels"].shape
+            if len(t["boxes"]):  # flips and quarter turns keep the box oriented (not axis-aligned)
+                a = torch.remainder(t["boxes"][:, 4], math.pi / 2)
+                assert float(torch.minimum(a, math.pi / 2 - a).min()) > 0.3
+
+
+def test_rpn_pseudo_boxes_weigh_midpoint_offsets_by_confidence():
+    rpn = OrientedRPN(8, strides=[8], anchor_sizes=[32], ratios=[1.0], batch_size=64)
+    anchors = torch.tensor([[0.0, 0, 32, 32], [100, 100, 132, 132]])
+    logits, base = torch.zeros(1, 2), torch.zeros(1, 2, 6)
+    other = base.clone()
+    other[..., 4:] = 0.3
+    gt = torch.tensor([[16.0, 16, 30, 10, 0.5]])
+
+    def diff(weight):
+        t = [{"boxes": gt, "labels": torch.tensor([0]), "hbb": True, "angle_weight": torch.tensor([weight])}]
+        return float(rpn.losses(anchors, logits, other, t)["loss_rpn_reg"] - rpn.losses(anchors, logits, base, t)["loss_rpn_reg"])
+
+    assert diff(0.0) == pytest.approx(0.0, abs=1e-7)
+    assert diff(0.5) == pytest.approx(0.5 * diff(1.0), rel=1e-5) and diff(1.0) != 0.0
+
+
+def test_roi_pseudo_box_loss_is_weighted_oriented_smooth_l1():
+    torch.manual_seed(0)
+    head = OrientedRoIHead(4, 3, strides=[4], representation_size=16, batch_size=8)
+    torch.nn.init.zeros_(head.reg.weight)
+    torch.nn.init.zeros_(head.reg.bias)  # deltas 0: the predicted box is the proposal
+    feats = [torch.randn(1, 4, 32, 32)]
+    roi = torch.tensor([[40.0, 40, 30, 10, 0.0]])
+    pseudo = torch.tensor([[40.0, 40, 30, 10, 0.3]])
+    env = box_to_envelope(roi)
+    reg_t = torch.zeros(1, 5)
+    reg_t[0, :4] = torch.cat([(env[0, :2] + env[0, 2:]) / 2, env[0, 2:] - env[0, :2]])
+    obb_t = head.coder.encode(roi, pseudo)
+
+    def loss(weight):
+        head.sample = lambda p, t: (roi, torch.zeros(1, dtype=torch.long), torch.tensor([1]), reg_t,
+                                    torch.tensor([True]), obb_t, torch.tensor([weight]))
+        return float(head.losses(feats, None, None)["loss_roi_reg"].detach())
+
+    assert loss(0.0) == pytest.approx(0.0, abs=1e-6)  # envelope met exactly, no pseudo term
+    want = torch.nn.functional.smooth_l1_loss(torch.zeros(5), obb_t[0], beta=1.0, reduction="sum")
+    assert float(want) > 0.1
+    assert loss(0.7) == pytest.approx(0.7 * float(want), rel=1e-5)
