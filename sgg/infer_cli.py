@@ -237,7 +237,9 @@ def summary(sg: Any, name: str, files: list[Path], top: int = 8) -> str:
     if sg.predicate_scores is not None and len(sg.pairs):
         tr = sg.triplets(top_k=5)
         lab = det.labels.cpu()
-        lines.append("  top relations:")
+        beta = (sg.metadata.get("relation_ranking") or {}).get("count_norm", 0.0)
+        lines.append("  top relations" + (f" (ranking scores, count-normalised β {beta:g}):" if beta
+                                          else " (probabilities):"))
         for s, o, p, sc in zip(tr["subject"].tolist(), tr["object"].tolist(), tr["predicate"].tolist(),
                                tr["score"].tolist()):
             lines.append(f"    {voc.objects[int(lab[s])]}#{s} —{voc.predicates[p]}→ {voc.objects[int(lab[o])]}#{o}"

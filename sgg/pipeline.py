@@ -433,6 +433,9 @@ class Pipeline:
         timing["total"] = time.perf_counter() - t_all
         meta = dict(sg.metadata)
         meta.update(timing_s={k: round(v, 4) for k, v in timing.items()}, models=dict(self.models), mode=self.mode)
+        head = self._head
+        if head is not None and sg.predicate_scores is not None:  # what predicate_scores are (β > 0: ranks)
+            meta["relation_ranking"] = {k: float(getattr(head, k, 0.0)) for k in ("logit_adjust", "count_norm")}
         return sg.replace(metadata=meta)
 
     def __repr__(self) -> str:

@@ -269,15 +269,20 @@ def test_preview_draws_footprints_in_class_colours_and_arrows(tmp_path):
 
 def test_infer_outputs_and_summary(tmp_path, capsys):
     from sgg.graph import read
-    from sgg.infer_cli import run_scenes
+    from sgg.infer_cli import run_scenes, summary
 
     path = make_scene(tmp_path)
     assert run_scenes(fake_pipeline(), [str(path)], tmp_path / "out", ["gpkg", "graphml", "preview"]) == 0
     out = capsys.readouterr().out
-    assert "scene: 5 objects, 20 pairs" in out and "2 car" in out and "top relations" in out
+    assert "scene: 5 objects, 20 pairs" in out and "2 car" in out and "top relations (probabilities):" in out
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["scene.gpkg", "scene.graphml", "scene.preview.png"]
     g = read(tmp_path / "out" / "scene.gpkg")
     assert len(g.detections) == 5 and "timing_s" in g.metadata
+    # a head ranking by count normalisation: its scores are named as ranks, not probabilities
+    sg = fake_pipeline().run(path)
+    assert sg.metadata["relation_ranking"] == {"logit_adjust": 0.0, "count_norm": 0.0}
+    ranked = sg.replace(metadata={**sg.metadata, "relation_ranking": {"logit_adjust": 0.5, "count_norm": 0.5}})
+    assert "top relations (ranking scores, count-normalised β 0.5):" in summary(ranked, "scene", [])
 
 
 def test_every_real_raster_runs_or_fails_cleanly(real_dir, tmp_path, capsys):

@@ -88,3 +88,17 @@ def test_set_ranking_refuses_bad_settings(tmp_path):
     assert torch.load(path, weights_only=True)["config"]["count_norm"] == 0.0  # nothing written
     with pytest.raises(SggInputError, match="not found"):
         set_ranking(tmp_path / "missing.pt", count_norm=1)
+
+
+def test_logit_adjust_set_after_loading_is_saved_and_validated(tmp_path):
+    head = build_head("mlp", Vocabulary.star(), hidden=8, class_dim=4)
+    path = save_relation_head(head, tmp_path / "h.pt")
+    loaded = load_relation_head(path)
+    loaded.logit_adjust = 0.5
+    assert loaded.config["logit_adjust"] == 0.5
+    again = load_relation_head(save_relation_head(loaded, tmp_path / "h2.pt"))
+    assert again.logit_adjust == 0.5
+    for bad in (float("nan"), "1", True):
+        with pytest.raises(SggInputError, match="logit_adjust must be a finite number"):
+            loaded.logit_adjust = bad
+    assert loaded.logit_adjust == 0.5

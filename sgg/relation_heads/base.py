@@ -11,6 +11,7 @@ SGCls head (``mode='sgcls'``) also replaces the object classes with its own.
 
 from __future__ import annotations
 
+import math
 import warnings
 from typing import Any
 
@@ -147,14 +148,26 @@ class RelationHead(nn.Module):
         self.vocabulary = vocabulary or Vocabulary.star()
         self.mode = mode
         self.pair_rule = {**DEFAULTS, **(pair_rule or {})}
-        self.logit_adjust = float(logit_adjust)
         self.adjust_background = bool(adjust_background)  # False: τ re-splits the foreground only (adjusted_scores)
-        self.config: dict[str, Any] = {"mode": mode, "pair_rule": dict(self.pair_rule), "logit_adjust": self.logit_adjust,
+        self.config: dict[str, Any] = {"mode": mode, "pair_rule": dict(self.pair_rule),
                                        "adjust_background": self.adjust_background}
-        self.count_norm = count_norm  # validated, and kept in ``config`` (saved with the weights)
+        # validated, and kept in ``config`` (saved with the weights) even when set after loading
+        self.logit_adjust = logit_adjust
+        self.count_norm = count_norm
         # log of the training predicate frequencies (background included, over training pairs); predict()
         # subtracts logit_adjust × this from the logits (post-hoc logit adjustment, Menon et al. 2021)
         self.register_buffer("log_prior", torch.zeros(self.vocabulary.num_predicates))
+
+    @property
+    def logit_adjust(self) -> float:
+        """τ of the post-hoc logit adjustment: ``rel_logits − τ·log_prior`` before the softmax (0: none)."""
+        return self.config["logit_adjust"]
+
+    @logit_adjust.setter
+    def logit_adjust(self, tau: float) -> None:
+        if isinstance(tau, bool) or not isinstance(tau, (int, float)) or not math.isfinite(tau):
+            raise SggInputError(f"relation head: logit_adjust must be a finite number, got {tau!r}")
+        self.config["logit_adjust"] = float(tau)
 
     @property
     def count_norm(self) -> float:
