@@ -140,3 +140,53 @@ def test_roi_pseudo_box_loss_is_weighted_oriented_smooth_l1():
     want = torch.nn.functional.smooth_l1_loss(torch.zeros(5), obb_t[0], beta=1.0, reduction="sum")
     assert float(want) > 0.1
     assert loss(0.7) == pytest.approx(0.7 * float(want), rel=1e-5)
+
+
+def test_detector_training_step_uses_pseudo_weights():
+    from sgg.detectors.hodnet import HODNet, total_loss
+
+    tiny = dict(fpn_channels=16, representation_size=32, rpn_pre_nms_top_n=[200, 100], rpn_post_nms_top_n=[100, 50],
+                roi_batch_size=32, rpn_batch_size=64)
+    boxes = torch.tensor([[40.0, 30.0, 30.0, 12.0, 0.6], [20.0, 50.0, 16.0, 16.0, 0.0]])
+
+    def losses(pseudo_weight, angle_weight):
+        torch.manual_seed(0)
+        m = HODNet(num_classes=3, backbone="resnet18", pretrained=False, pseudo_weight=pseudo_weight, **tiny).train()
+        m.set_generator(torch.Generator().manual_seed(0))
+        t = {"boxes": boxes, "labels": torch.tensor([0, 2]), "hbb": True}
+        if angle_weight is not None:
+            t["angle_weight"] = torch.tensor(angle_weight)
+        torch.manual_seed(1)
+        return m, m(torch.rand(1, 3, 64, 64), [t])
+
+    _, plain = losses(1.0, None)
+    _, off = losses(0.0, [1.0, 0.0])  # pseudo_weight 0: exactly the horizontal-label losses
+    for k in ("loss_rpn_reg", "loss_roi_reg", "loss_roi_cls"):
+        assert float(off[k].detach()) == pytest.approx(float(plain[k].detach()), rel=1e-6)
+    m, on = losses(1.0, [1.0, 0.0])
+    assert float(on["loss_roi_reg"].detach()) > float(plain["loss_roi_reg"].detach())
+    total_loss(on).backward()
+    assert m.roi_head.reg.weight.grad.abs().sum() > 0
+
+
+def test_hbb_images_drawn_by_label_count(tmp_path):
+    from sgg.datasets.datamodules import DetectorTileDataset, load_dota_scenes
+
+    (tmp_path / "images").mkdir()
+    (tmp_path / "labelTxt").mkdir()
+    for stem, n in (("dense", 9), ("sparse", 1)):
+        Image.fromarray(np.full((160, 200, 3), 90, dtype=np.uint8)).save(tmp_path / "images" / f"{stem}.png")
+        lines = [f"{10 + 20 * i} 50 {25 + 20 * i} 50 {25 + 20 * i} 90 {10 + 20 * i} 90 boat 0" for i in range(n)]
+        (tmp_path / "labelTxt" / f"{stem}.txt").write_text("gsd:null\n" + "\n".join(lines) + "\n")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        recs = load_dota_scenes(str(tmp_path), ["dense", "sparse"], Vocabulary.star(), {"boat": "ship"})
+
+    def dense_share(power):
+        ds = DetectorTileDataset(recs[1:], 64, (1.0,), train=True, tiles_per_epoch=2000, hbb_scenes=recs,
+                                 hbb_fraction=1.0, hbb_scales=(1.0,), hbb_count_power=power)
+        return np.mean([ds.tile_spec(i)[0] == 1 for i in range(2000)])  # index 1: the first hbb scene
+
+    assert dense_share(0.0) == pytest.approx(0.5, abs=0.04)
+    assert dense_share(1.0) == pytest.approx(0.9, abs=0.03)  # 9 labels against 1
+    assert dense_share(0.5) == pytest.approx(3 / 4, abs=0.04)  # √9 against √1

@@ -106,6 +106,7 @@ class DetectorTileDataset(Dataset):
         hbb_scenes: Sequence[SceneRecord] = (),
         hbb_fraction: float = 0.0,
         hbb_scales: Sequence[float] = (),
+        hbb_count_power: float = 0.0,
     ):
         if not scenes:
             raise SggInputError("DetectorTileDataset: no scenes in this split")
@@ -125,6 +126,12 @@ class DetectorTileDataset(Dataset):
         self.hbb_scales = tuple(float(s) for s in (hbb_scales or scales))
         if self.hbb_fraction:
             self.scenes += list(hbb_scenes)
+        # horizontal-box images drawn ∝ (number of labels)^power: 0 every image alike, 1 every label alike (a
+        # few dense marinas hold most real boats); an image without labels counts as one
+        self._hbb_p = None
+        if self.hbb_fraction and hbb_count_power:
+            n = np.array([max(1, len(s.labels)) for s in hbb_scenes], dtype=np.float64) ** float(hbb_count_power)
+            self._hbb_p = n / n.sum()
         # class-balanced centring: each class present in a scene is equally likely to be centred on
         self._centre_p: list[np.ndarray | None] = [None] * len(self.scenes)
         if class_balanced:
@@ -154,7 +161,8 @@ class DetectorTileDataset(Dataset):
             return int(row[0]), float(row[1]), tuple(float(v) for v in row[2:6])
         rng = np.random.default_rng([self.seed, int(index)])
         if self.hbb_fraction and rng.random() < self.hbb_fraction:
-            si = self.num_obb + int(rng.integers(0, len(self.scenes) - self.num_obb))
+            k = len(self.scenes) - self.num_obb
+            si = self.num_obb + int(rng.integers(0, k) if self._hbb_p is None else rng.choice(k, p=self._hbb_p))
             s = self.hbb_scales[int(rng.integers(0, len(self.hbb_scales)))]
         else:
             si = int(rng.choice(self.num_obb, p=self._scene_p))
@@ -271,6 +279,7 @@ class DetectorDataModule(pl.LightningDataModule):
             its training part (:func:`hbb_split`: ``hbb_val_fraction`` of the images held out by ``hbb_seed``),
             at rates ``hbb_scales``, class names mapped by ``hbb_aliases`` (``{"boat": "ship"}``: with the
             model's ``merge_groups`` the label counts for STAR ``ship`` or ``boat``); targets carry ``hbb``.
+        hbb_count_power: draw those images ∝ (number of labels)^power (0: uniformly; 1: every label alike).
         hbb_pseudo_obb: replace those horizontal labels by oriented pseudo-boxes with the same envelopes
             (:mod:`sgg.datasets.pseudo_obb`: angle and aspect from the image inside each label); targets then
             also carry ``angle_weight`` (K,), each box's confidence, for the detector's angle loss.
@@ -303,6 +312,7 @@ class DetectorDataModule(pl.LightningDataModule):
         hbb_val_fraction: float = 0.2,
         hbb_seed: int = 0,
         hbb_pseudo_obb: bool = False,
+        hbb_count_power: float = 0.0,
     ):
         super().__init__()
         self.save_hyperparameters()
@@ -336,6 +346,7 @@ class DetectorDataModule(pl.LightningDataModule):
                 positive_fraction=hp.positive_fraction, class_balanced=hp.class_balanced, flip=hp.flip,
                 rotate_any=hp.rotate_any, photometric=hp.photometric, rotate=hp.rotate, overlap=hp.val_overlap,
                 seed=hp.seed, hbb_scenes=hbb, hbb_fraction=hp.hbb_fraction, hbb_scales=hp.hbb_scales,
+                hbb_count_power=hp.hbb_count_power,
             )
         return self.datasets[stage]
 
