@@ -423,3 +423,22 @@ def test_photometric_jitter_is_seeded_and_bounded():
     assert torch.equal(a, b) and not torch.equal(a, img)
     assert 0.0 <= a.min() and a.max() <= 1.0
     assert torch.equal(photometric(img, np.random.default_rng(1), 0.0), img)
+
+
+def test_detector_tiles_with_pasted_rows(data_dir):
+    from sgg.datasets.copy_paste import RowPaster
+    from sgg.errors import SggInputError
+
+    with pytest.raises(SggInputError, match="paste_rows needs hbb_dir"):
+        DetectorDataModule(str(data_dir), tile_size=64, paste_rows=0.5).setup("fit")
+    dm = DetectorDataModule(str(data_dir), tile_size=64, tiles_per_epoch=6, seed=0)
+    dm.setup("fit")
+    ds = dm.datasets["train"]
+    plain = [ds[i][1]["labels"] for i in range(6)]
+    label = dm.vocabulary.object_index("boat")
+    ds.paster = RowPaster(torch.rand(2, 3, 8, 24), torch.full((2,), 3.0), label, count=(3, 3), length=(12.0, 12.0))
+    ds.paste_prob = 1.0
+    for i in range(6):
+        image, t = ds[i]
+        assert image.shape == (3, 64, 64) and len(t["boxes"]) == len(t["labels"]) == len(t["difficult"])
+        assert int((t["labels"] == label).sum()) - int((plain[i] == label).sum()) >= 1  # a row went in

@@ -36,6 +36,7 @@ import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
+from sgg.datasets.copy_paste import RowPaster
 from sgg.datasets.pseudo_obb import with_pseudo_boxes
 from sgg.datasets.tiling import ReaderCache, SceneRecord, load_scenes, read_split, read_window, sample_window
 from sgg.datasets.transforms import (
@@ -107,6 +108,8 @@ class DetectorTileDataset(Dataset):
         hbb_fraction: float = 0.0,
         hbb_scales: Sequence[float] = (),
         hbb_count_power: float = 0.0,
+        paster=None,
+        paste_prob: float = 0.0,
     ):
         if not scenes:
             raise SggInputError("DetectorTileDataset: no scenes in this split")
@@ -118,6 +121,8 @@ class DetectorTileDataset(Dataset):
         self.flip, self.rotate, self.seed = flip, rotate, int(seed)
         self.rotate_any, self.photometric = float(rotate_any), float(photometric)
         self.readers = ReaderCache(opener)
+        # copy-paste of real objects in dense rows into oriented training tiles (sgg.datasets.copy_paste)
+        self.paster, self.paste_prob = paster, float(paste_prob) if paster is not None and train else 0.0
         areas = np.array([s.width * s.height for s in self.scenes], dtype=np.float64)
         self._scene_p = areas / areas.sum()
         # horizontal-box scenes (training only), indexed after the oriented ones
@@ -202,12 +207,16 @@ class DetectorTileDataset(Dataset):
             boxes, keep = tile_targets(sc.boxes, window, scale, self.min_iof, self.min_box_size)
         if self.train and (self.flip or self.rotate):
             image, boxes = random_flip_rot90(image, boxes, rng, flip=self.flip, rotate=self.rotate)
+        labels, difficult = sc.labels[keep].long(), sc.difficult[keep].bool()
+        pasted = self.paste_prob > 0 and not hbb and rng.random() < self.paste_prob
+        if pasted:
+            image, boxes, labels, difficult = self.paster(image, boxes.float(), labels, difficult, rng)
         if self.train and self.photometric > 0:
             image = photometric(image, rng, self.photometric)
         target = {
             "boxes": boxes.float(),
-            "labels": sc.labels[keep].long(),
-            "difficult": sc.difficult[keep].bool(),
+            "labels": labels,
+            "difficult": difficult,
             "window": torch.tensor(window, dtype=torch.float32),
             "scale": torch.tensor(scale, dtype=torch.float32),
             "scene_index": torch.tensor(si, dtype=torch.long),
@@ -279,6 +288,9 @@ class DetectorDataModule(pl.LightningDataModule):
             its training part (:func:`hbb_split`: ``hbb_val_fraction`` of the images held out by ``hbb_seed``),
             at rates ``hbb_scales``, class names mapped by ``hbb_aliases`` (``{"boat": "ship"}``: with the
             model's ``merge_groups`` the label counts for STAR ``ship`` or ``boat``); targets carry ``hbb``.
+        paste_rows: probability that an oriented training tile gets a pasted row of real objects cut out of
+            those images along their oriented pseudo-boxes (:class:`sgg.datasets.copy_paste.RowPaster`: moored
+            boats side by side, which the real data rarely shows), labelled ``paste_class``.
         hbb_count_power: draw those images ∝ (number of labels)^power (0: uniformly; 1: every label alike).
         hbb_pseudo_obb: replace those horizontal labels by oriented pseudo-boxes with the same envelopes
             (:mod:`sgg.datasets.pseudo_obb`: angle and aspect from the image inside each label); targets then
@@ -313,6 +325,8 @@ class DetectorDataModule(pl.LightningDataModule):
         hbb_seed: int = 0,
         hbb_pseudo_obb: bool = False,
         hbb_count_power: float = 0.0,
+        paste_rows: float = 0.0,
+        paste_class: str = "boat",
     ):
         super().__init__()
         self.save_hyperparameters()
@@ -334,19 +348,24 @@ class DetectorDataModule(pl.LightningDataModule):
                 raise SggInputError("scenes use different vocabularies", path=self.data_dir)
             self.vocabulary = next(iter(vocs))
             train = stage == "train"
-            hbb = []
+            hbb, paster = [], None
+            if train and hp.paste_rows and not hp.hbb_dir:
+                raise SggInputError("paste_rows needs hbb_dir: the real images whose objects are pasted")
             if train and hp.hbb_dir:
                 names = hbb_split(hp.hbb_dir, hp.hbb_val_fraction, hp.hbb_seed)["train"]
                 hbb = load_dota_scenes(hp.hbb_dir, names, self.vocabulary, hp.hbb_aliases or {"boat": "ship"})
-                if hp.hbb_pseudo_obb:
-                    hbb = with_pseudo_boxes(hbb)
+                if hp.hbb_pseudo_obb or hp.paste_rows:
+                    pseudo = with_pseudo_boxes(hbb)
+                    hbb = pseudo if hp.hbb_pseudo_obb else hbb
+                if hp.paste_rows:
+                    paster = RowPaster.from_records(pseudo, self.vocabulary.object_index(hp.paste_class))
             self.datasets[stage] = DetectorTileDataset(
                 scenes, hp.tile_size, self.train_scales if train else hp.val_scales, train=train,
                 tiles_per_epoch=hp.tiles_per_epoch, min_iof=hp.min_iof, min_box_size=hp.min_box_size,
                 positive_fraction=hp.positive_fraction, class_balanced=hp.class_balanced, flip=hp.flip,
                 rotate_any=hp.rotate_any, photometric=hp.photometric, rotate=hp.rotate, overlap=hp.val_overlap,
                 seed=hp.seed, hbb_scenes=hbb, hbb_fraction=hp.hbb_fraction, hbb_scales=hp.hbb_scales,
-                hbb_count_power=hp.hbb_count_power,
+                hbb_count_power=hp.hbb_count_power, paster=paster, paste_prob=hp.paste_rows,
             )
         return self.datasets[stage]
 
