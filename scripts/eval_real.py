@@ -125,15 +125,14 @@ def detect_cached(model, image: Path, args, key: str, **kw):
 
 def pseudo_labels(gt, image: Path):
     """``gt`` with its horizontal boxes replaced by their oriented pseudo-boxes (box type ``obb``)."""
-    import numpy as np
-    import torch
-    from PIL import Image
-
     from sgg.datasets.pseudo_obb import pseudo_oriented_boxes
+    from sgg.datasets.tiling import ReaderCache, read_whole
     from sgg.ops import box_to_envelope
     from sgg.structures import OrientedBoxes
 
-    img = torch.from_numpy(np.asarray(Image.open(image).convert("RGB"), dtype=np.float32) / 255).permute(2, 0, 1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # no-CRS PNG
+        img = read_whole(ReaderCache().get(str(image)), *gt.image_size)  # as training reads them
     det = gt.detections
     boxes, _ = pseudo_oriented_boxes(img, box_to_envelope(det.boxes.tensor))
     det = type(det)(OrientedBoxes(boxes), det.labels, det.scores)

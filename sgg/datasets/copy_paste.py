@@ -46,7 +46,7 @@ class RowPaster:
                      patch: tuple[int, int] = (16, 48), readers=None, **kw) -> RowPaster:
         """Objects of SceneRecords whose boxes are oriented pseudo-boxes (``angle_weight`` ≥ ``min_conf``, long
         side ≥ ``min_length`` px), cut out of their images."""
-        from sgg.datasets.tiling import ReaderCache, read_window
+        from sgg.datasets.tiling import ReaderCache, read_whole
 
         readers = readers or ReaderCache()
         patches, aspects = [], []
@@ -56,8 +56,7 @@ class RowPaster:
                 ok &= sc.angle_weight >= min_conf
             if not ok.any():
                 continue
-            side = max(sc.width, sc.height)
-            image = read_window(readers.get(sc.image_path), sc.width, sc.height, (0.0, 0.0, side, side), side)
+            image = read_whole(readers.get(sc.image_path), sc.width, sc.height)
             b = normalize_le90(sc.boxes[ok])
             patches.append(rotated_roi_align(image[None], b, torch.zeros(len(b), dtype=torch.long), patch))
             aspects.append((b[:, 2] / b[:, 3].clamp(min=1.0)).clamp(1.5, 8.0))

@@ -108,7 +108,7 @@ def with_pseudo_boxes(records: list, readers=None) -> list:
     (same envelopes) and ``angle_weight`` set to the confidences. Each image is read once, whole."""
     from dataclasses import replace
 
-    from sgg.datasets.tiling import ReaderCache, read_window
+    from sgg.datasets.tiling import ReaderCache, read_whole
 
     readers = readers or ReaderCache()
     out = []
@@ -116,8 +116,7 @@ def with_pseudo_boxes(records: list, readers=None) -> list:
         if sc.boxes.shape[0] == 0:
             out.append(replace(sc, angle_weight=sc.boxes.new_zeros(0)))
             continue
-        side = max(sc.width, sc.height)
-        image = read_window(readers.get(sc.image_path), sc.width, sc.height, (0.0, 0.0, side, side), side)
+        image = read_whole(readers.get(sc.image_path), sc.width, sc.height)
         boxes, conf = pseudo_oriented_boxes(image, box_to_envelope(sc.boxes))
         out.append(replace(sc, boxes=boxes, angle_weight=conf))
     return out

@@ -74,6 +74,13 @@ def read_window(reader, width: int, height: int, window: Sequence[float], out_si
     return canvas
 
 
+def read_whole(reader, width: int, height: int) -> torch.Tensor:
+    """(3, S, S) float image in [0, 1] of a whole ``width × height`` raster at level 0, S the long side
+    (zero-padded below and right): level-0 pixel coordinates index it directly."""
+    side = max(width, height)
+    return read_window(reader, width, height, (0.0, 0.0, side, side), side)
+
+
 @dataclass
 class SceneRecord:
     """One scene's annotation as tensors (level-0 pixels) plus where its raster lives."""

@@ -160,9 +160,10 @@ class OrientedRoIHead(nn.Module):
             hb = pos[hbb[pos]]
             if hb.numel():  # envelope of the decoded box vs the horizontal label, in the proposal's frame
                 cls = logp[hb, : self.num_classes].detach().masked_fill(~ok[hb, : self.num_classes], float("-inf"))
-                pred = self.coder.decode(rois[hb], deltas[hb, cls.argmax(1)])
+                best = cls.argmax(1)  # the group member the head rates highest
+                pred = self.coder.decode(rois[hb], deltas[hb, best])
                 if keep is not None:
-                    keep.update(rois=rois[hb], bidx=bidx[hb], cls=cls.argmax(1))
+                    keep.update(rois=rois[hb], bidx=bidx[hb], cls=best)
                 e, g = _xywh(box_to_envelope(pred)), reg_t[hb, :4]
                 pe = _xywh(box_to_envelope(rois[hb])).detach()
                 d = torch.stack([(e[:, 0] - g[:, 0]) / pe[:, 2], (e[:, 1] - g[:, 1]) / pe[:, 3],
@@ -173,9 +174,10 @@ class OrientedRoIHead(nn.Module):
                 loss_reg = loss_reg + self.hbb_weight * F.smooth_l1_loss(
                     d, torch.zeros_like(d), beta=1.0, reduction="sum") / n
                 # oriented pseudo-boxes: the full le90 deltas of that class, by each box's confidence
-                po = hb[aw[hb] > 0]
+                pseudo = aw[hb] > 0
+                po = hb[pseudo]
                 if po.numel():
-                    dp = deltas[po, cls[aw[hb] > 0].argmax(1)]
+                    dp = deltas[po, best[pseudo]]
                     loss_reg = loss_reg + (F.smooth_l1_loss(dp, obb_t[po], beta=1.0, reduction="none").sum(1)
                                            * aw[po]).sum() / n
         acc = (logits.argmax(1) == labels).float().mean() if labels.numel() else logits.new_zeros(())
