@@ -1,5 +1,6 @@
-"""Copy-paste of real objects in dense rows (sgg.datasets.copy_paste.RowPaster): geometry of the pasted row,
-pixels taken from the right patch, covered targets dropped, and the bank cut from pseudo-boxes."""
+"""Copy-paste of real objects (sgg.datasets.copy_paste): RowPaster's geometry of the pasted row, pixels taken
+from the right patch, covered targets dropped, the bank cut from pseudo-boxes; AppearanceSwap painting real
+objects over synthetic ones exactly inside their oriented boxes, along their long axis, matched by aspect."""
 
 from __future__ import annotations
 
@@ -9,8 +10,8 @@ import numpy as np
 import pytest
 import torch
 
-from sgg.datasets.copy_paste import RowPaster
-from sgg.ops import rotated_iou
+from sgg.datasets.copy_paste import AppearanceSwap, RowPaster
+from sgg.ops import box_to_corners, rotated_iou
 
 
 def _bank(n=3):
@@ -79,3 +80,63 @@ def test_bank_from_pseudo_boxes(monkeypatch):
     assert float(bank.patches[0, 0, 4:12, 4:44].mean()) > 0.85
     with pytest.raises(ValueError, match="no object"):
         RowPaster.from_records([rec], label=3, min_length=100, readers=type("C", (), {"get": lambda self, p: None})())
+
+
+def _inside(box, t=128, margin=0.0):
+    """Pixel centres of a t × t tile inside (margin > 0: inside by more than margin) / outside an oriented box."""
+    ys, xs = torch.meshgrid(torch.arange(t) + 0.5, torch.arange(t) + 0.5, indexing="ij")
+    cx, cy, w, h, a = box.tolist()
+    dx, dy = xs - cx, ys - cy
+    u, v = dx * math.cos(a) + dy * math.sin(a), -dx * math.sin(a) + dy * math.cos(a)
+    return (u.abs() < w / 2 - margin) & (v.abs() < h / 2 - margin)
+
+
+def test_swap_paints_exactly_inside_the_boxes():
+    from shapely import Point, Polygon
+
+    bank = AppearanceSwap(torch.full((1, 3, 8, 24), 0.8), torch.tensor([3.0]), label=1, prob=1.0)
+    boxes = torch.tensor([[40.0, 50.0, 30.0, 10.0, 0.6], [90.0, 90.0, 12.0, 36.0, -0.3], [20.0, 110.0, 20.0, 8, 0.0]])
+    labels = torch.tensor([1, 1, 2])  # the third is another class: left alone
+    out = bank(torch.zeros(3, 128, 128), boxes, labels, np.random.default_rng(0))
+    painted = out[0] > 0.4
+    assert torch.equal(out[0], out[1]) and float(out[0].max()) == pytest.approx(0.8)
+    for box in boxes[:2]:  # every pixel well inside is painted; nothing outside the two boxes is
+        assert painted[_inside(box, margin=1.0)].all()
+    outside = ~(_inside(boxes[0]) | _inside(boxes[1]))
+    assert not painted[outside].any() and not painted[_inside(boxes[2])].any()
+    # the painted area is each box's area (against shapely's polygon of its corners)
+    polys = [Polygon(c) for c in box_to_corners(boxes[:2]).tolist()]
+    assert float(painted.sum()) == pytest.approx(sum(p.area for p in polys), rel=0.08)
+    ys, xs = torch.nonzero(painted, as_tuple=True)
+    assert all(any(p.buffer(0.75).contains(Point(x + 0.5, y + 0.5)) for p in polys)
+               for x, y in zip(xs.tolist()[::7], ys.tolist()[::7]))
+
+
+def test_swap_follows_the_long_axis_and_the_aspect():
+    # patch 0: aspect 2, a ramp 0 → 1 along its long side; patch 1: aspect 6, flat 0.5
+    ramp = torch.linspace(0.0, 1.0, 24).expand(3, 8, 24)
+    bank = AppearanceSwap(torch.stack([ramp, torch.full((3, 8, 24), 0.5)]), torch.tensor([2.0, 6.0]), label=1,
+                          prob=1.0, spread=1)
+    for box in ([64.0, 64.0, 40.0, 20.0, 0.5], [64.0, 64.0, 20.0, 40.0, 0.5]):  # long side along w, then h
+        b = torch.tensor([box])
+        out = bank(torch.zeros(3, 128, 128), b, torch.tensor([1]), np.random.default_rng(1))[0]
+        phi = 0.5 if box[2] > box[3] else 0.5 + math.pi / 2  # the long side's direction
+        along = [out[int(64 + t * math.sin(phi)), int(64 + t * math.cos(phi))] for t in (-16.0, 16.0)]
+        across = [out[int(64 + t * math.cos(phi)), int(64 - t * math.sin(phi))] for t in (-6.0, 6.0)]
+        assert abs(float(along[1] - along[0])) > 0.6  # the ramp runs along the long axis (either way round)
+        assert abs(float(across[1] - across[0])) < 0.1
+    thin = torch.tensor([[64.0, 64.0, 60.0, 10.0, 0.0]])  # aspect 6 gets the flat patch
+    out = bank(torch.zeros(3, 128, 128), thin, torch.tensor([1]), np.random.default_rng(2))
+    assert float(out[0, 64, 64]) == pytest.approx(0.5)
+
+
+def test_swap_probability_and_empty():
+    bank = AppearanceSwap(torch.ones(2, 3, 8, 24), torch.tensor([2.0, 4.0]), label=1, prob=0.0)
+    image = torch.rand(3, 64, 64)
+    boxes = torch.tensor([[32.0, 32.0, 20.0, 6.0, 0.3]])
+    assert torch.equal(bank(image, boxes, torch.tensor([1]), np.random.default_rng(0)), image)
+    bank.prob = 1.0
+    assert torch.equal(bank(image, boxes[:0], torch.zeros(0, dtype=torch.long), np.random.default_rng(0)), image)
+    assert not torch.equal(bank(image, boxes, torch.tensor([1]), np.random.default_rng(0)), image)
+    with pytest.raises(ValueError, match="no objects"):
+        AppearanceSwap(torch.ones(0, 3, 8, 24), torch.ones(0), label=1)

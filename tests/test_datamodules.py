@@ -429,8 +429,12 @@ def test_detector_tiles_with_pasted_rows(data_dir):
     from sgg.datasets.copy_paste import RowPaster
     from sgg.errors import SggInputError
 
-    with pytest.raises(SggInputError, match="paste_rows needs hbb_dir"):
+    with pytest.raises(SggInputError, match="paste_rows / swap_objects need hbb_dir"):
         DetectorDataModule(str(data_dir), tile_size=64, paste_rows=0.5).setup("fit")
+    with pytest.raises(SggInputError, match="paste_rows / swap_objects need hbb_dir"):
+        DetectorDataModule(str(data_dir), tile_size=64, swap_objects=0.5).setup("fit")
+    with pytest.raises(SggInputError, match="swap_objects must be a probability"):
+        DetectorDataModule(str(data_dir), tile_size=64, swap_objects=1.5).setup("fit")
     dm = DetectorDataModule(str(data_dir), tile_size=64, tiles_per_epoch=6, seed=0)
     dm.setup("fit")
     ds = dm.datasets["train"]
@@ -442,3 +446,19 @@ def test_detector_tiles_with_pasted_rows(data_dir):
         image, t = ds[i]
         assert image.shape == (3, 64, 64) and len(t["boxes"]) == len(t["labels"]) == len(t["difficult"])
         assert int((t["labels"] == label).sum()) - int((plain[i] == label).sum()) >= 1  # a row went in
+    # appearance swap: every synthetic target of the class is painted in the bank's colour, labels unchanged
+    from sgg.datasets.copy_paste import AppearanceSwap
+
+    ds.paste_prob = 0.0
+    target_class = int(torch.cat(plain).mode().values)
+    ds.swapper = AppearanceSwap(torch.full((1, 3, 8, 24), 0.123), torch.tensor([3.0]), target_class, prob=1.0)
+    seen = 0
+    for i in range(6):
+        image, t = ds[i]
+        assert torch.equal(t["labels"], plain[i])
+        for box in t["boxes"][(t["labels"] == target_class) & (t["boxes"][:, 2:4].min(1).values >= 3)]:
+            x, y = int(box[0]), int(box[1])
+            if 0 <= x < 64 and 0 <= y < 64:
+                assert float(image[0, y, x]) == pytest.approx(0.123, abs=1e-4)
+                seen += 1
+    assert seen > 0

@@ -1,4 +1,4 @@
-"""Copy-paste of real objects in dense rows: moored boats side by side, for training tiles.
+"""Copy-paste of real objects into synthetic training tiles: dense rows, and real looks for synthetic objects.
 
 Real horizontal-label data rarely shows boats packed along a pontoon (9 of ships_ge's 400 training images), and
 a detector that has not seen such rows boxes a whole row as one long ship (DOTA's P0706). :class:`RowPaster`
@@ -7,6 +7,10 @@ resampled to one patch size, and pastes a row of them into a tile: ``n`` objects
 the row (as boats moor), spaced a little more than their width apart, at a random place, direction and size.
 The pasted boxes join the tile's targets; targets the row covers are dropped. One ``grid_sample`` renders the
 whole row: every tile pixel finds its slot in the row and reads that object's patch.
+
+:class:`AppearanceSwap` keeps the synthetic scene's layout and exact oriented labels (boats moored along a
+pier, a breakwater, open water) and swaps the look: each synthetic object of the class, with a probability,
+is painted over by a real object of similar aspect, resampled onto its oriented box (bow either way).
 """
 
 from __future__ import annotations
@@ -19,7 +23,31 @@ import torch.nn.functional as F
 
 from sgg.ops import normalize_le90, rotated_iof, rotated_roi_align
 
-__all__ = ["RowPaster"]
+__all__ = ["RowPaster", "AppearanceSwap", "cut_objects"]
+
+
+def cut_objects(records, min_conf: float = 0.5, min_length: float = 8.0, patch: tuple[int, int] = (16, 48),
+                readers=None) -> tuple[torch.Tensor, torch.Tensor]:
+    """The objects of SceneRecords cut out upright along their (pseudo-)boxes: ``(patches (N, 3, ph, pw) with
+    the long side along the width, aspects (N,) long / short side clamped to [1.5, 8])``. Boxes with
+    ``angle_weight`` below ``min_conf`` or a long side under ``min_length`` px are left out."""
+    from sgg.datasets.tiling import ReaderCache, read_whole
+
+    readers = readers or ReaderCache()
+    patches, aspects = [], []
+    for sc in records:
+        ok = sc.boxes[:, 2] >= min_length
+        if sc.angle_weight is not None:
+            ok &= sc.angle_weight >= min_conf
+        if not ok.any():
+            continue
+        image = read_whole(readers.get(sc.image_path), sc.width, sc.height)
+        b = normalize_le90(sc.boxes[ok])
+        patches.append(rotated_roi_align(image[None], b, torch.zeros(len(b), dtype=torch.long), patch))
+        aspects.append((b[:, 2] / b[:, 3].clamp(min=1.0)).clamp(1.5, 8.0))
+    if not patches:
+        raise ValueError("no object passes min_conf / min_length")
+    return torch.cat(patches), torch.cat(aspects)
 
 
 class RowPaster:
@@ -45,24 +73,8 @@ class RowPaster:
     def from_records(cls, records, label: int, min_conf: float = 0.5, min_length: float = 8.0,
                      patch: tuple[int, int] = (16, 48), readers=None, **kw) -> RowPaster:
         """Objects of SceneRecords whose boxes are oriented pseudo-boxes (``angle_weight`` ≥ ``min_conf``, long
-        side ≥ ``min_length`` px), cut out of their images."""
-        from sgg.datasets.tiling import ReaderCache, read_whole
-
-        readers = readers or ReaderCache()
-        patches, aspects = [], []
-        for sc in records:
-            ok = sc.boxes[:, 2] >= min_length
-            if sc.angle_weight is not None:
-                ok &= sc.angle_weight >= min_conf
-            if not ok.any():
-                continue
-            image = read_whole(readers.get(sc.image_path), sc.width, sc.height)
-            b = normalize_le90(sc.boxes[ok])
-            patches.append(rotated_roi_align(image[None], b, torch.zeros(len(b), dtype=torch.long), patch))
-            aspects.append((b[:, 2] / b[:, 3].clamp(min=1.0)).clamp(1.5, 8.0))
-        if not patches:
-            raise ValueError("RowPaster: no object passes min_conf / min_length")
-        return cls(torch.cat(patches), torch.cat(aspects), label, **kw)
+        side ≥ ``min_length`` px), cut out of their images (:func:`cut_objects`)."""
+        return cls(*cut_objects(records, min_conf, min_length, patch, readers), label, **kw)
 
     def __len__(self) -> int:
         return self.patches.shape[0]
@@ -115,3 +127,64 @@ class RowPaster:
         labels = torch.cat([labels[keep], torch.full((len(new),), self.label, dtype=labels.dtype)])
         difficult = torch.cat([difficult[keep], torch.zeros(len(new), dtype=difficult.dtype)])
         return image, boxes, labels, difficult
+
+
+class AppearanceSwap:
+    """Paint real objects over a tile's synthetic objects of one class, keeping their oriented boxes.
+
+    Args:
+        patches, aspects: the real objects (:func:`cut_objects`).
+        label: class index whose targets are swapped.
+        prob: probability that each such target is swapped.
+        spread: a target gets a random one of the ``spread`` bank objects nearest its aspect.
+    """
+
+    def __init__(self, patches: torch.Tensor, aspects: torch.Tensor, label: int, prob: float = 0.5,
+                 spread: int = 40):
+        if patches.shape[0] == 0:
+            raise ValueError("AppearanceSwap: no objects to paste")
+        order = torch.argsort(aspects.float())
+        self.patches, self.aspects = patches.float()[order], aspects.float()[order]
+        self.label, self.prob, self.spread = int(label), float(prob), max(1, int(spread))
+
+    def choose(self, aspect: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
+        """Bank indices for targets of these aspects: random among the ``spread`` nearest in aspect."""
+        n = len(self.aspects)
+        centre = torch.searchsorted(self.aspects, aspect.float()).clamp(0, n - 1)
+        lo = (centre - self.spread // 2).clamp(0, max(0, n - self.spread))
+        off = torch.from_numpy(rng.integers(0, min(self.spread, n), len(aspect)))
+        return (lo + off).clamp(max=n - 1)
+
+    def __call__(self, image: torch.Tensor, boxes: torch.Tensor, labels: torch.Tensor,
+                 rng: np.random.Generator) -> torch.Tensor:
+        """The tile with a share ``prob`` of its ``label`` targets painted over by real objects."""
+        sel = (labels == self.label) & torch.from_numpy(rng.random(len(labels)) < self.prob)
+        b = normalize_le90(boxes[sel].float()) if len(boxes) else boxes[:0]
+        b = b[b[:, 3] >= 2.0]  # too thin to carry any look
+        k = len(b)
+        if k == 0:
+            return image
+        _, hgt, wid = image.shape
+        long_w = b[:, 2] >= b[:, 3]
+        length, short = torch.maximum(b[:, 2], b[:, 3]), torch.minimum(b[:, 2], b[:, 3])
+        phi = torch.where(long_w, b[:, 4], b[:, 4] + math.pi / 2)  # direction of the long side
+        idx = self.choose(length / short, rng)
+        size = int(math.ceil(float(torch.hypot(length, short).max()))) + 2
+        # each target's square of tile pixels around its centre, in the target's own frame
+        j = torch.arange(size, dtype=torch.float32)
+        x0, y0 = torch.floor(b[:, 0] - size / 2), torch.floor(b[:, 1] - size / 2)
+        xs = (x0[:, None, None] + j[None, None, :]).expand(k, size, size)
+        ys = (y0[:, None, None] + j[None, :, None]).expand(k, size, size)
+        dx, dy = xs + 0.5 - b[:, 0, None, None], ys + 0.5 - b[:, 1, None, None]
+        c, s = torch.cos(phi)[:, None, None], torch.sin(phi)[:, None, None]
+        u, v = dx * c + dy * s, -dx * s + dy * c
+        flip = torch.from_numpy(rng.choice([-1.0, 1.0], (k, 2))).float()  # bow either way, either side up
+        gx = u / (length[:, None, None] / 2) * flip[:, 0, None, None]
+        gy = v / (short[:, None, None] / 2) * flip[:, 1, None, None]
+        inside = (gx.abs() < 1) & (gy.abs() < 1) & (xs >= 0) & (xs < wid) & (ys >= 0) & (ys < hgt)
+        look = F.grid_sample(self.patches[idx], torch.stack([gx, gy], -1), mode="bilinear",
+                             padding_mode="border", align_corners=False)  # (k, 3, size, size)
+        yi, xi = ys[inside].long(), xs[inside].long()
+        out = image.clone()
+        out[:, yi, xi] = look.permute(1, 0, 2, 3)[:, inside].to(image.dtype)
+        return out

@@ -36,7 +36,7 @@ import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
-from sgg.datasets.copy_paste import RowPaster
+from sgg.datasets.copy_paste import AppearanceSwap, RowPaster, cut_objects
 from sgg.datasets.pseudo_obb import with_pseudo_boxes
 from sgg.datasets.tiling import ReaderCache, SceneRecord, load_scenes, read_split, read_window, sample_window
 from sgg.datasets.transforms import (
@@ -110,6 +110,7 @@ class DetectorTileDataset(Dataset):
         hbb_count_power: float = 0.0,
         paster=None,
         paste_prob: float = 0.0,
+        swapper=None,
     ):
         if not scenes:
             raise SggInputError("DetectorTileDataset: no scenes in this split")
@@ -123,6 +124,8 @@ class DetectorTileDataset(Dataset):
         self.readers = ReaderCache(opener)
         # copy-paste of real objects in dense rows into oriented training tiles (sgg.datasets.copy_paste)
         self.paster, self.paste_prob = paster, float(paste_prob) if paster is not None and train else 0.0
+        # real looks painted over synthetic objects (sgg.datasets.copy_paste.AppearanceSwap)
+        self.swapper = swapper if train else None
         areas = np.array([s.width * s.height for s in self.scenes], dtype=np.float64)
         self._scene_p = areas / areas.sum()
         # horizontal-box scenes (training only), indexed after the oriented ones
@@ -208,6 +211,8 @@ class DetectorTileDataset(Dataset):
         if self.train and (self.flip or self.rotate):
             image, boxes = random_flip_rot90(image, boxes, rng, flip=self.flip, rotate=self.rotate)
         labels, difficult = sc.labels[keep].long(), sc.difficult[keep].bool()
+        if self.swapper is not None and not hbb:
+            image = self.swapper(image, boxes, labels, rng)
         pasted = self.paste_prob > 0 and not hbb and rng.random() < self.paste_prob
         if pasted:
             image, boxes, labels, difficult = self.paster(image, boxes.float(), labels, difficult, rng)
@@ -291,6 +296,9 @@ class DetectorDataModule(pl.LightningDataModule):
         paste_rows: probability that an oriented training tile gets a pasted row of real objects cut out of
             those images along their oriented pseudo-boxes (:class:`sgg.datasets.copy_paste.RowPaster`: moored
             boats side by side, which the real data rarely shows), labelled ``paste_class``.
+        swap_objects: probability that each ``paste_class`` object of an oriented (synthetic) training tile is
+            painted over by a real object of similar aspect cut out of those images, on its own oriented box
+            (:class:`sgg.datasets.copy_paste.AppearanceSwap`): synthetic layouts and labels, real looks.
         hbb_count_power: draw those images ∝ (number of labels)^power (0: uniformly; 1: every label alike).
         hbb_pseudo_obb: replace those horizontal labels by oriented pseudo-boxes with the same envelopes
             (:mod:`sgg.datasets.pseudo_obb`: angle and aspect from the image inside each label); targets then
@@ -327,6 +335,7 @@ class DetectorDataModule(pl.LightningDataModule):
         hbb_count_power: float = 0.0,
         paste_rows: float = 0.0,
         paste_class: str = "boat",
+        swap_objects: float = 0.0,
     ):
         super().__init__()
         self.save_hyperparameters()
@@ -348,17 +357,22 @@ class DetectorDataModule(pl.LightningDataModule):
                 raise SggInputError("scenes use different vocabularies", path=self.data_dir)
             self.vocabulary = next(iter(vocs))
             train = stage == "train"
-            hbb, paster = [], None
-            if train and hp.paste_rows and not hp.hbb_dir:
-                raise SggInputError("paste_rows needs hbb_dir: the real images whose objects are pasted")
+            hbb, paster, swapper = [], None, None
+            if not 0.0 <= hp.swap_objects <= 1.0:
+                raise SggInputError(f"swap_objects must be a probability in [0, 1], got {hp.swap_objects!r}")
+            if train and (hp.paste_rows or hp.swap_objects) and not hp.hbb_dir:
+                raise SggInputError("paste_rows / swap_objects need hbb_dir: the real images whose objects are "
+                                    "pasted")
             if train and hp.hbb_dir:
                 names = hbb_split(hp.hbb_dir, hp.hbb_val_fraction, hp.hbb_seed)["train"]
                 hbb = load_dota_scenes(hp.hbb_dir, names, self.vocabulary, hp.hbb_aliases or {"boat": "ship"})
-                if hp.hbb_pseudo_obb or hp.paste_rows:
+                if hp.hbb_pseudo_obb or hp.paste_rows or hp.swap_objects:
                     pseudo = with_pseudo_boxes(hbb)
                     hbb = pseudo if hp.hbb_pseudo_obb else hbb
-                if hp.paste_rows:
-                    paster = RowPaster.from_records(pseudo, self.vocabulary.object_index(hp.paste_class))
+                if hp.paste_rows or hp.swap_objects:  # one bank of real objects for both
+                    bank, label = cut_objects(pseudo), self.vocabulary.object_index(hp.paste_class)
+                    paster = RowPaster(*bank, label) if hp.paste_rows else None
+                    swapper = AppearanceSwap(*bank, label, hp.swap_objects) if hp.swap_objects else None
             self.datasets[stage] = DetectorTileDataset(
                 scenes, hp.tile_size, self.train_scales if train else hp.val_scales, train=train,
                 tiles_per_epoch=hp.tiles_per_epoch, min_iof=hp.min_iof, min_box_size=hp.min_box_size,
@@ -366,6 +380,7 @@ class DetectorDataModule(pl.LightningDataModule):
                 rotate_any=hp.rotate_any, photometric=hp.photometric, rotate=hp.rotate, overlap=hp.val_overlap,
                 seed=hp.seed, hbb_scenes=hbb, hbb_fraction=hp.hbb_fraction, hbb_scales=hp.hbb_scales,
                 hbb_count_power=hp.hbb_count_power, paster=paster, paste_prob=hp.paste_rows,
+                swapper=swapper,
             )
         return self.datasets[stage]
 
