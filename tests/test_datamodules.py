@@ -462,3 +462,20 @@ def test_detector_tiles_with_pasted_rows(data_dir):
                 assert float(image[0, y, x]) == pytest.approx(0.123, abs=1e-4)
                 seen += 1
     assert seen > 0
+
+
+def test_extra_train_dirs_join_training_only(data_dir, tmp_path):
+    from sgg.errors import SggInputError
+
+    extra = tmp_path / "more"
+    _make_scene(extra, "s0", 160, 160, 7)  # same id as the main set's s0: kept apart by the prefix
+    (extra / "split.json").write_text(json.dumps({"train": ["s0"], "val": [], "test": []}))
+    dm = DetectorDataModule(str(data_dir), tile_size=64, tiles_per_epoch=4, extra_train_dirs=[str(extra)])
+    dm.setup("fit")
+    assert dm.scene_ids("train") == ["s0", "s1", "more/s0"] and dm.scene_ids("val") == ["s2"]
+    added = dm.datasets["train"].scenes[2]
+    assert added.width == 160 and added.image_path.startswith(str(extra))
+    assert len(dm.train_dataloader().dataset) == 4
+    (extra / "split.json").write_text(json.dumps({"train": [], "val": ["s0"], "test": []}))
+    with pytest.raises(SggInputError, match="extra_train_dirs"):
+        DetectorDataModule(str(data_dir), tile_size=64, extra_train_dirs=[str(extra)]).setup("fit")

@@ -29,6 +29,8 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -235,8 +237,6 @@ class DetectorTileDataset(Dataset):
 def hbb_split(root: str, val_fraction: float = 0.2, seed: int = 0) -> dict[str, list[str]]:
     """Fixed train/val split of a DOTA-layout folder's label stems (``labelTxt/*.txt``): a permutation of the
     sorted stems by ``seed``; the first ``round(val_fraction · N)`` are "val"."""
-    from pathlib import Path
-
     stems = sorted(f.stem for f in (Path(root) / "labelTxt").glob("*.txt"))
     if not stems:
         raise SggInputError("no labelTxt/*.txt label files", path=root)
@@ -247,8 +247,6 @@ def hbb_split(root: str, val_fraction: float = 0.2, seed: int = 0) -> dict[str, 
 
 def load_dota_scenes(root: str, stems: Sequence[str], vocabulary=None, aliases=None) -> list[SceneRecord]:
     """SceneRecords of ``root/labelTxt/<stem>.txt`` with their images (``root/images/``)."""
-    from pathlib import Path
-
     from sgg.datasets.dota import read_dota_labels
 
     out = []
@@ -296,6 +294,9 @@ class DetectorDataModule(pl.LightningDataModule):
         paste_rows: probability that an oriented training tile gets a pasted row of real objects cut out of
             those images along their oriented pseudo-boxes (:class:`sgg.datasets.copy_paste.RowPaster`: moored
             boats side by side, which the real data rarely shows), labelled ``paste_class``.
+        extra_train_dirs: more data directories whose ``train`` scenes join the training scenes (scene ids
+            prefixed with the directory's name), e.g. extra ``sgg synth --layout dam`` scenes for classes the
+            main set has few of; their vocabulary must be the main set's.
         swap_objects: probability that each ``paste_class`` object of an oriented (synthetic) training tile is
             painted over by a real object of similar aspect cut out of those images, on its own oriented box
             (:class:`sgg.datasets.copy_paste.AppearanceSwap`): synthetic layouts and labels, real looks.
@@ -336,6 +337,7 @@ class DetectorDataModule(pl.LightningDataModule):
         paste_rows: float = 0.0,
         paste_class: str = "boat",
         swap_objects: float = 0.0,
+        extra_train_dirs: Sequence[str] = (),
     ):
         super().__init__()
         self.save_hyperparameters()
@@ -352,6 +354,12 @@ class DetectorDataModule(pl.LightningDataModule):
             scenes = load_scenes(self.data_dir, ids)
             if not scenes:
                 raise SggInputError(f"split {stage!r} lists no scenes", path=f"{self.data_dir}/split.json")
+            if stage == "train":  # more training scenes (e.g. layouts the main set has few of)
+                for extra in hp.extra_train_dirs or ():
+                    more = load_scenes(extra, read_split(extra)["train"])
+                    if not more:
+                        raise SggInputError("extra_train_dirs: split 'train' lists no scenes", path=f"{extra}/split.json")
+                    scenes += [replace(s, scene_id=f"{Path(extra).name}/{s.scene_id}") for s in more]
             vocs = {s.graph.vocabulary for s in scenes}
             if len(vocs) != 1 or (self.vocabulary is not None and self.vocabulary not in vocs):
                 raise SggInputError("scenes use different vocabularies", path=self.data_dir)
