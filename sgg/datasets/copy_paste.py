@@ -23,31 +23,42 @@ import torch.nn.functional as F
 
 from sgg.ops import normalize_le90, rotated_iof, rotated_roi_align
 
-__all__ = ["RowPaster", "AppearanceSwap", "cut_objects"]
+__all__ = ["RowPaster", "AppearanceSwap", "cut_image", "cut_objects", "stack_objects"]
+
+
+def cut_image(sc, image: torch.Tensor, min_conf: float = 0.5, min_length: float = 8.0,
+              patch: tuple[int, int] = (16, 48)) -> tuple[torch.Tensor, torch.Tensor]:
+    """The objects of one SceneRecord cut out of its whole level-0 ``image`` upright along their (pseudo-)boxes:
+    ``(patches (n, 3, ph, pw) with the long side along the width, aspects (n,) long / short side clamped to
+    [1.5, 8])``. Boxes with ``angle_weight`` below ``min_conf`` or a long side under ``min_length`` px are left
+    out (n may be 0)."""
+    b = normalize_le90(sc.boxes[_cuttable(sc, min_conf, min_length)])
+    patches = rotated_roi_align(image[None], b, torch.zeros(len(b), dtype=torch.long), patch)
+    return patches, (b[:, 2] / b[:, 3].clamp(min=1.0)).clamp(1.5, 8.0)
+
+
+def stack_objects(parts) -> tuple[torch.Tensor, torch.Tensor]:
+    """One bank ``(patches, aspects)`` from :func:`cut_image` results; an empty bank is refused."""
+    parts = [p for p in parts if len(p[0])]
+    if not parts:
+        raise ValueError("no object passes min_conf / min_length")
+    return torch.cat([p for p, _ in parts]), torch.cat([a for _, a in parts])
 
 
 def cut_objects(records, min_conf: float = 0.5, min_length: float = 8.0, patch: tuple[int, int] = (16, 48),
                 readers=None) -> tuple[torch.Tensor, torch.Tensor]:
-    """The objects of SceneRecords cut out upright along their (pseudo-)boxes: ``(patches (N, 3, ph, pw) with
-    the long side along the width, aspects (N,) long / short side clamped to [1.5, 8])``. Boxes with
-    ``angle_weight`` below ``min_conf`` or a long side under ``min_length`` px are left out."""
+    """:func:`cut_image` over SceneRecords, each image with something to cut read once, whole."""
     from sgg.datasets.tiling import ReaderCache, read_whole
 
     readers = readers or ReaderCache()
-    patches, aspects = [], []
-    for sc in records:
-        ok = sc.boxes[:, 2] >= min_length
-        if sc.angle_weight is not None:
-            ok &= sc.angle_weight >= min_conf
-        if not ok.any():
-            continue
-        image = read_whole(readers.get(sc.image_path), sc.width, sc.height)
-        b = normalize_le90(sc.boxes[ok])
-        patches.append(rotated_roi_align(image[None], b, torch.zeros(len(b), dtype=torch.long), patch))
-        aspects.append((b[:, 2] / b[:, 3].clamp(min=1.0)).clamp(1.5, 8.0))
-    if not patches:
-        raise ValueError("no object passes min_conf / min_length")
-    return torch.cat(patches), torch.cat(aspects)
+    return stack_objects(cut_image(sc, read_whole(readers.get(sc.image_path), sc.width, sc.height), min_conf,
+                                   min_length, patch)
+                         for sc in records if _cuttable(sc, min_conf, min_length).any())
+
+
+def _cuttable(sc, min_conf: float, min_length: float) -> torch.Tensor:
+    ok = sc.boxes[:, 2] >= min_length
+    return ok & (sc.angle_weight >= min_conf) if sc.angle_weight is not None else ok
 
 
 class RowPaster:
@@ -159,7 +170,7 @@ class AppearanceSwap:
                  rng: np.random.Generator) -> torch.Tensor:
         """The tile with a share ``prob`` of its ``label`` targets painted over by real objects."""
         sel = (labels == self.label) & torch.from_numpy(rng.random(len(labels)) < self.prob)
-        b = normalize_le90(boxes[sel].float()) if len(boxes) else boxes[:0]
+        b = normalize_le90(boxes.reshape(-1, 5)[sel].float())
         b = b[b[:, 3] >= 2.0]  # too thin to carry any look
         k = len(b)
         if k == 0:

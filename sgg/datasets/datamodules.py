@@ -38,8 +38,8 @@ import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
-from sgg.datasets.copy_paste import AppearanceSwap, RowPaster, cut_objects
-from sgg.datasets.pseudo_obb import with_pseudo_boxes
+from sgg.datasets.copy_paste import AppearanceSwap, RowPaster, cut_image, stack_objects
+from sgg.datasets.pseudo_obb import iter_pseudo_boxes
 from sgg.datasets.tiling import ReaderCache, SceneRecord, load_scenes, read_split, read_window, sample_window
 from sgg.datasets.transforms import (
     padded_grid_windows,
@@ -374,11 +374,16 @@ class DetectorDataModule(pl.LightningDataModule):
             if train and hp.hbb_dir:
                 names = hbb_split(hp.hbb_dir, hp.hbb_val_fraction, hp.hbb_seed)["train"]
                 hbb = load_dota_scenes(hp.hbb_dir, names, self.vocabulary, hp.hbb_aliases or {"boat": "ship"})
-                if hp.hbb_pseudo_obb or hp.paste_rows or hp.swap_objects:
-                    pseudo = with_pseudo_boxes(hbb)
+                want_bank = bool(hp.paste_rows or hp.swap_objects)  # one bank of real objects for both
+                if hp.hbb_pseudo_obb or want_bank:  # each image read once, for its pseudo-boxes and its cut-outs
+                    pseudo, parts = [], []
+                    for rec, image in iter_pseudo_boxes(hbb):
+                        pseudo.append(rec)
+                        if want_bank and image is not None:
+                            parts.append(cut_image(rec, image))
                     hbb = pseudo if hp.hbb_pseudo_obb else hbb
-                if hp.paste_rows or hp.swap_objects:  # one bank of real objects for both
-                    bank, label = cut_objects(pseudo), self.vocabulary.object_index(hp.paste_class)
+                if want_bank:
+                    bank, label = stack_objects(parts), self.vocabulary.object_index(hp.paste_class)
                     paster = RowPaster(*bank, label) if hp.paste_rows else None
                     swapper = AppearanceSwap(*bank, label, hp.swap_objects) if hp.swap_objects else None
             self.datasets[stage] = DetectorTileDataset(

@@ -26,7 +26,7 @@ from torchvision.ops import roi_align
 
 from sgg.ops import box_to_envelope, normalize_le90
 
-__all__ = ["pseudo_oriented_boxes", "with_pseudo_boxes"]
+__all__ = ["pseudo_oriented_boxes", "iter_pseudo_boxes", "with_pseudo_boxes"]
 
 
 def _otsu(values: torch.Tensor, bins: int = 32) -> torch.Tensor:
@@ -103,20 +103,25 @@ def pseudo_oriented_boxes(image: torch.Tensor, hbb: torch.Tensor, grid: int = 32
     return boxes, elong * agree
 
 
-def with_pseudo_boxes(records: list, readers=None) -> list:
-    """SceneRecords of horizontal-box images with their boxes replaced by :func:`pseudo_oriented_boxes`
-    (same envelopes) and ``angle_weight`` set to the confidences. Each image is read once, whole."""
+def iter_pseudo_boxes(records: list, readers=None):
+    """``(record, image)`` per SceneRecord of a horizontal-box image: the record with its boxes replaced by
+    :func:`pseudo_oriented_boxes` (same envelopes) and ``angle_weight`` set to the confidences, and the whole
+    level-0 image it was read from (``None`` for a record without boxes, which is not read). One read per
+    image, streamed: a caller that needs the pixels too (a copy-paste bank) need not read them again."""
     from dataclasses import replace
 
     from sgg.datasets.tiling import ReaderCache, read_whole
 
     readers = readers or ReaderCache()
-    out = []
     for sc in records:
         if sc.boxes.shape[0] == 0:
-            out.append(replace(sc, angle_weight=sc.boxes.new_zeros(0)))
+            yield replace(sc, angle_weight=sc.boxes.new_zeros(0)), None
             continue
         image = read_whole(readers.get(sc.image_path), sc.width, sc.height)
         boxes, conf = pseudo_oriented_boxes(image, box_to_envelope(sc.boxes))
-        out.append(replace(sc, boxes=boxes, angle_weight=conf))
-    return out
+        yield replace(sc, boxes=boxes, angle_weight=conf), image
+
+
+def with_pseudo_boxes(records: list, readers=None) -> list:
+    """The records of :func:`iter_pseudo_boxes` (each image read once, whole)."""
+    return [sc for sc, _ in iter_pseudo_boxes(records, readers)]
