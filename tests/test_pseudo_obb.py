@@ -77,16 +77,21 @@ def test_solved_angle_matches_hand_worked_value():
     assert pseudo_oriented_boxes(torch.zeros(3, 8, 8), torch.zeros(0, 4))[0].shape == (0, 5)
 
 
+def _write_labelled_image(root, truth):
+    """``root/images/b0.png`` with the drawn boxes and ``root/labelTxt/b0.txt`` with their horizontal labels."""
+    (root / "images").mkdir()
+    (root / "labelTxt").mkdir()
+    img = (_draw(truth.tolist(), size=(200, 160)).permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+    Image.fromarray(img).save(root / "images" / "b0.png")
+    lines = [f"{x1} {y1} {x2} {y1} {x2} {y2} {x1} {y2} boat 0" for x1, y1, x2, y2 in box_to_envelope(truth).tolist()]
+    (root / "labelTxt" / "b0.txt").write_text("gsd:null\n" + "\n".join(lines) + "\n")
+
+
 def test_dataset_tiles_carry_pseudo_boxes_and_weights(tmp_path):
     from sgg.datasets.datamodules import DetectorTileDataset, load_dota_scenes
 
     truth = torch.tensor([[100.0, 80, 70, 16, 0.6]])
-    (tmp_path / "images").mkdir()
-    (tmp_path / "labelTxt").mkdir()
-    img = (_draw(truth.tolist(), size=(200, 160)).permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
-    Image.fromarray(img).save(tmp_path / "images" / "b0.png")
-    x1, y1, x2, y2 = box_to_envelope(truth)[0].tolist()
-    (tmp_path / "labelTxt" / "b0.txt").write_text(f"gsd:null\n{x1} {y1} {x2} {y1} {x2} {y2} {x1} {y2} boat 0\n")
+    _write_labelled_image(tmp_path, truth)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         recs = with_pseudo_boxes(load_dota_scenes(str(tmp_path), ["b0"], Vocabulary.star(), {"boat": "ship"}))
@@ -149,9 +154,10 @@ def test_detector_training_step_uses_pseudo_weights():
                 roi_batch_size=32, rpn_batch_size=64)
     boxes = torch.tensor([[40.0, 30.0, 30.0, 12.0, 0.6], [20.0, 50.0, 16.0, 16.0, 0.0]])
 
-    def losses(pseudo_weight, angle_weight):
+    def losses(pseudo_weight, angle_weight, rpn_pseudo_weight=None):
         torch.manual_seed(0)
-        m = HODNet(num_classes=3, backbone="resnet18", pretrained=False, pseudo_weight=pseudo_weight, **tiny).train()
+        m = HODNet(num_classes=3, backbone="resnet18", pretrained=False, pseudo_weight=pseudo_weight,
+                   rpn_pseudo_weight=rpn_pseudo_weight, **tiny).train()
         m.set_generator(torch.Generator().manual_seed(0))
         t = {"boxes": boxes, "labels": torch.tensor([0, 2]), "hbb": True}
         if angle_weight is not None:
@@ -167,6 +173,17 @@ def test_detector_training_step_uses_pseudo_weights():
     assert float(on["loss_roi_reg"].detach()) > float(plain["loss_roi_reg"].detach())
     total_loss(on).backward()
     assert m.roi_head.reg.weight.grad.abs().sum() > 0
+    # rpn_pseudo_weight sets the RPN's share alone: 0 leaves the RPN with the horizontal-label loss, the RoI head
+    # keeps its pseudo-box loss; a larger one raises only the RPN's
+    _, rpn_off = losses(1.0, [1.0, 0.0], rpn_pseudo_weight=0.0)
+    assert float(rpn_off["loss_rpn_reg"].detach()) == pytest.approx(float(plain["loss_rpn_reg"].detach()), rel=1e-6)
+    assert float(rpn_off["loss_roi_reg"].detach()) == pytest.approx(float(on["loss_roi_reg"].detach()), rel=1e-6)
+    _, rpn_more = losses(1.0, [1.0, 0.0], rpn_pseudo_weight=3.0)
+    assert float(rpn_more["loss_rpn_reg"].detach()) > float(on["loss_rpn_reg"].detach())
+    assert float(rpn_more["loss_roi_reg"].detach()) == pytest.approx(float(on["loss_roi_reg"].detach()), rel=1e-6)
+    _, roi_off = losses(0.0, [1.0, 0.0], rpn_pseudo_weight=1.0)  # and the RoI head's can be off alone
+    assert float(roi_off["loss_rpn_reg"].detach()) == pytest.approx(float(on["loss_rpn_reg"].detach()), rel=1e-6)
+    assert float(roi_off["loss_roi_reg"].detach()) == pytest.approx(float(plain["loss_roi_reg"].detach()), rel=1e-6)
 
 
 def test_hbb_images_drawn_by_label_count(tmp_path):

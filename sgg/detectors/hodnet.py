@@ -52,6 +52,9 @@ DEFAULT_CONFIG: dict[str, Any] = {
     # hbb targets with oriented pseudo-boxes (``angle_weight`` per box, sgg.datasets.pseudo_obb): weight of the
     # full oriented loss (RPN midpoint offsets, RoI deltas) on them, times each box's confidence (0 = off)
     "pseudo_weight": 1.0,
+    # the same weight for the RPN's oriented offsets alone (None: pseudo_weight); the RPN's proposals set what
+    # the RoI head can reach, so it may take the pseudo-boxes' angle more firmly than the RoI head does
+    "rpn_pseudo_weight": None,
     # rotation-consistency self-supervision on hbb tiles (sgg.detectors.consistency): loss weight (0 = off),
     # largest turn θ (radians) of the second view, at most this many positive RoIs per batch, whether the loss
     # also trains the backbone (false: the RoI head only)
@@ -172,6 +175,29 @@ class HODNet(nn.Module):
         """Width D of the per-object features returned with ``with_features=True``."""
         return int(self.config["representation_size"])
 
+    @torch.no_grad()
+    def proposals(self, images) -> list[torch.Tensor]:
+        """Per image the RPN's (P, 5) oriented proposals in tile pixels, best first: what the RoI head starts
+        from (the eval-mode top-n unless the model is training). See :mod:`sgg.evaluation.proposals`."""
+        batch, sizes = self.preprocess(images)
+        return self.rpn(self.features(batch), sizes, None)[0]
+
+    def _train_target(self, t: dict[str, torch.Tensor], like: torch.Tensor) -> dict[str, torch.Tensor]:
+        """A training target on ``like``'s device; pseudo-box confidences become the RoI head's ``angle_weight``
+        (× pseudo_weight) and the RPN's ``rpn_angle_weight`` (× rpn_pseudo_weight)."""
+        out = {"boxes": t["boxes"].to(like).reshape(-1, 5), "labels": t["labels"].to(like.device).long(),
+               "hbb": bool(t.get("hbb", False))}
+        aw = t.get("angle_weight")
+        if aw is not None:
+            aw = aw.to(like).reshape(-1)
+            pw = float(self.config["pseudo_weight"])
+            rpw = self.config["rpn_pseudo_weight"]
+            rpw = pw if rpw is None else float(rpw)
+            if pw > 0:
+                out["angle_weight"] = aw * pw
+            out["rpn_angle_weight"] = aw * rpw  # zeros: the RPN's offsets get no loss
+        return out
+
     def forward(self, images, targets: list[dict[str, torch.Tensor]] | None = None, *, with_features: bool = False):
         """Training: dict of losses. Inference: one :class:`Detections` per image (tile pixels); with
         ``with_features`` each also carries ``features`` (N, D) and ``class_scores`` (N, C+1)."""
@@ -179,11 +205,7 @@ class HODNet(nn.Module):
         if self.training:
             if targets is None or len(targets) != len(sizes):
                 raise SggInputError("training needs one target dict per image")
-            pw = float(self.config["pseudo_weight"])
-            targets = [{"boxes": t["boxes"].to(batch).reshape(-1, 5), "labels": t["labels"].to(batch.device).long(),
-                        "hbb": bool(t.get("hbb", False)),
-                        **({"angle_weight": t["angle_weight"].to(batch).reshape(-1) * pw}
-                           if t.get("angle_weight") is not None and pw > 0 else {})} for t in targets]
+            targets = [self._train_target(t, batch) for t in targets]
         feats = self.features(batch)
         proposals, rpn_losses = self.rpn(feats, sizes, targets if self.training else None)
         if self.training:

@@ -9,7 +9,8 @@ paper does), then cut to ``post_nms_top_n``. Everything is vectorised over ancho
 
 A target dict with ``hbb`` true (horizontal-box labels) supervises only what such a label fixes: the
 objectness and the envelope deltas ``(dx, dy, dw, dh)``; the two midpoint offsets (the angle) get no loss,
-unless the boxes are oriented pseudo-boxes with an ``angle_weight`` per box (their confidence weighs them).
+unless the boxes are oriented pseudo-boxes with an ``angle_weight`` per box (their confidence weighs them;
+an ``rpn_angle_weight``, when given, replaces it here).
 """
 
 from __future__ import annotations
@@ -215,7 +216,7 @@ class OrientedRPN(nn.Module):
                 w = deltas.new_ones(pos.numel(), 6)
                 if bool(tgt.get("hbb", False)):
                     # no angle information in a horizontal label; an oriented pseudo-box's by its confidence
-                    aw = tgt.get("angle_weight")
+                    aw = tgt.get("rpn_angle_weight", tgt.get("angle_weight"))
                     w[:, 4:] = 0.0 if aw is None else aw.to(w)[idx[pos], None]
                 pos_w.append(w)
         lg, lb = torch.cat(all_logits), torch.cat(all_lab)

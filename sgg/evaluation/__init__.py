@@ -1,5 +1,5 @@
 """Evaluation: rotated detection mAP (``sgg.evaluation.detection``), scene-graph recall
-(``sgg.evaluation.sgg``); ``sgg eval …`` lives in ``cli``.
+(``sgg.evaluation.sgg``), RPN proposal recall (``sgg.evaluation.proposals``); ``sgg eval …`` lives in ``cli``.
 
 Names are imported lazily so that ``sgg eval --help`` does not pay for torch.
 """
@@ -16,6 +16,8 @@ _LAZY = {
     "SGGEvaluator": "sgg.evaluation.sgg",
     "format_sgg_table": "sgg.evaluation.sgg",
     "crop_graphs": "sgg.evaluation.windows",
+    "best_overlaps": "sgg.evaluation.proposals",
+    "recall_at": "sgg.evaluation.proposals",
 }
 
 
