@@ -435,6 +435,8 @@ def test_detector_tiles_with_pasted_rows(data_dir):
         DetectorDataModule(str(data_dir), tile_size=64, swap_objects=0.5).setup("fit")
     with pytest.raises(SggInputError, match="swap_objects must be a probability"):
         DetectorDataModule(str(data_dir), tile_size=64, swap_objects=1.5).setup("fit")
+    with pytest.raises(SggInputError, match="paste_rows must be a probability"):
+        DetectorDataModule(str(data_dir), tile_size=64, paste_rows=-0.1).setup("fit")
     dm = DetectorDataModule(str(data_dir), tile_size=64, tiles_per_epoch=6, seed=0)
     dm.setup("fit")
     ds = dm.datasets["train"]

@@ -110,6 +110,7 @@ class DetectorTileDataset(Dataset):
         hbb_fraction: float = 0.0,
         hbb_scales: Sequence[float] = (),
         hbb_count_power: float = 0.0,
+        hbb_rotate_any: float = 0.0,
         paster=None,
         paste_prob: float = 0.0,
         swapper=None,
@@ -134,6 +135,11 @@ class DetectorTileDataset(Dataset):
         self.num_obb = len(self.scenes)
         self.hbb_fraction = float(hbb_fraction) if hbb_scenes and train else 0.0
         self.hbb_scales = tuple(float(s) for s in (hbb_scales or scales))
+        # real tiles turned by any angle: only with oriented pseudo-boxes, which turn with the tile (a turned
+        # horizontal label is no longer its object's envelope)
+        self.hbb_rotate_any = float(hbb_rotate_any) if self.hbb_fraction else 0.0
+        if self.hbb_rotate_any and any(s.angle_weight is None for s in hbb_scenes):
+            raise SggInputError("hbb_rotate_any needs oriented pseudo-boxes of the horizontal labels (hbb_pseudo_obb)")
         if self.hbb_fraction:
             self.scenes += list(hbb_scenes)
         # horizontal-box images drawn ∝ (number of labels)^power: 0 every image alike, 1 every label alike (a
@@ -190,8 +196,11 @@ class DetectorTileDataset(Dataset):
         # per image: the label file's box type when it records one, else the folder it came from
         box_type = (getattr(sc.graph, "metadata", None) or {}).get("box_type")
         hbb = box_type == "hbb" if box_type in ("hbb", "obb") else si >= self.num_obb
-        # a horizontal label turned by an arbitrary angle is no longer the object's envelope: quarter turns only
+        # a horizontal label turned by an arbitrary angle is no longer the object's envelope: quarter turns only,
+        # unless the labels are oriented pseudo-boxes (hbb_rotate_any), which then stand for the objects' boxes
         turn = self.train and self.rotate_any > 0 and rng.random() < self.rotate_any and not hbb
+        if hbb and self.train and self.hbb_rotate_any > 0:
+            turn = rng.random() < self.hbb_rotate_any
         theta = float(rng.uniform(-math.pi, math.pi)) if turn else 0.0
         if theta:  # read the turned window's envelope, turn, crop; keep boxes ≥ min_iof inside the crop
             grow = abs(math.cos(theta)) + abs(math.sin(theta))
@@ -291,6 +300,10 @@ class DetectorDataModule(pl.LightningDataModule):
             its training part (:func:`hbb_split`: ``hbb_val_fraction`` of the images held out by ``hbb_seed``),
             at rates ``hbb_scales``, class names mapped by ``hbb_aliases`` (``{"boat": "ship"}``: with the
             model's ``merge_groups`` the label counts for STAR ``ship`` or ``boat``); targets carry ``hbb``.
+        hbb_rotate_any: probability of turning a real (``hbb_dir``) training tile by a uniform random angle, as
+            ``rotate_any`` does synthetic ones; needs ``hbb_pseudo_obb``: the pseudo-boxes turn with the tile and
+            become the targets (their envelopes, no longer the labels', keep the envelope loss; their confidences
+            the oriented loss). Real moored boats lie along the axes in ships_ge, diagonal in other harbours.
         paste_rows: probability that an oriented training tile gets a pasted row of real objects cut out of
             those images along their oriented pseudo-boxes (:class:`sgg.datasets.copy_paste.RowPaster`: moored
             boats side by side, which the real data rarely shows), labelled ``paste_class``.
@@ -334,6 +347,7 @@ class DetectorDataModule(pl.LightningDataModule):
         hbb_seed: int = 0,
         hbb_pseudo_obb: bool = False,
         hbb_count_power: float = 0.0,
+        hbb_rotate_any: float = 0.0,
         paste_rows: float = 0.0,
         paste_class: str = "boat",
         swap_objects: float = 0.0,
@@ -366,8 +380,12 @@ class DetectorDataModule(pl.LightningDataModule):
             self.vocabulary = next(iter(vocs))
             train = stage == "train"
             hbb, paster, swapper = [], None, None
-            if not 0.0 <= hp.swap_objects <= 1.0:
-                raise SggInputError(f"swap_objects must be a probability in [0, 1], got {hp.swap_objects!r}")
+            for name in ("paste_rows", "swap_objects", "hbb_rotate_any"):
+                if not 0.0 <= getattr(hp, name) <= 1.0:
+                    raise SggInputError(f"{name} must be a probability in [0, 1], got {getattr(hp, name)!r}")
+            if train and hp.hbb_rotate_any and not hp.hbb_pseudo_obb:
+                raise SggInputError("hbb_rotate_any needs hbb_pseudo_obb: a horizontal label turned by any angle is "
+                                    "no longer its object's envelope; the oriented pseudo-boxes turn with the tile")
             if train and (hp.paste_rows or hp.swap_objects) and not hp.hbb_dir:
                 raise SggInputError("paste_rows / swap_objects need hbb_dir: the real images whose objects are "
                                     "pasted")
@@ -392,7 +410,8 @@ class DetectorDataModule(pl.LightningDataModule):
                 positive_fraction=hp.positive_fraction, class_balanced=hp.class_balanced, flip=hp.flip,
                 rotate_any=hp.rotate_any, photometric=hp.photometric, rotate=hp.rotate, overlap=hp.val_overlap,
                 seed=hp.seed, hbb_scenes=hbb, hbb_fraction=hp.hbb_fraction, hbb_scales=hp.hbb_scales,
-                hbb_count_power=hp.hbb_count_power, paster=paster, paste_prob=hp.paste_rows,
+                hbb_count_power=hp.hbb_count_power, hbb_rotate_any=hp.hbb_rotate_any, paster=paster,
+                paste_prob=hp.paste_rows,
                 swapper=swapper,
             )
         return self.datasets[stage]
