@@ -26,11 +26,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 def ships_ge(model, real: Path, dense: int) -> dict:
     import torch
-    from eval_real import dota_items, pseudo_labels
+    from eval_real import dota_items
 
     from sgg.datasets.dota import read_dota_labels
+    from sgg.datasets.pseudo_obb import pseudo_oriented_boxes
     from sgg.datasets.tiling import ReaderCache, read_whole
     from sgg.evaluation.proposals import best_overlaps, recall_at
+    from sgg.ops import box_to_envelope
 
     best: dict[str, list[torch.Tensor]] = {f"{k}_{b}": [] for k in ("dense", "sparse") for b in ("hbb", "obb")}
     for image, label in dota_items(real, "ships_ge"):
@@ -40,10 +42,12 @@ def ships_ge(model, real: Path, dense: int) -> dict:
             img = read_whole(ReaderCache().get(str(image)), *gt.image_size)
         if not len(gt.detections):
             continue
+        boxes = gt.detections.boxes.tensor
+        pseudo = pseudo_oriented_boxes(img, box_to_envelope(boxes))[0]  # as eval_real's ships_ge_obb, same pixels
         props = model.proposals([img])[0]
-        kind = "dense" if len(gt.detections) >= dense else "sparse"
-        best[f"{kind}_hbb"].append(best_overlaps(gt.detections.boxes.tensor, props, "hbb"))
-        best[f"{kind}_obb"].append(best_overlaps(pseudo_labels(gt, image).detections.boxes.tensor, props, "obb"))
+        kind = "dense" if len(boxes) >= dense else "sparse"
+        best[f"{kind}_hbb"].append(best_overlaps(boxes, props, "hbb"))
+        best[f"{kind}_obb"].append(best_overlaps(pseudo, props, "obb"))
     return {k: recall_at(v) for k, v in best.items()}
 
 
