@@ -1,7 +1,8 @@
 """HOD-Net oriented object detection (DESIGN.md §5.2).
 
 Model: :class:`HODNet` (backbone + FPN P2–P6, oriented RPN, oriented RoI head), :class:`DetectorModule`
-(Lightning), checkpoints via :func:`save_detector` / :func:`load_detector`. Holistic scene inference
+(Lightning), checkpoints via :func:`save_detector` / :func:`load_detector` (weight averaging:
+:func:`average_detectors`), test-time augmentation via :class:`TTADetector`. Holistic scene inference
 (``detect_scene`` = ``plan_scene`` → ``run_tiles`` → ``merge_tiles``) and merging (``merge_detections``) live
 in ``sgg.detectors.inference`` / ``.merge``; the per-tile detector protocol in ``.protocol``.
 Imports are lazy so that ``import sgg.detectors`` stays light.
@@ -26,6 +27,8 @@ _EXPORTS = {
     "DetectorModule": "sgg.detectors.module",
     "save_detector": "sgg.detectors.checkpoint",
     "load_detector": "sgg.detectors.checkpoint",
+    "average_detectors": "sgg.detectors.checkpoint",
+    "TTADetector": "sgg.detectors.tta",
     "detect_scene": "sgg.detectors.inference",
     "plan_scene": "sgg.detectors.inference",
     "run_tiles": "sgg.detectors.inference",

@@ -174,3 +174,49 @@ def set_gsd_range(path: str | os.PathLike, lo: float, hi: float, out: str | os.P
     with atomic_paths(target) as (tmp,):
         torch.save(ck, tmp)
     return target
+
+
+def average_detectors(paths: list[str | os.PathLike], out: str | os.PathLike, coefs: list[float] | None = None,
+                      keep_mismatched: bool = False, half: bool = True) -> Path:
+    """Write the weighted average of detector checkpoints' weights to ``out`` (a "model soup").
+
+    Averaging the weights of runs fine-tuned from one start (Wortsman et al. 2022, model soups) removes much
+    of their seed-to-seed spread; interpolating a fine-tuned model with the one it started from (WiSE-FT)
+    trades between them. ``coefs`` (default uniform) must be non-negative and are normalised to sum to 1.
+    Vocabularies must be identical. The first file is the base: its config, vocabulary and inference hints
+    are written, and integer buffers (BatchNorm's batch counts) are taken from it. A tensor whose shape
+    differs between files (an RPN with other anchor ratios) is refused, or with ``keep_mismatched`` taken
+    from the base alone.
+    """
+    if len(paths) < 2:
+        raise SggInputError("averaging needs at least two detector checkpoints", path=out)
+    coefs = [1.0] * len(paths) if coefs is None else [float(c) for c in coefs]
+    if len(coefs) != len(paths) or min(coefs) < 0 or sum(coefs) <= 0:
+        raise SggInputError(f"need one non-negative weight per checkpoint ({len(paths)}), got {coefs}", path=out)
+    total = sum(coefs)
+    coefs = [c / total for c in coefs]
+    reads = [_read(p) for p in paths]
+    vocab, cfg, base, hint = reads[0]
+    for p, (v, c, sd, _) in zip(paths[1:], reads[1:]):
+        if tuple(v.objects) != tuple(vocab.objects):
+            raise SggInputError(f"another vocabulary than {paths[0]} ({v.num_classes} vs {vocab.num_classes} "
+                                "classes): weights of different class sets cannot be averaged", path=p)
+        if set(sd) != set(base):
+            diff = sorted(set(sd) ^ set(base))[:3]
+            raise SggInputError(f"another architecture than {paths[0]} (parameters {diff} differ)", path=p)
+        bad = [k for k in base if sd[k].shape != base[k].shape]
+        if bad and not keep_mismatched:
+            raise SggInputError(f"parameter shapes differ from {paths[0]} ({bad[:3]}; e.g. other anchor ratios): "
+                                "pass keep_mismatched to take those from the first file", path=p)
+    avg = {}
+    for k, v in base.items():
+        if not v.is_floating_point():
+            avg[k] = v
+            continue
+        parts = [(c, sd[k]) for c, (_, _, sd, _) in zip(coefs, reads) if sd[k].shape == v.shape]
+        norm = sum(c for c, _ in parts)
+        avg[k] = sum(c / norm * t.float() for c, t in parts) if norm > 0 else v.float()
+    cfg = {**cfg, "pretrained": False, "weights_path": None}
+    model = HODNet(cfg, vocabulary=vocab, inference=hint)
+    model.load_state_dict(avg, strict=True)
+    return save_detector(model, out, vocab, cfg, half=half, inference=hint)
