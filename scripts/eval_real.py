@@ -196,6 +196,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--tile-size", type=int, default=512)
     ap.add_argument("--overlap", type=int, default=128)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--tta", help="test-time views (sgg.detectors.tta: flips, d2, all or a list such as "
+                    "hflip,transpose); use another --cache than the plain model's")
     ap.add_argument("--json", help="write the results as JSON")
     ap.add_argument("--cache", help="directory of per-image detections (reused; lets shards split the work)")
     ap.add_argument("--shard", metavar="K/N", help="with --cache: detect only this shard's images (figures are "
@@ -208,8 +210,16 @@ def main(argv: list[str] | None = None) -> int:
 
     torch.set_num_threads(a.threads)
     model = load_detector(a.weights).eval()
+    if a.tta:
+        from sgg.detectors.tta import TTADetector
+        from sgg.errors import SggInputError
+
+        try:
+            model = TTADetector(model, a.tta).eval()
+        except SggInputError as exc:
+            ap.error(f"--tta: {exc}")
     real = Path(a.real)
-    out = {"weights": a.weights, "gsd_range": model.config.get("gsd_range")}
+    out = {"weights": a.weights, "gsd_range": model.config.get("gsd_range"), "tta": a.tta}
     for which in a.sets.split(","):
         if which == "synthetic":
             if not a.synth:

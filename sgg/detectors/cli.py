@@ -79,6 +79,10 @@ def build_parser() -> ArgumentParser:
                         "is known, e.g. a car over 30 m; see sgg.detectors.sizes)")
     p.add_argument("--bands", type=int_range(1), nargs=3, default=None, metavar="B",
                    help="1-based bands read as red, green, blue (as sgg info --bands)")
+    p.add_argument("--tta", default=None, metavar="VIEWS",
+                   help="test-time augmentation: detect every tile also flipped/transposed and vote (flips = 3 "
+                        "views, d2 = 4, all = 6, or a list such as hflip,transpose; costs that many times the "
+                        "time; sgg.detectors.tta)")
     return p
 
 
@@ -95,7 +99,8 @@ def check_options(args: argparse.Namespace):
         input_path(args.from_dota, "--from-dota", kind="any")
         ignored = [o for o, v in (("--tile-size", args.tile_size), ("--overlap", args.overlap),
                                   ("--levels", args.levels != "auto" or None), ("--zoom", args.zoom != "guided" or None),
-                                  ("--threads", args.threads), ("--no-size-filter", not args.size_filter or None)) if v]
+                                  ("--threads", args.threads), ("--no-size-filter", not args.size_filter or None),
+                                  ("--tta", args.tta)) if v]
         if ignored:
             verb = "applies" if len(ignored) == 1 else "apply"
             raise UsageError(f"{', '.join(ignored)} only {verb} with --weights, not --from-dota")
@@ -105,6 +110,14 @@ def check_options(args: argparse.Namespace):
             if v:
                 raise UsageError(f"{opt} only applies with --from-dota")
         check_device(args.device)
+        if args.tta:
+            from sgg.detectors.tta import parse_views
+            from sgg.errors import SggInputError
+
+            try:
+                args.tta = parse_views(args.tta)
+            except SggInputError as exc:
+                raise UsageError(f"--tta: {str(exc).split(': ', 1)[-1]}") from None
     if args.aliases:
         from sgg.datasets.aliases import resolve_aliases
         from sgg.errors import SggInputError
@@ -154,6 +167,10 @@ def main(argv: list[str] | None = None) -> int:
 
         weights = Path(args.weights)
         model = load_detector(weights, map_location=args.device).to(args.device)
+        if args.tta:
+            from sgg.detectors.tta import TTADetector
+
+            model = TTADetector(model, args.tta).eval()
         if isinstance(args.min_score, dict):  # per-class output threshold: class names checked before the run
             from sgg.detectors.protocol import detector_vocabulary
             from sgg.errors import SggInputError
@@ -172,6 +189,8 @@ def main(argv: list[str] | None = None) -> int:
                               progress=progress_for("detect", args.quiet), guide_threshold=args.guide_threshold,
                               gsd=args.gsd, size_filter=args.size_filter)
         sg.metadata["weights"] = str(weights)
+        if args.tta:
+            sg.metadata["tta"] = list(args.tta)
     dropped = int(sg.metadata.get("dropped_outside", 0))  # counted where the objects are made
     from sgg.graph.formats import export, suffix_format
     from sgg.graph.thresholds import DEFAULT_OUTPUT_THRESHOLD, select_objects
