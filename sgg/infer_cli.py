@@ -98,6 +98,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--score-threshold", type=float_range(0, 1), help="config default 0.05")
     p.add_argument("--gsd", type=float_range(0, None, lo_open=True), help="metres per pixel when the raster does not "
                    "say (default: its CRS, else a DOTA label's gsd: header beside the image)")
+    p.add_argument("--tta", metavar="VIEWS", help="test-time augmentation as sgg detect --tta: flips, d2, all or a "
+                   "list such as hflip,transpose (costs that many times the detection time)")
     p.add_argument("--no-size-filter", dest="size_filter", action="store_false", default=None,
                    help="keep objects impossibly large in metres for their class (dropped by default when the GSD "
                         "is known)")
@@ -123,13 +125,21 @@ def build_parser() -> argparse.ArgumentParser:
 def pipeline_from_args(args: argparse.Namespace):
     from sgg.pipeline import Pipeline, resolve_config
 
+    if getattr(args, "tta", None):
+        from sgg.detectors.tta import parse_views
+        from sgg.errors import SggInputError
+
+        try:
+            args.tta = list(parse_views(args.tta))
+        except SggInputError as exc:
+            raise SggInputError(str(exc).split(": ", 1)[-1], option="--tta") from None
     over: dict[str, Any] = {}
     for opt, key in (("weights", "detector.weights"), ("from_dota", "detector.from_dota"),
                      ("from_annotation", "detector.from_annotation"), ("aliases", "detector.aliases"),
                      ("tile_size", "detector.tile_size"), ("overlap", "detector.overlap"),
                      ("levels", "detector.levels"), ("zoom", "detector.zoom"), ("batch_size", "detector.batch_size"),
                      ("score_threshold", "detector.score_threshold"), ("pair_budget", "pairs.budget"),
-                     ("gsd", "detector.gsd"), ("size_filter", "detector.size_filter"),
+                     ("gsd", "detector.gsd"), ("size_filter", "detector.size_filter"), ("tta", "detector.tta"),
                      ("top_k", "output.top_k"), ("device", "device")):
         if getattr(args, opt, None) is not None:
             over[key] = getattr(args, opt)

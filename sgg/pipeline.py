@@ -50,6 +50,7 @@ DEFAULTS: dict[str, Any] = {
         "iou_threshold": 0.4,
         "gsd": None,  # metres per pixel when the raster does not say (else its CRS, else a DOTA label's gsd:)
         "size_filter": True,  # drop objects impossibly large in metres for their class (needs a known GSD)
+        "tta": None,  # test-time views (sgg.detectors.tta): null, flips, d2, all or a list; costs that many times
     },
     # proposer: default | a weights path | null; budget: "auto" (max(10,000, 32·N), sgg.pairs.auto_budget) | int | null
     "pairs": {"proposer": "default", "budget": "auto"},
@@ -329,6 +330,10 @@ class Pipeline:
         from sgg.detectors import detect_scene
 
         model = self.detector
+        if d.get("tta"):
+            from sgg.detectors.tta import TTADetector
+
+            model = TTADetector(model, d["tta"]).eval()
         head = self.relation_head
         kwargs = {k: d[k] for k in ("tile_size", "overlap", "levels", "zoom", "batch_size", "prefetch",
                                     "score_threshold", "iou_threshold", "gsd", "size_filter")}
@@ -336,13 +341,16 @@ class Pipeline:
         if "with_features" in params:
             # heads with visual inputs (RPCM's visual_dim > 0) need the detector's per-object features
             kwargs["with_features"] = bool(getattr(head, "needs_features", False) or getattr(head, "visual_dim", 0))
+        tta = list(model.views) if d.get("tta") else None
         if ledger is None:
-            return detect_scene(model, scene, progress=progress, **kwargs)
-        options = {"raster": _raster_id(scene), "device": self.config["device"],
+            sg = detect_scene(model, scene, progress=progress, **kwargs)
+            return sg.replace(metadata={**sg.metadata, "tta": tta}) if tta else sg
+        options = {"raster": _raster_id(scene), "device": self.config["device"], "tta": tta,
                    **{k: kwargs.get(k) for k in ("tile_size", "overlap", "score_threshold", "with_features")}}
         cache = ledger.cache(self.models.get("detector", type(model).__name__), options)
         sg = detect_scene(model, scene, progress=progress, cache=cache, **kwargs)
-        meta = dict(sg.metadata, ledger={"tiles_reused": cache.hits, "tiles_run": cache.stored})
+        meta = dict(sg.metadata, ledger={"tiles_reused": cache.hits, "tiles_run": cache.stored},
+                    **({"tta": tta} if tta else {}))
         return sg.replace(metadata=meta)
 
     def _from_annotation(self, scene: Any, d: dict):

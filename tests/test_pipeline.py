@@ -508,3 +508,23 @@ def test_relation_count_norm_key_and_infer_option():
 
     with pytest.raises(UsageError, match="--count-norm"):
         build_parser().parse_args(["x.tif", "--out", "o", "--count-norm", "-1"])
+
+
+def test_pipeline_tta_runs_every_view_and_is_recorded(tmp_path):
+    path = make_scene(tmp_path)
+    model, plain_model = BrightBoxes(), BrightBoxes()
+    plain = fake_pipeline(plain_model).run(path)
+    sg = fake_pipeline(model, detector={"weights": None, "zoom": "full", "tta": "d2"}).run(path)
+    assert len(sg.detections) == len(plain.detections) == 5
+    assert torch.allclose(sg.detections.scores, plain.detections.scores)  # every view agrees: score kept
+    assert sg.metadata["tta"] == ["identity", "hflip", "vflip", "transpose"] and "tta" not in plain.metadata
+    assert model.tiles == 4 * plain_model.tiles > 0
+    from sgg.infer_cli import build_parser, pipeline_from_args
+
+    args = build_parser().parse_args(["x.tif", "--out", "o", "--tta", "flips"])
+    args._pair_given = args._head_given = False
+    assert pipeline_from_args(args).config["detector"]["tta"] == ["identity", "hflip", "vflip"]
+    args = build_parser().parse_args(["x.tif", "--out", "o", "--tta", "rot45"])
+    args._pair_given = args._head_given = False
+    with pytest.raises(SggInputError, match="rot45"):
+        pipeline_from_args(args)
