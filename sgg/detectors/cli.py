@@ -81,7 +81,7 @@ def build_parser() -> ArgumentParser:
                    help="1-based bands read as red, green, blue (as sgg info --bands)")
     p.add_argument("--tta", default=None, metavar="VIEWS",
                    help="test-time augmentation: detect every tile also flipped/transposed and vote (flips = 3 "
-                        "views, d2 = 4, all = 6, or a list such as hflip,transpose; costs that many times the "
+                        "views, d2 = 4, all = 8, or a list such as hflip,transpose; costs that many times the "
                         "time; sgg.detectors.tta)")
     return p
 

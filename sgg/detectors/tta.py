@@ -2,8 +2,8 @@
 
 ``TTADetector(model)`` is itself a :class:`~sgg.detectors.protocol.TileDetector`, so ``detect_scene``,
 ``sgg detect --tta`` and the evaluation scripts run it like the bare model. Every tile is detected in
-each view of the dihedral group's flips and transpose (``identity``, ``hflip``, ``vflip``, ``transpose``,
-``rot180`` = both flips, ``transverse`` = transpose of ``rot180``), the boxes are mapped back exactly
+views from the square's dihedral group (``identity``, ``hflip``, ``vflip``, ``rot180`` = both flips,
+``transpose``, ``transverse`` = the other diagonal, ``rot90`` and ``rot270``), the boxes are mapped back exactly
 (a flip maps angle θ to −θ, the transpose to π/2 − θ; centres are reflected about the tile's edges), and
 the views are merged class-wise as in the DOTA benchmark's TTA recipes:
 
@@ -36,6 +36,7 @@ from sgg.structures import Detections, OrientedBoxes
 VIEWS: dict[str, tuple[bool, bool, bool]] = {
     "identity": (False, False, False), "hflip": (True, False, False), "vflip": (False, True, False),
     "rot180": (True, True, False), "transpose": (False, False, True), "transverse": (True, True, True),
+    "rot90": (False, True, True), "rot270": (True, False, True),  # quarter turns (counter-/clockwise as shown)
 }
 PRESETS: dict[str, tuple[str, ...]] = {
     "flips": ("identity", "hflip", "vflip"),
