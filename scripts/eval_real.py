@@ -211,13 +211,13 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(a.threads)
     model = load_detector(a.weights).eval()
     if a.tta:
-        from sgg.detectors.tta import TTADetector
+        from sgg.detectors.tta import TTADetector, parse_views
         from sgg.errors import SggInputError
 
         try:
-            model = TTADetector(model, a.tta).eval()
+            model = TTADetector(model, parse_views(a.tta, option="--tta")).eval()
         except SggInputError as exc:
-            ap.error(f"--tta: {exc}")
+            ap.error(str(exc))
     real = Path(a.real)
     out = {"weights": a.weights, "gsd_range": model.config.get("gsd_range"), "tta": a.tta}
     for which in a.sets.split(","):

@@ -127,12 +127,8 @@ def pipeline_from_args(args: argparse.Namespace):
 
     if getattr(args, "tta", None):
         from sgg.detectors.tta import parse_views
-        from sgg.errors import SggInputError
 
-        try:
-            args.tta = list(parse_views(args.tta))
-        except SggInputError as exc:
-            raise SggInputError(str(exc).split(": ", 1)[-1], option="--tta") from None
+        args.tta = list(parse_views(args.tta, option="--tta"))
     over: dict[str, Any] = {}
     for opt, key in (("weights", "detector.weights"), ("from_dota", "detector.from_dota"),
                      ("from_annotation", "detector.from_annotation"), ("aliases", "detector.aliases"),

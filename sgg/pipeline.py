@@ -341,16 +341,14 @@ class Pipeline:
         if "with_features" in params:
             # heads with visual inputs (RPCM's visual_dim > 0) need the detector's per-object features
             kwargs["with_features"] = bool(getattr(head, "needs_features", False) or getattr(head, "visual_dim", 0))
-        tta = list(model.views) if d.get("tta") else None
+        tta = list(model.views) if d.get("tta") else None  # part of the ledger's key
         if ledger is None:
-            sg = detect_scene(model, scene, progress=progress, **kwargs)
-            return sg.replace(metadata={**sg.metadata, "tta": tta}) if tta else sg
+            return detect_scene(model, scene, progress=progress, **kwargs)
         options = {"raster": _raster_id(scene), "device": self.config["device"], "tta": tta,
                    **{k: kwargs.get(k) for k in ("tile_size", "overlap", "score_threshold", "with_features")}}
         cache = ledger.cache(self.models.get("detector", type(model).__name__), options)
         sg = detect_scene(model, scene, progress=progress, cache=cache, **kwargs)
-        meta = dict(sg.metadata, ledger={"tiles_reused": cache.hits, "tiles_run": cache.stored},
-                    **({"tta": tta} if tta else {}))
+        meta = dict(sg.metadata, ledger={"tiles_reused": cache.hits, "tiles_run": cache.stored})
         return sg.replace(metadata=meta)
 
     def _from_annotation(self, scene: Any, d: dict):

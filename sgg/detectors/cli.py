@@ -112,12 +112,8 @@ def check_options(args: argparse.Namespace):
         check_device(args.device)
         if args.tta:
             from sgg.detectors.tta import parse_views
-            from sgg.errors import SggInputError
 
-            try:
-                args.tta = parse_views(args.tta)
-            except SggInputError as exc:
-                raise UsageError(f"--tta: {str(exc).split(': ', 1)[-1]}") from None
+            args.tta = parse_views(args.tta, option="--tta")
     if args.aliases:
         from sgg.datasets.aliases import resolve_aliases
         from sgg.errors import SggInputError
@@ -189,8 +185,6 @@ def main(argv: list[str] | None = None) -> int:
                               progress=progress_for("detect", args.quiet), guide_threshold=args.guide_threshold,
                               gsd=args.gsd, size_filter=args.size_filter)
         sg.metadata["weights"] = str(weights)
-        if args.tta:
-            sg.metadata["tta"] = list(args.tta)
     dropped = int(sg.metadata.get("dropped_outside", 0))  # counted where the objects are made
     from sgg.graph.formats import export, suffix_format
     from sgg.graph.thresholds import DEFAULT_OUTPUT_THRESHOLD, select_objects

@@ -51,6 +51,7 @@ from sgg.structures import Detections, SceneGraph, Vocabulary
 from .gsd import dota_label_gsd, gsd_min_level, model_gsd_range, resolve_gsd
 from .merge import merge_detections, merge_single, tile_to_level0
 from .protocol import detector_vocabulary, supports_features
+from .tta import TTADetector
 
 if TYPE_CHECKING:
     from sgg.io import RasterScene
@@ -446,6 +447,7 @@ def detect_scene(
         )
     meta = {
         "detector": type(model).__name__,
+        **({"tta": list(model.views)} if isinstance(model, TTADetector) else {}),
         "levels": [lp.level for lp in plan.levels],
         "gsd": scene_gsd,
         "gsd_source": gsd_source,

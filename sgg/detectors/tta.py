@@ -45,15 +45,16 @@ PRESETS: dict[str, tuple[str, ...]] = {
 }
 
 
-def parse_views(views: str | Sequence[str]) -> tuple[str, ...]:
-    """A preset name (``flips``, ``d2``, ``all``), a comma-separated list, or a sequence of view names."""
+def parse_views(views: str | Sequence[str], option: str | None = None) -> tuple[str, ...]:
+    """A preset name (``flips``, ``d2``, ``all``), a comma-separated list, or a sequence of view names.
+    ``option``: the command-line option the value came from, named in the error."""
     if isinstance(views, str):
         views = PRESETS.get(views, tuple(v.strip() for v in views.split(",") if v.strip()))
     views = tuple(views)
     bad = [v for v in views if v not in VIEWS]
     if bad or not views:
         raise SggInputError(f"unknown test-time view(s) {bad or views}: choose from {sorted(VIEWS)} or a preset "
-                            f"{sorted(PRESETS)}", where="tta")
+                            f"{sorted(PRESETS)}", **({"option": option} if option else {"where": "tta"}))
     return views if "identity" in views else ("identity", *views)
 
 
