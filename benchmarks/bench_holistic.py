@@ -42,7 +42,7 @@ def main() -> int:
     ap.add_argument("--modes", default="single,guided,full",
                     help="comma-separated single, guided, full; a '+tta' suffix (full+tta) runs that mode through "
                          "sgg.detectors.tta.TTADetector and is compared with the plain mode")
-    ap.add_argument("--tta", default="d2", help="test-time views for '+tta' modes (flips, d2, all, or a list)")
+    ap.add_argument("--tta", default="d2", help="test-time views for '+tta' modes (flips, d2, all, d2r, or a list)")
     ap.add_argument("--workdir")
     a = ap.parse_args()
 

@@ -11,6 +11,10 @@ Sets (``--real`` is ``../shared/real``; the figures are class-agnostic AP@0.5 wi
 * ``ships_ge_obb`` the same images and detections scored as *oriented* boxes against the labels' oriented
   pseudo-boxes (:mod:`sgg.datasets.pseudo_obb`; ~0.07 rad median angle error on synthetic boats): a
   validation-side proxy for the boxes' angle and shape, which horizontal labels cannot check;
+* ``ships_ge_r45`` the same images turned by 45° (on a grown canvas, :func:`sgg.detectors.tta.turn_images`)
+  with their pseudo-boxes turned alike, scored as oriented boxes: real *diagonal* boats for validation (the
+  held-out ships_ge boats lie mostly along the image axes; real marinas need not). The turned images are
+  written under ``--cache`` (or a temporary folder);
 * ``vehicles``  DOTA P0003 + P1478 crop, ``small-vehicle``/``large-vehicle`` vs predicted ``car``/``truck``/
   ``engineering_vehicle`` (oriented);
 * ``aircraft``  airbus_aircraft (0.5 m, CC BY-NC-SA: evaluation only), ``airplane`` (horizontal);
@@ -37,7 +41,8 @@ GROUPS = {
     "vehicles": ("car", "truck", "engineering_vehicle"),
     "aircraft": ("airplane",),
 }
-SETS = ("p0706", "ships_ge", "ships_ge_obb", "vehicles", "aircraft", "synthetic")
+SETS = ("p0706", "ships_ge", "ships_ge_obb", "ships_ge_r45", "vehicles", "aircraft", "synthetic")
+TURN = 45  # degrees, ships_ge_r45
 
 
 def group_only(det, vocab, names, nms_iou: float = 0.4):
@@ -80,7 +85,7 @@ def dota_items(real: Path, which: str, limit: int = 0) -> list[tuple[Path, Path]
         return [(real / "dota" / "P0706.png", real / "dota" / "P0706.txt")]
     if which == "vehicles":
         return [(real / "dota" / f"{s}.png", real / "dota" / f"{s}.txt") for s in ("P0003", "P1478__1__853___962")]
-    if which in ("ships_ge", "ships_ge_obb"):
+    if which.startswith("ships_ge"):
         root = real / "ships_ge"
         return [(root / "images" / f"{s}.png", root / "labelTxt" / f"{s}.txt")
                 for s in hbb_split(str(root), 0.2, 0)["val"]]
@@ -123,6 +128,40 @@ def detect_cached(model, image: Path, args, key: str, **kw):
     return det, tiles
 
 
+def turned(gt, image: Path, work: Path):
+    """``image`` turned by :data:`TURN` degrees, written under ``work`` as a GeoTIFF, and ``gt``'s boxes turned
+    alike (:func:`sgg.detectors.tta.turn_boxes`)."""
+    import math
+
+    import numpy as np
+    import rasterio
+    import torch
+
+    from sgg.datasets.tiling import ReaderCache, read_whole
+    from sgg.detectors.tta import turn_boxes, turn_images
+    from sgg.structures import OrientedBoxes
+
+    w, h = gt.image_size
+    a = math.radians(TURN)
+    out = work / f"{image.stem}.tif"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # no-CRS PNG in, no-CRS GeoTIFF out
+        if not out.exists():
+            img = read_whole(ReaderCache().get(str(image)), w, h)[:, :h, :w]
+            arr = (turn_images(img[None], a)[0] * 255).round().clamp(0, 255).to(torch.uint8).numpy()
+            out.parent.mkdir(parents=True, exist_ok=True)
+            tmp = out.with_suffix(".tmp.tif")
+            with rasterio.open(tmp, "w", driver="GTiff", width=arr.shape[2], height=arr.shape[1], count=3,
+                               dtype=np.uint8) as dst:
+                dst.write(arr)
+            tmp.replace(out)
+        with rasterio.open(out) as src:
+            size = (src.width, src.height)
+    det = gt.detections
+    det = type(det)(OrientedBoxes(turn_boxes(det.boxes.tensor, a, (h, w))), det.labels, det.scores)
+    return out, gt.replace(detections=det, image_size=size)
+
+
 def pseudo_labels(gt, image: Path):
     """``gt`` with its horizontal boxes replaced by their oriented pseudo-boxes (box type ``obb``)."""
     from sgg.datasets.pseudo_obb import pseudo_oriented_boxes
@@ -143,16 +182,23 @@ def eval_dota_set(model, real: Path, which: str, args) -> dict:
     from sgg.datasets.dota import read_dota_labels
     from sgg.evaluation.detection import rotated_map
 
-    group = GROUPS["boats" if which in ("p0706", "ships_ge", "ships_ge_obb") else which]
+    group = GROUPS["boats" if which == "p0706" or which.startswith("ships_ge") else which]
     aliases = {"boat": "ship"} if which.startswith("ships_ge") else "dota_to_star"
     key = "ships_ge" if which == "ships_ge_obb" else which  # the same detections as ships_ge
     preds, gts, kinds, t0, tiles = [], [], set(), time.perf_counter(), 0
+    if which == "ships_ge_r45":
+        import tempfile
+
+        scratch = None if args.cache else tempfile.TemporaryDirectory()
+        work = Path(args.cache) / "ships_ge_r45_images" if args.cache else Path(scratch.name)
     for image, label in dota_items(real, which, args.aircraft_limit):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             gt = read_dota_labels(label, aliases=aliases)
-        if which == "ships_ge_obb":
+        if which in ("ships_ge_obb", "ships_ge_r45"):
             gt = pseudo_labels(gt, image)
+        if which == "ships_ge_r45":
+            image, gt = turned(gt, image, work)
         kinds.add(gt.metadata.get("box_type", "obb"))  # the label file's own kind (hbb: axis-aligned boxes)
         got = detect_cached(model, image, args, f"{key}/{image.stem}", gsd=gt.metadata.get("gsd"))
         if got is None:
@@ -196,8 +242,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--tile-size", type=int, default=512)
     ap.add_argument("--overlap", type=int, default=128)
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--tta", help="test-time views (sgg.detectors.tta: flips, d2, all or a list such as "
-                    "hflip,transpose); use another --cache than the plain model's")
+    ap.add_argument("--tta", help="test-time views (sgg.detectors.tta: flips, d2, all, d2r or a list such as "
+                    "hflip,rot45); use another --cache than the plain model's")
     ap.add_argument("--json", help="write the results as JSON")
     ap.add_argument("--cache", help="directory of per-image detections (reused; lets shards split the work)")
     ap.add_argument("--shard", metavar="K/N", help="with --cache: detect only this shard's images (figures are "

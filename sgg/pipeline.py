@@ -50,7 +50,7 @@ DEFAULTS: dict[str, Any] = {
         "iou_threshold": 0.4,
         "gsd": None,  # metres per pixel when the raster does not say (else its CRS, else a DOTA label's gsd:)
         "size_filter": True,  # drop objects impossibly large in metres for their class (needs a known GSD)
-        "tta": None,  # test-time views (sgg.detectors.tta): null, flips, d2, all or a list; costs that many times
+        "tta": None,  # test-time views (sgg.detectors.tta): null, flips, d2, all, d2r or a list; costs ~that many times
     },
     # proposer: default | a weights path | null; budget: "auto" (max(10,000, 32·N), sgg.pairs.auto_budget) | int | null
     "pairs": {"proposer": "default", "budget": "auto"},

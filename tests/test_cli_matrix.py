@@ -145,8 +145,8 @@ def cases(f: dict[str, Path], out: Path) -> list[tuple[str, list, tuple[str, ...
         ("detect/from-dota-with-model-option", ["detect", R, "--from-dota", f["dir"], "--tile-size", "64"],
          ("--tile-size", "--weights")),
         ("detect/aliases", ["detect", R, "--from-dota", f["dir"], "--aliases", "klingon"], ("--aliases",)),
-        ("detect/tta-view", ["detect", R, "--weights", W, "--tta", "rot45", "--out", out / "o.gpkg"],
-         ("--tta", "rot45")),
+        ("detect/tta-view", ["detect", R, "--weights", W, "--tta", "spin45", "--out", out / "o.gpkg"],
+         ("--tta", "spin45")),
         ("detect/tta-from-dota", ["detect", R, "--from-dota", f["dir"], "--tta", "d2"], ("--tta", "--from-dota")),
         ("detect/no-source", ["detect", R], ("--weights",)),
         # eval

@@ -524,7 +524,7 @@ def test_pipeline_tta_runs_every_view_and_is_recorded(tmp_path):
     args = build_parser().parse_args(["x.tif", "--out", "o", "--tta", "flips"])
     args._pair_given = args._head_given = False
     assert pipeline_from_args(args).config["detector"]["tta"] == ["identity", "hflip", "vflip"]
-    args = build_parser().parse_args(["x.tif", "--out", "o", "--tta", "rot45"])
+    args = build_parser().parse_args(["x.tif", "--out", "o", "--tta", "spin45"])
     args._pair_given = args._head_given = False
-    with pytest.raises(SggInputError, match="rot45"):
+    with pytest.raises(SggInputError, match="spin45"):
         pipeline_from_args(args)

@@ -9,10 +9,23 @@ import math
 import numpy as np
 import pytest
 import shapely
+import shapely.affinity as aff
 import torch
 
 from sgg.detectors.inference import detect_scene
-from sgg.detectors.tta import VIEWS, TTADetector, boxes_to_original, parse_views, transform_images, vote
+from sgg.detectors.tta import (
+    VIEWS,
+    TTADetector,
+    axis_distance,
+    boxes_to_original,
+    inside_original,
+    parse_views,
+    transform_images,
+    turn_boxes,
+    turn_degrees,
+    turn_images,
+    vote,
+)
 from sgg.errors import SggInputError
 from sgg.ops.conversions import box_to_corners, box_to_shapely, corners_to_box
 from sgg.structures import Detections, OrientedBoxes, Vocabulary
@@ -50,6 +63,59 @@ def test_boxes_map_back_exactly(view):
     iou = shapely.area(shapely.intersection(a, b)) / shapely.area(shapely.union(a, b))
     assert np.all(iou > 0.9999), iou.min()
     assert torch.all((back[:, 4] >= -math.pi / 2) & (back[:, 4] < math.pi / 2))
+
+
+@pytest.mark.parametrize("view", ["rot90", "rot180", "rot270"])
+def test_turns_agree_with_the_exact_quarter_turns(view):
+    img = torch.rand(2, 3, H, W, generator=torch.Generator().manual_seed(1))
+    deg = int(view[3:])
+    torch.testing.assert_close(turn_images(img, math.radians(deg)), transform_images(img, view), atol=1e-5, rtol=0)
+    g = torch.Generator().manual_seed(2)
+    boxes = torch.cat([torch.rand(30, 2, generator=g) * torch.tensor([W, H]), 2 + torch.rand(30, 2, generator=g) * 20,
+                       (torch.rand(30, 1, generator=g) - 0.5) * math.pi], dim=1)
+    a = box_to_shapely(turn_boxes(boxes, math.radians(deg), (H, W)))
+    b = box_to_shapely(_exact_view_boxes(boxes, view))
+    iou = shapely.area(shapely.intersection(a, b)) / shapely.area(shapely.union(a, b))
+    assert np.all(iou > 0.9999), iou.min()
+
+
+def _exact_view_boxes(boxes, view):
+    """Boxes where the dihedral ``view`` puts them: the inverse of ``boxes_to_original`` (an involution's
+    inverse for flips and transposes; a quarter turn's inverse is the opposite turn)."""
+    inverse = {"rot90": "rot270", "rot270": "rot90"}.get(view, view)
+    tr = VIEWS[view][2]
+    return boxes_to_original(boxes, inverse, (W, H) if tr else (H, W))
+
+
+@pytest.mark.parametrize("deg", [30, 45, 135, 300])
+def test_turned_boxes_match_shapely_and_map_back(deg):
+    g = torch.Generator().manual_seed(deg)
+    boxes = torch.cat([torch.rand(40, 2, generator=g) * torch.tensor([W, H]), 2 + torch.rand(40, 2, generator=g) * 20,
+                       (torch.rand(40, 1, generator=g) - 0.5) * math.pi], dim=1)
+    view = turn_images(torch.zeros(1, 1, H, W), math.radians(deg))
+    vh, vw = view.shape[-2:]
+    turned = turn_boxes(boxes, math.radians(deg), (H, W))
+    # shapely turns counter-clockwise with y up; on a y-down image "counter-clockwise as displayed" is -deg
+    want = [aff.translate(aff.rotate(p, -deg, origin=(W / 2, H / 2)), vw / 2 - W / 2, vh / 2 - H / 2)
+            for p in box_to_shapely(boxes)]
+    got = box_to_shapely(turned)
+    iou = shapely.area(shapely.intersection(got, want)) / shapely.area(shapely.union(got, want))
+    assert np.all(iou > 0.9999), iou.min()
+    back = boxes_to_original(turned, f"rot{deg}", (H, W))
+    a, b = box_to_shapely(back), box_to_shapely(boxes)
+    assert np.all(shapely.area(shapely.intersection(a, b)) / shapely.area(shapely.union(a, b)) > 0.9999)
+    assert inside_original(back, (H, W)).all() and turn_degrees(f"rot{deg}") == deg
+
+
+def test_a_turned_image_moves_a_bright_spot_where_turn_boxes_says():
+    img = torch.zeros(1, 1, H, W)
+    img[0, 0, 9:13, 40:44] = 1.0  # a 4 px square centred at (42, 11)
+    view = turn_images(img, math.radians(45))[0, 0]
+    ys, xs = torch.meshgrid(torch.arange(view.shape[0]) + 0.5, torch.arange(view.shape[1]) + 0.5, indexing="ij")
+    centre = torch.stack([(xs * view).sum(), (ys * view).sum()]) / view.sum()
+    want = turn_boxes(torch.tensor([[42.0, 11.0, 4.0, 4.0, 0.0]]), math.radians(45), (H, W))[0, :2]
+    torch.testing.assert_close(centre, want, atol=0.05, rtol=0)
+    assert turn_images(img, math.radians(45)).shape[-2:] == (80, 80)  # ceil((48 + 64) / sqrt 2)
 
 
 class MomentDetector(torch.nn.Module):
@@ -101,6 +167,18 @@ def test_equivariant_detector_gives_its_own_box_through_every_view():
     assert abs(float(tta.boxes.tensor[0, 4]) - 0.6) < 0.05
 
 
+def test_turned_views_find_the_same_box_and_drop_centres_in_the_corners():
+    img = _rotated_rect_image()
+    plain = MomentDetector()(img)[0]
+    out = TTADetector(MomentDetector(), views="identity,rot45,rot30")(img)[0]
+    assert len(out) == 1 and float(out.scores[0]) == pytest.approx(0.9)  # resampled, found in every view
+    a, b = box_to_shapely(plain.boxes.tensor), box_to_shapely(out.boxes.tensor)
+    assert float(shapely.area(shapely.intersection(a, b))[0] / shapely.area(shapely.union(a, b))[0]) > 0.9
+    # the ghost at view pixel (6, 14) lies in the grown canvas's empty corner of a 45° view: dropped there
+    ghost = TTADetector(MomentDetector(ghost=True), views="identity,rot45")(img)[0]
+    assert len(ghost) == 2 and sorted(ghost.scores.tolist()) == pytest.approx([0.4, 0.9])
+
+
 def test_score_voting_divides_a_one_view_false_positive():
     img = _rotated_rect_image()
     out = TTADetector(MomentDetector(ghost=True), views="d2")(img)[0]
@@ -123,6 +201,21 @@ def test_vote_keeps_features_and_handles_empty_views():
     assert len(vote([empty, empty], 0.5)) == 0
 
 
+def test_vote_takes_the_box_drawn_nearest_an_axis_in_its_view():
+    def det(box, score):
+        return Detections(OrientedBoxes(torch.tensor([box])), torch.tensor([0]), torch.tensor([score]))
+
+    a, b = [20.0, 20.0, 30.0, 8.0, 0.50], [20.5, 20.0, 30.0, 8.0, 0.52]  # one object seen in two views
+    angles = [torch.tensor([0.30]), torch.tensor([0.02])]  # b lay along an axis in its (turned) view
+    out = vote([det(a, 0.9), det(b, 0.6)], 0.5, angles)
+    assert float(out.boxes.tensor[0, 0]) == 20.5 and float(out.scores[0]) == pytest.approx(0.75)
+    out = vote([det(a, 0.9), det(b, 0.4)], 0.5, angles)  # below half the winner's score: the winner stays
+    assert float(out.boxes.tensor[0, 0]) == 20.0 and float(out.scores[0]) == pytest.approx(0.65)
+    assert float(vote([det(a, 0.9), det(b, 0.6)], 0.5).boxes.tensor[0, 0]) == 20.0  # no angles: the winner
+    t = torch.tensor([0.3, -0.3, math.pi / 2 - 0.3, 0.3 - math.pi / 2, 1.2])  # flips/transposes keep the distance
+    torch.testing.assert_close(axis_distance(t), torch.tensor([0.3, 0.3, 0.3, 0.3, math.pi / 2 - 1.2]))
+
+
 def test_detect_scene_runs_the_wrapper(tmp_path):
     path, gt = _scene(tmp_path, (1500, 1100), OBJECTS)
     ref = detect_scene(BlobDetector(), path, tile_size=512, overlap=128, levels=[0], zoom="full", progress=False)
@@ -139,8 +232,10 @@ def test_detect_scene_runs_the_wrapper(tmp_path):
 def test_bad_views_are_refused():
     assert parse_views("flips") == ("identity", "hflip", "vflip")
     assert parse_views("hflip,transpose") == ("identity", "hflip", "transpose")
-    with pytest.raises(SggInputError, match="unknown test-time view"):
-        parse_views("rot45")
+    assert parse_views("d2r")[-2:] == ("rot45", "rot135") and parse_views("rot30") == ("identity", "rot30")
+    for bad in ("rot90x", "rot360", "rot0", "rot-45", "rot1000"):
+        with pytest.raises(SggInputError, match="unknown test-time view"):
+            parse_views(bad)
     with pytest.raises(SggInputError, match="iou_threshold"):
         TTADetector(BlobDetector(), iou_threshold=1.5)
 

@@ -80,9 +80,9 @@ def build_parser() -> ArgumentParser:
     p.add_argument("--bands", type=int_range(1), nargs=3, default=None, metavar="B",
                    help="1-based bands read as red, green, blue (as sgg info --bands)")
     p.add_argument("--tta", default=None, metavar="VIEWS",
-                   help="test-time augmentation: detect every tile also flipped/transposed and vote (flips = 3 "
-                        "views, d2 = 4, all = 8, or a list such as hflip,transpose; costs that many times the "
-                        "time; sgg.detectors.tta)")
+                   help="test-time augmentation: detect every tile also flipped/transposed/turned and vote (flips "
+                        "= 3 views, d2 = 4, all = 8, d2r = d2 + rot45,rot135, or a list such as hflip,rot45; "
+                        "costs about that many times the time, a 45-degree turn twice; sgg.detectors.tta)")
     return p
 
 

@@ -1,13 +1,19 @@
-"""Test-time augmentation for any tile detector: flipped and transposed views, merged by score voting.
+"""Test-time augmentation for any tile detector: flipped, transposed and turned views, merged by score voting.
 
 ``TTADetector(model)`` is itself a :class:`~sgg.detectors.protocol.TileDetector`, so ``detect_scene``,
 ``sgg detect --tta`` and the evaluation scripts run it like the bare model. Every tile is detected in
 views from the square's dihedral group (``identity``, ``hflip``, ``vflip``, ``rot180`` = both flips,
 ``transpose``, ``transverse`` = the other diagonal, ``rot90`` and ``rot270``), the boxes are mapped back exactly
-(a flip maps angle θ to −θ, the transpose to π/2 − θ; centres are reflected about the tile's edges), and
-the views are merged class-wise as in the DOTA benchmark's TTA recipes:
+(a flip maps angle θ to −θ, the transpose to π/2 − θ; centres are reflected about the tile's edges).
+``rot<deg>`` for any other whole number of degrees (``rot45``, ``rot135``, …) turns the tile counter-clockwise
+as displayed on a canvas grown to hold it (bilinear, zero corners: a 45° view has twice the pixels); boxes turn
+back about the centres and those whose centre falls in the corners are dropped. Such views show diagonal objects
+along the image axes, where a detector trained on horizontal-box labels draws them best. The views are merged
+class-wise as in the DOTA benchmark's TTA recipes:
 
-* rotated NMS over all views' boxes keeps the best-scoring box of each cluster (``iou_threshold``);
+* rotated NMS over all views' boxes keeps the best-scoring box of each cluster (``iou_threshold``); with
+  turned views, the cluster's box is instead the confident member drawn nearest an axis in its own view
+  (:func:`vote`);
 * **score voting**: its score becomes the mean over views of each view's best score for a box of the
   same class overlapping it by ``iou_threshold`` (0 when a view missed it), so an object seen in every
   view keeps its score and a one-view false positive is divided by the number of views.
@@ -20,10 +26,12 @@ average over.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Sequence
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from sgg.errors import SggInputError
@@ -42,7 +50,16 @@ PRESETS: dict[str, tuple[str, ...]] = {
     "flips": ("identity", "hflip", "vflip"),
     "d2": ("identity", "hflip", "vflip", "transpose"),
     "all": tuple(VIEWS),
+    "d2r": ("identity", "hflip", "vflip", "transpose", "rot45", "rot135"),
 }
+_TURN = re.compile(r"rot(\d{1,3})")
+
+
+def turn_degrees(view: str) -> int | None:
+    """The angle of an arbitrary-angle view ``rot<deg>`` (not a multiple of 90), else ``None``."""
+    m = _TURN.fullmatch(view)
+    deg = int(m.group(1)) if m else None
+    return deg if deg is not None and 0 < deg < 360 and deg % 90 else None
 
 
 def parse_views(views: str | Sequence[str], option: str | None = None) -> tuple[str, ...]:
@@ -51,23 +68,67 @@ def parse_views(views: str | Sequence[str], option: str | None = None) -> tuple[
     if isinstance(views, str):
         views = PRESETS.get(views, tuple(v.strip() for v in views.split(",") if v.strip()))
     views = tuple(views)
-    bad = [v for v in views if v not in VIEWS]
+    bad = [v for v in views if v not in VIEWS and turn_degrees(v) is None]
     if bad or not views:
-        raise SggInputError(f"unknown test-time view(s) {bad or views}: choose from {sorted(VIEWS)} or a preset "
-                            f"{sorted(PRESETS)}", **({"option": option} if option else {"where": "tta"}))
+        raise SggInputError(f"unknown test-time view(s) {bad or views}: choose from {sorted(VIEWS)}, rot<degrees> "
+                            f"(e.g. rot45) or a preset {sorted(PRESETS)}",
+                            **({"option": option} if option else {"where": "tta"}))
     return views if "identity" in views else ("identity", *views)
 
 
 def transform_images(images: torch.Tensor, view: str) -> torch.Tensor:
     """The (B,C,H,W) batch as ``view`` sees it."""
+    if (deg := turn_degrees(view)) is not None:
+        return turn_images(images, math.radians(deg))
     fx, fy, tr = VIEWS[view]
     x = images.transpose(-1, -2) if tr else images
     dims = [d for d, f in ((-1, fx), (-2, fy)) if f]
     return x.flip(dims) if dims else x
 
 
+def _turn_geometry(a: float, size: tuple[int, int]) -> tuple[tuple[int, int], float, float]:
+    """The canvas (H', W') holding an (H, W) image turned by ``a`` radians, and cos a, sin a."""
+    h, w = size
+    c, s = math.cos(a), math.sin(a)
+    eps = 1e-6  # 45° of a square is exact up to rounding
+    return (math.ceil(w * abs(s) + h * abs(c) - eps), math.ceil(w * abs(c) + h * abs(s) - eps)), c, s
+
+
+def turn_images(images: torch.Tensor, a: float) -> torch.Tensor:
+    """(B,C,H,W) images turned by ``a`` radians, counter-clockwise as displayed (y down), on a grown canvas:
+    p' − c' = R (p − c) with R = [[cos, sin], [−sin, cos]]; each output pixel centre samples the input at
+    p = Rᵀ (p' − c') + c (bilinear, zeros outside)."""
+    h, w = images.shape[-2:]
+    (vh, vw), c, s = _turn_geometry(a, (h, w))
+    dev, dt = images.device, images.dtype
+    y, x = torch.meshgrid(torch.arange(vh, device=dev, dtype=dt) + 0.5 - vh / 2,
+                          torch.arange(vw, device=dev, dtype=dt) + 0.5 - vw / 2, indexing="ij")
+    px, py = c * x - s * y + w / 2, s * x + c * y + h / 2
+    grid = torch.stack([2 * px / w - 1, 2 * py / h - 1], dim=-1).expand(images.shape[0], vh, vw, 2)
+    return F.grid_sample(images, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+
+
+def turn_boxes(boxes: torch.Tensor, a: float, size: tuple[int, int]) -> torch.Tensor:
+    """(N,5) le90 boxes of an (H, W) image where :func:`turn_images` (``a`` radians) puts them."""
+    (vh, vw), c, s = _turn_geometry(a, size)
+    b = boxes.clone()
+    x, y = boxes[:, 0] - size[1] / 2, boxes[:, 1] - size[0] / 2
+    b[:, 0], b[:, 1] = c * x + s * y + vw / 2, -s * x + c * y + vh / 2
+    b[:, 4] = wrap_le90(boxes[:, 4] - a)
+    return b
+
+
 def boxes_to_original(boxes: torch.Tensor, view: str, size: tuple[int, int]) -> torch.Tensor:
-    """(N,5) le90 boxes found in ``view`` of an (H, W) image, in the original image's pixels."""
+    """(N,5) le90 boxes found in ``view`` of an (H, W) image, in the original image's pixels (for a
+    ``rot<deg>`` view also boxes whose centre lies outside the image: :func:`inside_original` tells)."""
+    if (deg := turn_degrees(view)) is not None:
+        a = math.radians(deg)
+        (vh, vw), c, s = _turn_geometry(a, size)
+        b = boxes.clone()
+        x, y = boxes[:, 0] - vw / 2, boxes[:, 1] - vh / 2
+        b[:, 0], b[:, 1] = c * x - s * y + size[1] / 2, s * x + c * y + size[0] / 2
+        b[:, 4] = wrap_le90(boxes[:, 4] + a)
+        return b
     fx, fy, tr = VIEWS[view]
     h, w = size
     vh, vw = (w, h) if tr else (h, w)  # the view's own height and width
@@ -83,8 +144,32 @@ def boxes_to_original(boxes: torch.Tensor, view: str, size: tuple[int, int]) -> 
     return b
 
 
-def vote(dets: Sequence[Detections], iou_threshold: float) -> Detections:
-    """Merge one image's detections from several views: class-wise NMS, then score voting (module doc)."""
+def inside_original(boxes: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Mask of boxes (original pixels) whose centre lies on the (H, W) image: a turned view's corners are
+    not."""
+    h, w = size
+    return (boxes[:, 0] >= 0) & (boxes[:, 0] <= w) & (boxes[:, 1] >= 0) & (boxes[:, 1] <= h)
+
+
+def axis_distance(angles: torch.Tensor) -> torch.Tensor:
+    """Radians from each angle to the nearest image axis, in [0, π/4]."""
+    r = torch.remainder(angles, math.pi / 2)
+    return torch.minimum(r, math.pi / 2 - r)
+
+
+AXIS_RATIO = 0.5  # a cluster member may stand for it when it scores at least this share of the winner's score
+
+
+def vote(dets: Sequence[Detections], iou_threshold: float, view_angles: Sequence[torch.Tensor] | None = None
+         ) -> Detections:
+    """Merge one image's detections from several views: class-wise NMS, then score voting (module doc).
+
+    ``view_angles``: each box's angle in its own view (as found, before mapping back). Given, a cluster's box
+    is the member (same class, IoU ≥ ``iou_threshold`` with the NMS winner, score ≥ ``AXIS_RATIO`` × its
+    score) that lay nearest an image axis in its view, ties to the higher score: a detector trained on
+    horizontal labels draws an object best where it lies along the view's axes, which a turned view gives
+    diagonal objects. Flips and transposes keep the distance to the axes, so this only matters for turned
+    views (``TTADetector`` passes it only then)."""
     n_views = len(dets)
     sizes = [len(d) for d in dets]
     if sum(sizes) == 0:
@@ -101,7 +186,11 @@ def vote(dets: Sequence[Detections], iou_threshold: float) -> Detections:
     per_view.scatter_reduce_(1, view.expand(len(keep), -1), torch.where(hit, scores[None, :], 0.0), "amax")
     voted = per_view.mean(dim=1)
     order = voted.argsort(descending=True)
-    keep, voted = keep[order], voted[order]
+    keep, voted, hit = keep[order], voted[order], hit[order]
+    if view_angles is not None:
+        steps = (axis_distance(torch.cat(list(view_angles)).to(boxes.device)) / 1e-2).round()  # 0.6° steps
+        ok = hit & (scores[None, :] >= AXIS_RATIO * scores[keep, None])
+        keep = torch.where(ok, 2 * steps[None, :] - scores[None, :], math.inf).argmin(dim=1)  # score in [0, 1]
 
     def cat(attr: str) -> torch.Tensor | None:
         parts = [getattr(d, attr) for d in dets]
@@ -112,7 +201,8 @@ def vote(dets: Sequence[Detections], iou_threshold: float) -> Detections:
 
 
 class TTADetector(nn.Module):
-    """A tile detector that runs ``model`` on several flipped/transposed views and votes (module doc)."""
+    """A tile detector that runs ``model`` on several flipped, transposed or turned views and votes (module
+    doc)."""
 
     def __init__(self, model: nn.Module, views: str | Sequence[str] = "d2", iou_threshold: float = 0.5) -> None:
         super().__init__()
@@ -132,12 +222,24 @@ class TTADetector(nn.Module):
             raise SggInputError("TTADetector takes a float (B,3,H,W) batch", where="tta")
         size = (int(images.shape[-2]), int(images.shape[-1]))
         kw = {"with_features": True} if with_features else {}
-        per_view = []
+        per_view, angles = [], []
         for v in self.views:
             out = self.model(transform_images(images, v), **kw)
-            per_view.append([Detections(OrientedBoxes(boxes_to_original(d.boxes.tensor, v, size), validate=False),
-                                        d.labels, d.scores, d.features, class_scores=d.class_scores) for d in out])
-        return [vote([pv[i] for pv in per_view], self.iou_threshold) for i in range(len(images))]
+            res, ang = [], []
+            for d in out:
+                b = boxes_to_original(d.boxes.tensor, v, size)
+                if turn_degrees(v) is not None:
+                    keep = inside_original(b, size)
+                    b, d = b[keep], d[keep]
+                res.append(Detections(OrientedBoxes(b, validate=False), d.labels, d.scores, d.features,
+                                      class_scores=d.class_scores))
+                ang.append(d.boxes.tensor[:, 4])
+            per_view.append(res)
+            angles.append(ang)
+        turned = any(turn_degrees(v) is not None for v in self.views)
+        return [vote([pv[i] for pv in per_view], self.iou_threshold, [a[i] for a in angles] if turned else None)
+                for i in range(len(images))]
 
 
-__all__ = ["TTADetector", "VIEWS", "PRESETS", "parse_views", "transform_images", "boxes_to_original", "vote"]
+__all__ = ["TTADetector", "VIEWS", "PRESETS", "parse_views", "turn_degrees", "transform_images", "turn_images",
+           "turn_boxes", "boxes_to_original", "inside_original", "axis_distance", "vote"]

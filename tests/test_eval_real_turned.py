@@ -1,0 +1,64 @@
+"""``scripts/eval_real.py``'s ``ships_ge_r45`` set (#12): a held-out image turned by 45° on a grown canvas, with
+its oriented (pseudo-)boxes turned alike, so each turned box still lies on its object's pixels."""
+
+from __future__ import annotations
+
+import importlib.util
+import math
+import warnings
+from pathlib import Path
+
+import numpy as np
+import rasterio
+import torch
+from PIL import Image
+
+from sgg.datasets.dota import read_dota_labels
+from sgg.ops.conversions import box_to_corners
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _eval_real():
+    spec = importlib.util.spec_from_file_location("eval_real", ROOT / "scripts" / "eval_real.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def _inside(mask_shape, box):
+    """Boolean (H, W) mask of pixel centres inside the oriented box."""
+    h, w = mask_shape
+    ys, xs = np.mgrid[0:h, 0:w] + 0.5
+    cx, cy, bw, bh, t = box
+    u = (xs - cx) * math.cos(t) + (ys - cy) * math.sin(t)
+    v = -(xs - cx) * math.sin(t) + (ys - cy) * math.cos(t)
+    return (np.abs(u) <= bw / 2) & (np.abs(v) <= bh / 2)
+
+
+def test_turned_image_and_boxes_stay_together(tmp_path):
+    img = np.zeros((120, 200, 3), np.uint8)
+    img[40:60, 30:110] = 255  # an 80 x 20 "boat" along the x axis, centred at (70, 50)
+    img[90:100, 150:190] = 200  # a 40 x 10 one, centred at (170, 95)
+    Image.fromarray(img).save(tmp_path / "boat1.png")
+    (tmp_path / "boat1.txt").write_text("gsd:null\n30 40 110 40 110 60 30 60 boat 0\n150 90 190 90 190 100 150 100 boat 0\n")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        gt = read_dota_labels(tmp_path / "boat1.txt", aliases={"boat": "ship"})
+    out, turned = _eval_real().turned(gt, tmp_path / "boat1.png", tmp_path / "work")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with rasterio.open(out) as src:
+            arr = src.read()
+    side = math.ceil((200 + 120) / math.sqrt(2))
+    assert arr.shape == (3, side, side) and turned.image_size == (side, side)
+    boxes = turned.detections.boxes.tensor
+    assert torch.allclose(boxes[:, 4].abs(), torch.full((2,), math.pi / 4), atol=1e-5)  # 45° from the axes
+    for box, value in zip(boxes.tolist(), (255, 200), strict=True):
+        core = _inside(arr.shape[1:], [*box[:2], box[2] - 4, box[3] - 4, box[4]])
+        ring = _inside(arr.shape[1:], [*box[:2], box[2] + 6, box[3] + 6, box[4]]) & ~_inside(
+            arr.shape[1:], [*box[:2], box[2] + 2, box[3] + 2, box[4]])
+        assert arr[0][core].min() >= value - 2 and arr[0][ring].max() <= 2
+    corners = box_to_corners(boxes)
+    assert bool((corners >= 0).all() and (corners <= side).all())
+    assert _eval_real().turned(gt, tmp_path / "boat1.png", tmp_path / "work")[0] == out  # reused
