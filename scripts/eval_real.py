@@ -138,7 +138,7 @@ def turned(gt, image: Path, work: Path):
     import torch
 
     from sgg.datasets.tiling import ReaderCache, read_whole
-    from sgg.detectors.tta import turn_boxes, turn_images
+    from sgg.detectors.tta import turn_boxes, turn_images, turned_size
     from sgg.structures import OrientedBoxes
 
     w, h = gt.image_size
@@ -155,11 +155,10 @@ def turned(gt, image: Path, work: Path):
                                dtype=np.uint8) as dst:
                 dst.write(arr)
             tmp.replace(out)
-        with rasterio.open(out) as src:
-            size = (src.width, src.height)
+    vh, vw = turned_size((h, w), a)
     det = gt.detections
     det = type(det)(OrientedBoxes(turn_boxes(det.boxes.tensor, a, (h, w))), det.labels, det.scores)
-    return out, gt.replace(detections=det, image_size=size)
+    return out, gt.replace(detections=det, image_size=(vw, vh))
 
 
 def pseudo_labels(gt, image: Path):

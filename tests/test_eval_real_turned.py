@@ -3,10 +3,8 @@ its oriented (pseudo-)boxes turned alike, so each turned box still lies on its o
 
 from __future__ import annotations
 
-import importlib.util
 import math
 import warnings
-from pathlib import Path
 
 import numpy as np
 import rasterio
@@ -15,15 +13,7 @@ from PIL import Image
 
 from sgg.datasets.dota import read_dota_labels
 from sgg.ops.conversions import box_to_corners
-
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def _eval_real():
-    spec = importlib.util.spec_from_file_location("eval_real", ROOT / "scripts" / "eval_real.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+from tests.scripts import load_script
 
 
 def _inside(mask_shape, box):
@@ -45,7 +35,7 @@ def test_turned_image_and_boxes_stay_together(tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         gt = read_dota_labels(tmp_path / "boat1.txt", aliases={"boat": "ship"})
-    out, turned = _eval_real().turned(gt, tmp_path / "boat1.png", tmp_path / "work")
+    out, turned = load_script("eval_real").turned(gt, tmp_path / "boat1.png", tmp_path / "work")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         with rasterio.open(out) as src:
@@ -61,4 +51,4 @@ def test_turned_image_and_boxes_stay_together(tmp_path):
         assert arr[0][core].min() >= value - 2 and arr[0][ring].max() <= 2
     corners = box_to_corners(boxes)
     assert bool((corners >= 0).all() and (corners <= side).all())
-    assert _eval_real().turned(gt, tmp_path / "boat1.png", tmp_path / "work")[0] == out  # reused
+    assert load_script("eval_real").turned(gt, tmp_path / "boat1.png", tmp_path / "work")[0] == out  # reused

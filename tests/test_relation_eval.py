@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
@@ -12,16 +11,13 @@ import torch
 from sgg.datasets import RelationDataModule, write_scene_json
 from sgg.relation_heads.module import RelationModule
 from sgg.structures import Detections, PairSet, SceneGraph, Vocabulary
+from tests.scripts import load_script
 
 STAR = Vocabulary.star()
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def _script():
-    spec = importlib.util.spec_from_file_location("eval_relation", ROOT / "scripts" / "eval_relation.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_script("eval_relation")
 
 
 def _scene() -> SceneGraph:

@@ -86,12 +86,22 @@ def transform_images(images: torch.Tensor, view: str) -> torch.Tensor:
     return x.flip(dims) if dims else x
 
 
-def _turn_geometry(a: float, size: tuple[int, int]) -> tuple[tuple[int, int], float, float]:
-    """The canvas (H', W') holding an (H, W) image turned by ``a`` radians, and cos a, sin a."""
+def turned_size(size: tuple[int, int], a: float) -> tuple[int, int]:
+    """The canvas (H', W') that holds an (H, W) image turned by ``a`` radians."""
     h, w = size
-    c, s = math.cos(a), math.sin(a)
+    c, s = abs(math.cos(a)), abs(math.sin(a))
     eps = 1e-6  # 45° of a square is exact up to rounding
-    return (math.ceil(w * abs(s) + h * abs(c) - eps), math.ceil(w * abs(c) + h * abs(s) - eps)), c, s
+    return math.ceil(w * s + h * c - eps), math.ceil(w * c + h * s - eps)
+
+
+def _turn_about_centres(boxes: torch.Tensor, a: float, src: tuple[int, int], dst: tuple[int, int]) -> torch.Tensor:
+    """(N,5) boxes of an ``src`` (H, W) image turned by ``a`` about its centre onto ``dst``'s centre."""
+    c, s = math.cos(a), math.sin(a)
+    b = boxes.clone()
+    x, y = boxes[:, 0] - src[1] / 2, boxes[:, 1] - src[0] / 2
+    b[:, 0], b[:, 1] = c * x + s * y + dst[1] / 2, -s * x + c * y + dst[0] / 2
+    b[:, 4] = wrap_le90(boxes[:, 4] - a)
+    return b
 
 
 def turn_images(images: torch.Tensor, a: float) -> torch.Tensor:
@@ -99,7 +109,8 @@ def turn_images(images: torch.Tensor, a: float) -> torch.Tensor:
     p' − c' = R (p − c) with R = [[cos, sin], [−sin, cos]]; each output pixel centre samples the input at
     p = Rᵀ (p' − c') + c (bilinear, zeros outside)."""
     h, w = images.shape[-2:]
-    (vh, vw), c, s = _turn_geometry(a, (h, w))
+    vh, vw = turned_size((h, w), a)
+    c, s = math.cos(a), math.sin(a)
     dev, dt = images.device, images.dtype
     y, x = torch.meshgrid(torch.arange(vh, device=dev, dtype=dt) + 0.5 - vh / 2,
                           torch.arange(vw, device=dev, dtype=dt) + 0.5 - vw / 2, indexing="ij")
@@ -110,25 +121,15 @@ def turn_images(images: torch.Tensor, a: float) -> torch.Tensor:
 
 def turn_boxes(boxes: torch.Tensor, a: float, size: tuple[int, int]) -> torch.Tensor:
     """(N,5) le90 boxes of an (H, W) image where :func:`turn_images` (``a`` radians) puts them."""
-    (vh, vw), c, s = _turn_geometry(a, size)
-    b = boxes.clone()
-    x, y = boxes[:, 0] - size[1] / 2, boxes[:, 1] - size[0] / 2
-    b[:, 0], b[:, 1] = c * x + s * y + vw / 2, -s * x + c * y + vh / 2
-    b[:, 4] = wrap_le90(boxes[:, 4] - a)
-    return b
+    return _turn_about_centres(boxes, a, size, turned_size(size, a))
 
 
 def boxes_to_original(boxes: torch.Tensor, view: str, size: tuple[int, int]) -> torch.Tensor:
     """(N,5) le90 boxes found in ``view`` of an (H, W) image, in the original image's pixels (for a
     ``rot<deg>`` view also boxes whose centre lies outside the image: :func:`inside_original` tells)."""
-    if (deg := turn_degrees(view)) is not None:
+    if (deg := turn_degrees(view)) is not None:  # the turn undone: back by the same angle
         a = math.radians(deg)
-        (vh, vw), c, s = _turn_geometry(a, size)
-        b = boxes.clone()
-        x, y = boxes[:, 0] - vw / 2, boxes[:, 1] - vh / 2
-        b[:, 0], b[:, 1] = c * x - s * y + size[1] / 2, s * x + c * y + size[0] / 2
-        b[:, 4] = wrap_le90(boxes[:, 4] + a)
-        return b
+        return _turn_about_centres(boxes, -a, turned_size(size, a), size)
     fx, fy, tr = VIEWS[view]
     h, w = size
     vh, vw = (w, h) if tr else (h, w)  # the view's own height and width
@@ -242,4 +243,4 @@ class TTADetector(nn.Module):
 
 
 __all__ = ["TTADetector", "VIEWS", "PRESETS", "parse_views", "turn_degrees", "transform_images", "turn_images",
-           "turn_boxes", "boxes_to_original", "inside_original", "axis_distance", "vote"]
+           "turned_size", "turn_boxes", "boxes_to_original", "inside_original", "axis_distance", "vote"]
