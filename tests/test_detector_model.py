@@ -175,7 +175,11 @@ def _draw(boxes: torch.Tensor, size: int) -> torch.Tensor:
 
 
 def test_overfits_one_tiny_image():
-    """60 steps on one 128² image with three rotated boxes: each is found with its class, IoU > 0.5."""
+    """100 steps on one 128² image with three rotated boxes: each is found with its class, IoU > 0.5.
+
+    The learning rate drops tenfold for the last quarter: at a constant 1e-3 the last step's noise decided
+    whether the -0.8 rad box cleared IoU 0.5 (it failed one CI machine at 60 steps; 10/10 seeds × thread
+    counts pass with the drop, the weakest box scoring ≥ 0.89)."""
     torch.manual_seed(0)
     boxes = torch.tensor([[40.0, 40, 40, 16, 0.5], [90, 85, 30, 12, -0.8], [80, 30, 20, 10, 0.0]])
     labels = torch.tensor([0, 1, 2])
@@ -185,13 +189,15 @@ def test_overfits_one_tiny_image():
                roi_batch_size=64)
     m.set_generator(torch.Generator().manual_seed(0))
     opt = torch.optim.AdamW([p for p in m.parameters() if p.requires_grad], lr=1e-3)
+    sched = torch.optim.lr_scheduler.MultiStepLR(opt, [75], 0.1)
     first = None
-    for _ in range(60):
+    for _ in range(100):
         loss = total_loss(m.train()(img[None], [{"boxes": boxes, "labels": labels}]))
-        first = float(loss) if first is None else first
+        first = float(loss.detach()) if first is None else first
         opt.zero_grad()
         loss.backward()
         opt.step()
+        sched.step()
     assert float(loss) < 0.3 * first
     det = m.eval()(img[None])[0]
     det = det[det.scores > 0.5]
