@@ -43,6 +43,8 @@ def main() -> int:
                     help="comma-separated single, guided, full; a '+tta' suffix (full+tta) runs that mode through "
                          "sgg.detectors.tta.TTADetector and is compared with the plain mode")
     ap.add_argument("--tta", default="d2", help="test-time views for '+tta' modes (flips, d2, all, d2r, or a list)")
+    ap.add_argument("--ensemble", nargs="+", default=[], metavar="WEIGHTS",
+                    help="more weights voted with --weights on each tile (sgg.detectors.tta.EnsembleDetector)")
     ap.add_argument("--workdir")
     a = ap.parse_args()
 
@@ -51,7 +53,7 @@ def main() -> int:
     from sgg.datasets.synthetic import generate_scene
     from sgg.detectors.checkpoint import load_detector
     from sgg.detectors.inference import detect_scene
-    from sgg.detectors.tta import TTADetector
+    from sgg.detectors.tta import EnsembleDetector, TTADetector
     from sgg.evaluation.detection import rotated_map
 
     torch.set_num_threads(a.threads)
@@ -60,6 +62,8 @@ def main() -> int:
         print(f"weights not found: {weights} (train them with `sgg train detector --config configs/detector/demo.yaml`)")
         return 2
     model = load_detector(weights)
+    if a.ensemble:
+        model = EnsembleDetector([model] + [load_detector(w) for w in a.ensemble]).eval()
     vocab = model.vocabulary
     tmp = tempfile.TemporaryDirectory() if a.workdir is None else None
     work = Path(a.workdir or tmp.name)
@@ -83,7 +87,7 @@ def main() -> int:
             large.append(name)
     counts = {n: int((labels == vocab.object_index(n)).sum()) for n in large}
     print(f"{a.scenes} scenes of {a.size}² px at {a.gsd} m ({', '.join(LAYOUTS[: a.scenes])}); tile {a.tile_size}, "
-          f"overlap {a.overlap}; weights {weights}")
+          f"overlap {a.overlap}; weights {weights}" + (f" + {', '.join(a.ensemble)} (ensemble)" if a.ensemble else ""))
     print("large classes (ground-truth count): " + ", ".join(f"{n} ({counts[n]})" for n in large))
 
     settings = {"single": dict(levels=[0], zoom="full"), "guided": dict(levels="auto", zoom="guided"),

@@ -243,6 +243,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--tta", help="test-time views (sgg.detectors.tta: flips, d2, all, d2r or a list such as "
                     "hflip,rot45); use another --cache than the plain model's")
+    ap.add_argument("--ensemble", nargs="+", default=[], metavar="WEIGHTS",
+                    help="more weights files voted with the first on each tile (sgg.detectors.tta.EnsembleDetector)")
     ap.add_argument("--json", help="write the results as JSON")
     ap.add_argument("--cache", help="directory of per-image detections (reused; lets shards split the work)")
     ap.add_argument("--shard", metavar="K/N", help="with --cache: detect only this shard's images (figures are "
@@ -255,6 +257,10 @@ def main(argv: list[str] | None = None) -> int:
 
     torch.set_num_threads(a.threads)
     model = load_detector(a.weights).eval()
+    if a.ensemble:
+        from sgg.detectors.tta import EnsembleDetector
+
+        model = EnsembleDetector([model] + [load_detector(w).eval() for w in a.ensemble]).eval()
     if a.tta:
         from sgg.detectors.tta import TTADetector, parse_views
         from sgg.errors import SggInputError
@@ -264,7 +270,7 @@ def main(argv: list[str] | None = None) -> int:
         except SggInputError as exc:
             ap.error(str(exc))
     real = Path(a.real)
-    out = {"weights": a.weights, "gsd_range": model.config.get("gsd_range"), "tta": a.tta}
+    out = {"weights": a.weights, "ensemble": a.ensemble, "gsd_range": model.config.get("gsd_range"), "tta": a.tta}
     for which in a.sets.split(","):
         if which == "synthetic":
             if not a.synth:

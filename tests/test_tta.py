@@ -15,6 +15,7 @@ import torch
 from sgg.detectors.inference import detect_scene
 from sgg.detectors.tta import (
     VIEWS,
+    EnsembleDetector,
     TTADetector,
     axis_distance,
     boxes_to_original,
@@ -249,3 +250,54 @@ def test_sgg_detect_tta_records_its_views(tmp_path, tiny_detector_file):
     out = tmp_path / "o.scene.json"
     assert main(["detect", str(path), "--weights", str(w), "--tta", "hflip", "--out", str(out), "--quiet"]) == 0
     assert read_scene_json(out).metadata["tta"] == ["identity", "hflip"]
+
+
+# model ensembles --------------------------------------------------------------------------------------------
+class FixedDetector(torch.nn.Module):
+    """Returns the same rows on every image: a stand-in ensemble member with a chosen vocabulary and GSD."""
+
+    def __init__(self, rows, scores, objects=("thing",), gsd_range=None):
+        super().__init__()
+        self.vocabulary = Vocabulary(tuple(objects), ())
+        self.config = {"gsd_range": gsd_range} if gsd_range else {}
+        self.rows, self.scores = torch.tensor(rows, dtype=torch.float32).reshape(-1, 5), torch.tensor(scores)
+        self.p = torch.nn.Parameter(torch.zeros(1))
+
+    def forward(self, images):
+        n = len(self.rows)
+        return [Detections(OrientedBoxes(self.rows.clone()), torch.zeros(n, dtype=torch.long), self.scores.clone())
+                for _ in images]
+
+
+def test_ensemble_votes_members_boxes():
+    obj = [20.0, 20.0, 30.0, 8.0, 0.3]
+    a = FixedDetector([obj, [50.0, 40.0, 6.0, 4.0, 0.0]], [0.9, 0.7])  # a second box only member a sees
+    b = FixedDetector([[20.5, 20.0, 30.0, 8.0, 0.3]], [0.6])
+    out = EnsembleDetector([a, b])(torch.zeros(2, 3, 64, 64))
+    assert len(out) == 2
+    for det in out:
+        s = sorted(det.scores.tolist(), reverse=True)
+        assert s == pytest.approx([(0.9 + 0.6) / 2, 0.7 / 2])  # mean over members; a one-member box halves
+        assert float(det.boxes.tensor[0, 0]) == 20.0  # the best-scoring member's box
+
+
+def test_ensemble_checks_vocabularies_and_gsd_ranges():
+    one = FixedDetector([[5.0, 5.0, 4.0, 4.0, 0.0]], [0.5], gsd_range=[0.3, 1.0])
+    with pytest.raises(SggInputError, match="at least two"):
+        EnsembleDetector([one])
+    with pytest.raises(SggInputError, match="one object vocabulary"):
+        EnsembleDetector([one, FixedDetector([[5.0, 5.0, 4.0, 4.0, 0.0]], [0.5], objects=("other",))])
+    with pytest.raises(SggInputError, match="disjoint GSD"):
+        EnsembleDetector([one, FixedDetector([[5.0, 5.0, 4.0, 4.0, 0.0]], [0.5], gsd_range=[2.0, 4.0])])
+    ens = EnsembleDetector([one, FixedDetector([[5.0, 5.0, 4.0, 4.0, 0.0]], [0.5], gsd_range=[0.5, 2.0])])
+    assert ens.config["gsd_range"] == [0.5, 1.0] and ens.vocabulary == one.vocabulary
+    none = EnsembleDetector([FixedDetector([], []), FixedDetector([], [])])
+    assert "gsd_range" not in none.config and len(none(torch.zeros(1, 3, 8, 8))[0]) == 0
+
+
+def test_ensemble_runs_in_detect_scene(tmp_path):
+    path, _ = _scene(tmp_path, (1500, 1100), OBJECTS)
+    ref = detect_scene(BlobDetector(), path, tile_size=512, overlap=128, levels=[0], zoom="full", progress=False)
+    sg = detect_scene(EnsembleDetector([BlobDetector(), BlobDetector()]), path, tile_size=512, overlap=128,
+                      levels=[0], zoom="full", progress=False)
+    torch.testing.assert_close(_sorted_rows(sg), _sorted_rows(ref))

@@ -34,6 +34,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from sgg.detectors.gsd import model_gsd_range
 from sgg.errors import SggInputError
 from sgg.ops.conversions import wrap_le90
 from sgg.ops.iou import rotated_iou
@@ -242,5 +243,43 @@ class TTADetector(nn.Module):
                 for i in range(len(images))]
 
 
-__all__ = ["TTADetector", "VIEWS", "PRESETS", "parse_views", "turn_degrees", "transform_images", "turn_images",
-           "turned_size", "turn_boxes", "boxes_to_original", "inside_original", "axis_distance", "vote"]
+class EnsembleDetector(nn.Module):
+    """A tile detector that runs several detectors of one vocabulary on each tile and votes their boxes as
+    :class:`TTADetector` votes views (class-wise NMS at ``iou_threshold``, score = mean over models of each
+    model's best overlapping score), so an object only one of two models finds keeps half its score.
+    The GSD range is the intersection of the models' ranges (the scales every member was trained for)."""
+
+    def __init__(self, models: Sequence[nn.Module], iou_threshold: float = 0.5) -> None:
+        super().__init__()
+        if len(models) < 2:
+            raise SggInputError("an ensemble needs at least two detectors", where="ensemble")
+        if not 0 < iou_threshold < 1:
+            raise SggInputError(f"ensemble iou_threshold must be in (0, 1), got {iou_threshold}", where="ensemble")
+        vocabs = [getattr(m, "vocabulary", None) for m in models]
+        if any(v is None or v.objects != vocabs[0].objects for v in vocabs):
+            raise SggInputError("ensemble members must share one object vocabulary (same classes, same order)",
+                                where="ensemble")
+        self.models = nn.ModuleList(models)
+        self.iou_threshold = float(iou_threshold)
+        self.vocabulary = vocabs[0]
+        self.inference: dict[str, Any] = dict(getattr(models[0], "inference", None) or {})
+        self.config = dict(getattr(models[0], "config", None) or {})
+        ranges = [model_gsd_range(m) for m in models]
+        if any(r is not None for r in ranges):
+            lo = max(r[0] for r in ranges if r is not None)
+            hi = min(r[1] for r in ranges if r is not None)
+            if lo > hi:
+                raise SggInputError(f"ensemble members were trained at disjoint GSD ranges {ranges}",
+                                    where="ensemble")
+            self.config["gsd_range"] = [lo, hi]
+        if hasattr(models[0], "num_classes"):
+            self.num_classes = models[0].num_classes
+
+    def forward(self, images: torch.Tensor, with_features: bool = False) -> list[Detections]:
+        kw = {"with_features": True} if with_features else {}
+        outs = [m(images, **kw) for m in self.models]
+        return [vote([o[i] for o in outs], self.iou_threshold) for i in range(len(images))]
+
+
+__all__ = ["TTADetector", "EnsembleDetector", "VIEWS", "PRESETS", "parse_views", "turn_degrees", "transform_images",
+           "turn_images", "turned_size", "turn_boxes", "boxes_to_original", "inside_original", "axis_distance", "vote"]
