@@ -96,12 +96,29 @@ def dota_items(real: Path, which: str, limit: int = 0) -> list[tuple[Path, Path]
     raise ValueError(which)
 
 
+def parse_shard(text: str) -> tuple[int, int]:
+    """``"K/N"`` as ``(K, N)`` with 1 <= K <= N (argparse type: a bad value is a usage error, not an idle run)."""
+    try:
+        k, n = (int(v) for v in text.split("/"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected K/N such as 1/2, got {text!r}") from None
+    if not 1 <= k <= n:
+        raise argparse.ArgumentTypeError(f"shard {text}: K must be 1..N")
+    return k, n
+
+
+def shard_owns(key: str, shard: tuple[int, int]) -> bool:
+    """Whether shard ``(K, N)`` detects the image cached as ``key`` (a stable hash: every key has one owner)."""
+    import zlib
+
+    k, n = shard
+    return zlib.crc32(key.encode()) % n == k - 1
+
+
 def detect_cached(model, image: Path, args, key: str, **kw):
     """``detect_scene`` detections of one image, or ``None`` when another shard owns it. With ``--cache DIR``
     results are stored per image (``<key>.pt``) and reused, so ``--shard k/N`` processes can split a set and a
     last run without ``--shard`` computes the figures from the cache."""
-    import zlib
-
     import torch
 
     from sgg.detectors.inference import detect_scene
@@ -111,10 +128,8 @@ def detect_cached(model, image: Path, args, key: str, **kw):
     if cache is not None and cache.exists():
         d = torch.load(cache, weights_only=True)
         return Detections(d["boxes"], d["labels"], d["scores"]), int(d["tiles"])
-    if args.shard:
-        k, n = (int(v) for v in args.shard.split("/"))
-        if zlib.crc32(key.encode()) % n != k:
-            return None
+    if args.shard and not shard_owns(key, args.shard):
+        return None
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # no-CRS PNGs, unknown GSD (ships_ge): expected here
         sg = detect_scene(model, image, tile_size=args.tile_size, overlap=args.overlap, zoom="full",
@@ -247,8 +262,9 @@ def main(argv: list[str] | None = None) -> int:
                     help="more weights files voted with the first on each tile (sgg.detectors.tta.EnsembleDetector)")
     ap.add_argument("--json", help="write the results as JSON")
     ap.add_argument("--cache", help="directory of per-image detections (reused; lets shards split the work)")
-    ap.add_argument("--shard", metavar="K/N", help="with --cache: detect only this shard's images (figures are "
-                    "then partial: run once more without --shard to score everything from the cache)")
+    ap.add_argument("--shard", metavar="K/N", type=parse_shard,
+                    help="with --cache: detect only shard K of N (1 <= K <= N; figures are then partial: run once "
+                    "more without --shard to score everything from the cache)")
     a = ap.parse_args(argv)
 
     import torch

@@ -52,3 +52,19 @@ def test_turned_image_and_boxes_stay_together(tmp_path):
     corners = box_to_corners(boxes)
     assert bool((corners >= 0).all() and (corners <= side).all())
     assert load_script("eval_real").turned(gt, tmp_path / "boat1.png", tmp_path / "work")[0] == out  # reused
+
+
+def test_shards_cover_every_image_once_and_bad_shards_are_usage_errors():
+    """``--shard K/N`` is 1-based: N shards split any key set between them, each key exactly once."""
+    import argparse
+
+    import pytest
+
+    er = load_script("eval_real")
+    assert er.parse_shard("1/2") == (1, 2) and er.parse_shard("2/2") == (2, 2)
+    for bad in ("0/2", "3/2", "x/2", "1"):
+        with pytest.raises(argparse.ArgumentTypeError):
+            er.parse_shard(bad)
+    keys = [f"ships_ge/{i}" for i in range(40)]
+    owners = [[k for k in (1, 2, 3) if er.shard_owns(key, (k, 3))] for key in keys]
+    assert all(len(o) == 1 for o in owners) and {o[0] for o in owners} == {1, 2, 3}
