@@ -276,7 +276,7 @@ def main(argv: list[str] | None = None) -> int:
     if a.ensemble:
         from sgg.detectors.tta import EnsembleDetector
 
-        model = EnsembleDetector([model] + [load_detector(w).eval() for w in a.ensemble]).eval()
+        model = EnsembleDetector([model] + [load_detector(w) for w in a.ensemble]).eval()
     if a.tta:
         from sgg.detectors.tta import TTADetector, parse_views
         from sgg.errors import SggInputError

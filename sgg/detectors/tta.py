@@ -28,7 +28,6 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Sequence
-from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -202,22 +201,28 @@ def vote(dets: Sequence[Detections], iou_threshold: float, view_angles: Sequence
                       class_scores=cat("class_scores"))
 
 
+def _present_as(wrapper: nn.Module, model: nn.Module, iou_threshold: float, where: str) -> None:
+    """Give a voting wrapper ``model``'s face (vocabulary, inference settings, config, class count), so
+    ``detect_scene`` and the checkpoint helpers treat it as that detector, and check its vote IoU."""
+    if not 0 < iou_threshold < 1:
+        raise SggInputError(f"{where} iou_threshold must be in (0, 1), got {iou_threshold}", where=where)
+    wrapper.iou_threshold = float(iou_threshold)
+    wrapper.vocabulary = getattr(model, "vocabulary", None)
+    wrapper.inference = dict(getattr(model, "inference", None) or {})
+    wrapper.config = getattr(model, "config", None)
+    if hasattr(model, "num_classes"):
+        wrapper.num_classes = model.num_classes
+
+
 class TTADetector(nn.Module):
     """A tile detector that runs ``model`` on several flipped, transposed or turned views and votes (module
     doc)."""
 
     def __init__(self, model: nn.Module, views: str | Sequence[str] = "d2", iou_threshold: float = 0.5) -> None:
         super().__init__()
-        if not 0 < iou_threshold < 1:
-            raise SggInputError(f"tta iou_threshold must be in (0, 1), got {iou_threshold}", where="tta")
         self.model = model
         self.views = parse_views(views)
-        self.iou_threshold = float(iou_threshold)
-        self.vocabulary = getattr(model, "vocabulary", None)
-        self.inference: dict[str, Any] = dict(getattr(model, "inference", None) or {})
-        self.config = getattr(model, "config", None)
-        if hasattr(model, "num_classes"):
-            self.num_classes = model.num_classes
+        _present_as(self, model, iou_threshold, "tta")
 
     def forward(self, images: torch.Tensor, with_features: bool = False) -> list[Detections]:
         if not torch.is_tensor(images) or images.ndim != 4:
@@ -253,17 +258,13 @@ class EnsembleDetector(nn.Module):
         super().__init__()
         if len(models) < 2:
             raise SggInputError("an ensemble needs at least two detectors", where="ensemble")
-        if not 0 < iou_threshold < 1:
-            raise SggInputError(f"ensemble iou_threshold must be in (0, 1), got {iou_threshold}", where="ensemble")
         vocabs = [getattr(m, "vocabulary", None) for m in models]
         if any(v is None or v.objects != vocabs[0].objects for v in vocabs):
             raise SggInputError("ensemble members must share one object vocabulary (same classes, same order)",
                                 where="ensemble")
         self.models = nn.ModuleList(models)
-        self.iou_threshold = float(iou_threshold)
-        self.vocabulary = vocabs[0]
-        self.inference: dict[str, Any] = dict(getattr(models[0], "inference", None) or {})
-        self.config = dict(getattr(models[0], "config", None) or {})
+        _present_as(self, models[0], iou_threshold, "ensemble")
+        self.config = dict(self.config or {})  # a copy: the GSD range below is the ensemble's, not models[0]'s
         ranges = [model_gsd_range(m) for m in models]
         if any(r is not None for r in ranges):
             lo = max(r[0] for r in ranges if r is not None)
@@ -272,8 +273,6 @@ class EnsembleDetector(nn.Module):
                 raise SggInputError(f"ensemble members were trained at disjoint GSD ranges {ranges}",
                                     where="ensemble")
             self.config["gsd_range"] = [lo, hi]
-        if hasattr(models[0], "num_classes"):
-            self.num_classes = models[0].num_classes
 
     def forward(self, images: torch.Tensor, with_features: bool = False) -> list[Detections]:
         kw = {"with_features": True} if with_features else {}
