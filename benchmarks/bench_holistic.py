@@ -45,6 +45,8 @@ def main() -> int:
     ap.add_argument("--tta", default="d2", help="test-time views for '+tta' modes (flips, d2, all, d2r, or a list)")
     ap.add_argument("--ensemble", nargs="+", default=[], metavar="WEIGHTS",
                     help="more weights voted with --weights on each tile (sgg.detectors.tta.EnsembleDetector)")
+    ap.add_argument("--join-linear", default="on", choices=("on", "off"),
+                    help="join collinear pieces of linear classes (detect_scene(join_linear=), default on)")
     ap.add_argument("--workdir")
     a = ap.parse_args()
 
@@ -87,7 +89,8 @@ def main() -> int:
             large.append(name)
     counts = {n: int((labels == vocab.object_index(n)).sum()) for n in large}
     print(f"{a.scenes} scenes of {a.size}² px at {a.gsd} m ({', '.join(LAYOUTS[: a.scenes])}); tile {a.tile_size}, "
-          f"overlap {a.overlap}; weights {weights}" + (f" + {', '.join(a.ensemble)} (ensemble)" if a.ensemble else ""))
+          f"overlap {a.overlap}; weights {weights}" + (f" + {', '.join(a.ensemble)} (ensemble)" if a.ensemble else "")
+          + f"; join_linear {a.join_linear}")
     print("large classes (ground-truth count): " + ", ".join(f"{n} ({counts[n]})" for n in large))
 
     settings = {"single": dict(levels=[0], zoom="full"), "guided": dict(levels="auto", zoom="guided"),
@@ -99,6 +102,7 @@ def main() -> int:
         det = TTADetector(model, a.tta).eval() if tta else model
         for path in paths:
             sg = detect_scene(det, path, tile_size=a.tile_size, overlap=a.overlap, progress=False,
+                              join_linear=a.join_linear == "on",
                               **settings[base_mode])
             preds.append(sg.detections)
             tiles += sum(v["run"] for v in sg.metadata["tiles"].values())

@@ -103,6 +103,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-size-filter", dest="size_filter", action="store_false", default=None,
                    help="keep objects impossibly large in metres for their class (dropped by default when the GSD "
                         "is known)")
+    p.add_argument("--no-join-linear", dest="join_linear", action="store_const", const=False, default=None,
+                   help="keep the pieces of runways, docks and other long thin objects cut by tiles as detected "
+                        "(joined into one box by default)")
     p.add_argument("--pair-proposer", type=_none, help="'default' (STAR's PPG), a proposer/PPG file, or none")
     p.add_argument("--pair-budget", type=_budget, help="pairs kept per scene: 'auto' (config default: "
                    "max(10,000, 32 × objects)) or a number (STAR: 10,000)")
@@ -136,6 +139,7 @@ def pipeline_from_args(args: argparse.Namespace):
                      ("levels", "detector.levels"), ("zoom", "detector.zoom"), ("batch_size", "detector.batch_size"),
                      ("score_threshold", "detector.score_threshold"), ("pair_budget", "pairs.budget"),
                      ("gsd", "detector.gsd"), ("size_filter", "detector.size_filter"), ("tta", "detector.tta"),
+                     ("join_linear", "detector.join_linear"),
                      ("top_k", "output.top_k"), ("device", "device")):
         if getattr(args, opt, None) is not None:
             over[key] = getattr(args, opt)

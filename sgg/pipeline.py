@@ -50,6 +50,7 @@ DEFAULTS: dict[str, Any] = {
         "iou_threshold": 0.4,
         "gsd": None,  # metres per pixel when the raster does not say (else its CRS, else a DOTA label's gsd:)
         "size_filter": True,  # drop objects impossibly large in metres for their class (needs a known GSD)
+        "join_linear": True,  # join collinear pieces of runways, docks, ... (true, false or class names)
         "tta": None,  # test-time views (sgg.detectors.tta): null, flips, d2, all, d2r or a list; costs ~that many times
     },
     # proposer: default | a weights path | null; budget: "auto" (max(10,000, 32·N), sgg.pairs.auto_budget) | int | null
@@ -336,7 +337,7 @@ class Pipeline:
             model = TTADetector(model, d["tta"]).eval()
         head = self.relation_head
         kwargs = {k: d[k] for k in ("tile_size", "overlap", "levels", "zoom", "batch_size", "prefetch",
-                                    "score_threshold", "iou_threshold", "gsd", "size_filter")}
+                                    "score_threshold", "iou_threshold", "gsd", "size_filter", "join_linear")}
         params = inspect.signature(detect_scene).parameters
         if "with_features" in params:
             # heads with visual inputs (RPCM's visual_dim > 0) need the detector's per-object features

@@ -77,6 +77,12 @@ def build_parser() -> ArgumentParser:
     p.add_argument("--no-size-filter", dest="size_filter", action="store_false",
                    help="keep objects impossibly large in metres for their class (by default dropped when the GSD "
                         "is known, e.g. a car over 30 m; see sgg.detectors.sizes)")
+    p.add_argument("--join-linear", metavar="CLASSES", default=True,
+                   help="comma-separated classes whose collinear pieces (a runway or dock cut by tiles) are joined "
+                        "into one box (default: runway, dock, breakwater, bridge and the dams; "
+                        "sgg.detectors.merge.join_collinear)")
+    p.add_argument("--no-join-linear", dest="join_linear", action="store_const", const=False,
+                   help="keep the pieces of long thin objects as detected")
     p.add_argument("--bands", type=int_range(1), nargs=3, default=None, metavar="B",
                    help="1-based bands read as red, green, blue (as sgg info --bands)")
     p.add_argument("--tta", default=None, metavar="VIEWS",
@@ -100,7 +106,7 @@ def check_options(args: argparse.Namespace):
         ignored = [o for o, v in (("--tile-size", args.tile_size), ("--overlap", args.overlap),
                                   ("--levels", args.levels != "auto" or None), ("--zoom", args.zoom != "guided" or None),
                                   ("--threads", args.threads), ("--no-size-filter", not args.size_filter or None),
-                                  ("--tta", args.tta)) if v]
+                                  ("--tta", args.tta), ("--join-linear", args.join_linear is not True or None)) if v]
         if ignored:
             verb = "applies" if len(ignored) == 1 else "apply"
             raise UsageError(f"{', '.join(ignored)} only {verb} with --weights, not --from-dota")
@@ -183,7 +189,7 @@ def main(argv: list[str] | None = None) -> int:
                               zoom=args.zoom, batch_size=args.batch_size, prefetch=args.prefetch,
                               score_threshold=args.score_threshold, iou_threshold=args.iou_threshold,
                               progress=progress_for("detect", args.quiet), guide_threshold=args.guide_threshold,
-                              gsd=args.gsd, size_filter=args.size_filter)
+                              gsd=args.gsd, size_filter=args.size_filter, join_linear=args.join_linear)
         sg.metadata["weights"] = str(weights)
     dropped = int(sg.metadata.get("dropped_outside", 0))  # counted where the objects are made
     from sgg.graph.formats import export, suffix_format

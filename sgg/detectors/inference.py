@@ -49,7 +49,7 @@ from sgg.io.memory import reuse_freed_memory
 from sgg.structures import Detections, SceneGraph, Vocabulary
 
 from .gsd import dota_label_gsd, gsd_min_level, model_gsd_range, resolve_gsd
-from .merge import merge_detections, merge_single, tile_to_level0
+from .merge import linear_classes, merge_detections, merge_single, tile_to_level0
 from .protocol import detector_vocabulary, supports_features
 from .tta import TTADetector
 
@@ -353,7 +353,7 @@ def _run_batch(model, batch: list[Any], level: int, device: torch.device, score_
 # ----------------------------------------------------------------------------------------------- merge
 def merge_tiles(results: Sequence[TileResult], image_size: tuple[int, int], *, iou_threshold: float = 0.4,
                 border_margin: float = 4.0, containment_threshold: float = 0.8,
-                coarse_min_size: float = 32.0) -> Detections:
+                coarse_min_size: float = 32.0, join_classes: Sequence[int | Sequence[int]] = ()) -> Detections:
     """Merge per-tile results into the scene's objects (``sgg.detectors.merge.merge_detections``)."""
     dets = [r.detections for r in results]
     tile_ids = torch.cat([torch.full((len(d),), i, dtype=torch.long) for i, d in enumerate(dets)]) if dets \
@@ -369,6 +369,7 @@ def merge_tiles(results: Sequence[TileResult], image_size: tuple[int, int], *, i
         border_margin=border_margin,
         containment_threshold=containment_threshold,
         coarse_min_size=coarse_min_size,
+        join_classes=join_classes,
     )
 
 
@@ -396,6 +397,7 @@ def detect_scene(
     vocabulary: Vocabulary | None = None,
     gsd: float | None = None,
     size_filter: bool = True,
+    join_linear: bool | str | Sequence[str] = True,
 ) -> SceneGraph:
     """Detect every object of a scene (RasterScene or raster path) with holistic multi-level tiling.
 
@@ -411,8 +413,15 @@ def detect_scene(
     training range (checkpoint ``gsd_range``) it sets the finest auto level (:func:`gsd_min_level`).
     ``size_filter``: when the GSD is known, drop objects too large in metres for their class
     (:mod:`sgg.detectors.sizes`), counted in ``metadata["size_filter"]``.
+    ``join_linear``: join collinear pieces of long thin objects cut by tiles (a runway, a dock) into one box
+    (:func:`sgg.detectors.merge.join_collinear`): ``True`` the vocabulary's
+    :data:`~sgg.detectors.merge.LINEAR_CLASSES`, ``False`` none, or class names.
     """
     vocabulary = detector_vocabulary(model, vocabulary)
+    try:
+        join_classes = linear_classes(list(vocabulary.objects), join_linear)
+    except ValueError as exc:
+        raise SggInputError(str(exc), where="join_linear") from None
     tile_size, overlap = resolve_tiling(model, tile_size, overlap)
     t_start = time.perf_counter()
     opened_here = isinstance(scene, (str, os.PathLike))
@@ -438,7 +447,8 @@ def detect_scene(
             scene.close()
     t0 = time.perf_counter()
     merged = merge_tiles(results, plan.image_size, iou_threshold=iou_threshold, border_margin=border_margin,
-                         containment_threshold=containment_threshold, coarse_min_size=coarse_min_size)
+                         containment_threshold=containment_threshold, coarse_min_size=coarse_min_size,
+                         join_classes=join_classes)
     t_merge = time.perf_counter() - t0
     if len(merged) and int(merged.labels.max()) >= vocabulary.num_classes:
         raise SggInputError(
@@ -456,6 +466,7 @@ def detect_scene(
         "overlap": overlap,
         "score_threshold": score_threshold,
         "iou_threshold": iou_threshold,
+        "join_linear": [vocabulary.objects[c] for c in join_classes],
         "tiles": stats.tiles,
         "tiles_from_cache": stats.cached,
         "features": {"dim": int(merged.features.shape[1]), "dtype": "float16"} if merged.features is not None else None,
