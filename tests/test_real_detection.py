@@ -326,3 +326,29 @@ def test_sgg_detect_gsd_and_bands(tmp_path, capsys):
     assert main(["detect", str(img), "--weights", str(w), "--out", str(out), "--zoom", "full"]) == 0
     assert "ground sampling distance unknown" in capsys.readouterr().err
     assert main(["detect", str(img), "--weights", str(w), "--out", str(out), "--gsd", "0"]) == 2
+
+
+def test_sgg_detect_join_linear_options(tmp_path, capsys):
+    from PIL import Image
+
+    from sgg.cli import main
+    from sgg.detectors.checkpoint import save_detector
+    from sgg.detectors.hodnet import HODNet
+    from sgg.graph import read
+
+    torch.manual_seed(0)
+    m = HODNet(pretrained=False, backbone="mobilenet_v3_large", fpn_channels=16, representation_size=32,
+               vocabulary=Vocabulary(("runway", "dock", "car"), ()), gsd_range=[0.4, 2.0])
+    w = save_detector(m, tmp_path / "w.pt", m.vocabulary, inference={"tile_size": 128, "overlap": 0})
+    img = tmp_path / "img.png"
+    Image.fromarray(np.zeros((200, 200, 3), dtype=np.uint8)).save(img)
+    out = tmp_path / "out.scene.json"
+    base = ["detect", str(img), "--weights", str(w), "--out", str(out), "--gsd", "0.5", "--quiet"]
+    assert main(base) == 0 and read(out).metadata["join_linear"] == ["runway", "dock"]
+    assert main([*base, "--join-linear", "car"]) == 0 and read(out).metadata["join_linear"] == ["car"]
+    assert main([*base, "--no-join-linear"]) == 0 and read(out).metadata["join_linear"] == []
+    capsys.readouterr()
+    out.unlink()
+    assert main([*base, "--join-linear", "taxiway"]) == 2
+    err = capsys.readouterr().err
+    assert "--join-linear" in err and "taxiway" in err and not out.exists()

@@ -182,6 +182,15 @@ def main(argv: list[str] | None = None) -> int:
                 class_thresholds(args.min_score, detector_vocabulary(model).objects)
             except SggInputError as exc:
                 raise SggInputError(str(exc), option="--min-score") from None
+        if isinstance(args.join_linear, str):  # class names checked before the run
+            from sgg.detectors.merge import linear_classes
+            from sgg.detectors.protocol import detector_vocabulary
+            from sgg.errors import SggInputError
+
+            try:
+                linear_classes(list(detector_vocabulary(model).objects), args.join_linear)
+            except ValueError as exc:
+                raise SggInputError(str(exc), option="--join-linear") from None
         from sgg.io.raster import RasterScene
 
         with RasterScene.open(raster, bands=args.bands) as scene:

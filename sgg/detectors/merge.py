@@ -20,8 +20,9 @@ Order of operations (all vectorised over boxes and tiles):
 7. **Collinear joining** (:func:`join_collinear`, classes in ``join_classes`` only): long thin objects
    longer than any tile (a 1 km runway, a dock, a breakwater) come out as pieces — one per tile, or a
    detector's part-length box even where the object fits — that NMS and containment cannot unite because
-   the pieces barely overlap. Same-class pieces that lie on one line (angle, offset across the axis and gap
-   along it within bounds set by their width) are replaced by one box spanning them.
+   the pieces barely overlap. Same-class pieces that lie on one line (angle, offset across the axis and width
+   ratio within bounds; gap along the axis within a few widths or most of the shorter piece's length) are
+   replaced by one box spanning them.
 """
 
 from __future__ import annotations
