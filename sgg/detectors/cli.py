@@ -173,9 +173,10 @@ def main(argv: list[str] | None = None) -> int:
             from sgg.detectors.tta import TTADetector
 
             model = TTADetector(model, args.tta).eval()
+        from sgg.detectors.protocol import detector_vocabulary
+        from sgg.errors import SggInputError
+
         if isinstance(args.min_score, dict):  # per-class output threshold: class names checked before the run
-            from sgg.detectors.protocol import detector_vocabulary
-            from sgg.errors import SggInputError
             from sgg.graph.thresholds import class_thresholds
 
             try:
@@ -184,8 +185,6 @@ def main(argv: list[str] | None = None) -> int:
                 raise SggInputError(str(exc), option="--min-score") from None
         if isinstance(args.join_linear, str):  # class names checked before the run
             from sgg.detectors.merge import linear_classes
-            from sgg.detectors.protocol import detector_vocabulary
-            from sgg.errors import SggInputError
 
             try:
                 linear_classes(list(detector_vocabulary(model).objects), args.join_linear)

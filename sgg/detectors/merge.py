@@ -319,11 +319,14 @@ def join_collinear(
     from scipy.sparse.csgraph import connected_components
 
     det = det.to("cpu")
+    if len(det) < 2:
+        return det
+    group_of = _class_groups(classes, int(det.labels.max()) + 1)  # joining never adds a label
     for _ in range(max(1, rounds)):
         n = len(det)
         if n < 2:
             return det
-        group = _class_groups(classes, int(det.labels.max()) + 1)[det.labels]
+        group = group_of[det.labels]
         t = normalize_le90(det.boxes.tensor).double()
         ci = ((group >= 0) & (t[:, 2] >= min_aspect * t[:, 3])).nonzero().flatten()
         if len(ci) < 2:
@@ -343,9 +346,10 @@ def join_collinear(
         groups = (torch.bincount(comp, minlength=k) > 1).nonzero().flatten()
         mem = torch.isin(comp, groups).nonzero().flatten()  # every piece of a joined chain
         g = comp[mem]
+        length, s_mem = tc[mem, 2], det.scores[ci][mem]
+        wt = length * s_mem.double()
         # the chain's lead: largest score × length (stable: ties go to the earlier box)
-        weight = (det.scores[ci].double() * tc[:, 2])[mem]
-        by_weight = mem[torch.argsort(weight, descending=True, stable=True)]
+        by_weight = mem[torch.argsort(wt, descending=True, stable=True)]
         ranked = by_weight[torch.argsort(comp[by_weight], stable=True)]
         first = torch.ones(len(ranked), dtype=torch.bool)
         first[1:] = comp[ranked][1:] != comp[ranked][:-1]
@@ -353,8 +357,6 @@ def join_collinear(
         lead[comp[ranked][first]] = ranked[first]
         # axis: principal axis of the pieces' end points, each end weighted by its piece's score × length
         # (second moments about the lead); the same weights give the width and the offset across the axis
-        length = tc[mem, 2]
-        wt = length * det.scores[ci][mem].double()
         u = torch.stack([torch.cos(tc[mem, 4]), torch.sin(tc[mem, 4])], 1)
         origin = tc[lead[g], :2]
         ends = torch.stack(
@@ -389,7 +391,7 @@ def join_collinear(
         boxes = torch.cat([centre, (hi - lo)[:, None], width[:, None], theta[:, None]], 1)[groups]
         # score: the best piece of the lead's class
         lab = det.labels[ci]
-        sc = torch.where(lab[mem] == lab[lead[g]], det.scores[ci][mem], torch.zeros_like(det.scores[ci][mem]))
+        sc = torch.where(lab[mem] == lab[lead[g]], s_mem, torch.zeros_like(s_mem))
         best = torch.zeros(k).scatter_reduce(0, g, sc, "amax")[groups]
         joined = det[ci[lead[groups]]]
         joined = Detections(
