@@ -148,8 +148,8 @@ def cases(f: dict[str, Path], out: Path) -> list[tuple[str, list, tuple[str, ...
         ("detect/tta-view", ["detect", R, "--weights", W, "--tta", "spin45", "--out", out / "o.gpkg"],
          ("--tta", "spin45")),
         ("detect/tta-from-dota", ["detect", R, "--from-dota", f["dir"], "--tta", "d2"], ("--tta", "--from-dota")),
-        ("detect/join-from-dota", ["detect", R, "--from-dota", f["dir"], "--no-join-linear"],
-         ("--join-linear", "--from-dota")),
+        ("detect/join-from-dota", ["detect", R, "--from-dota", f["dir"], "--join-linear", "klingon_wall"],
+         ("--join-linear", "klingon_wall")),
         ("detect/no-source", ["detect", R], ("--weights",)),
         # eval
         ("eval/unknown", ["eval", "bogus"], ("bogus",)),

@@ -233,3 +233,50 @@ def test_detect_scene_joins_a_strip_cut_by_every_tile(tmp_path):
     assert len(pieces.detections) == 4 and pieces.metadata["join_linear"] == []
     assert len(joined.detections) == 1 and joined.metadata["join_linear"] == ["runway"]
     assert float(rotated_iou(joined.detections.boxes.tensor, torch.tensor([[500.0, 100.0, 1000.0, 40.0, 0.0]]))) > 0.99
+
+
+def test_foreign_results_are_joined_only_when_asked(tmp_path):
+    """scenes_from_dota keeps mmrotate-style results as given unless join_linear names classes."""
+    from sgg.datasets.dota import write_dota_results
+    from sgg.detectors.inference import scenes_from_dota
+    from sgg.errors import SggInputError
+    from sgg.structures import Vocabulary
+
+    voc = Vocabulary.star()
+    rw, car = voc.object_index("runway"), voc.object_index("car")
+    a, b = _piece(RUNWAY, 0, 1000), _piece(RUNWAY, 900, 1900)
+    write_dota_results({"scene": _det([a, b, [300.0, 300.0, 9.0, 4.0, 0.0]], [rw, rw, car], [0.9, 0.7, 0.8])},
+                       tmp_path, voc)
+    kept = scenes_from_dota(tmp_path)["scene"]
+    assert sorted(kept.detections.labels.tolist()) == sorted([rw, rw, car])
+    joined = scenes_from_dota(tmp_path, join_linear=True)["scene"]
+    assert sorted(joined.detections.labels.tolist()) == sorted([rw, car])
+    r = joined.detections[(joined.detections.labels == rw).nonzero().flatten()]
+    assert float(rotated_iou(r.boxes.tensor, torch.tensor([RUNWAY]))) > 0.98  # DOTA files round to 0.01 px
+    assert joined.metadata["join_linear"] == list(LINEAR_CLASSES)
+    assert len(scenes_from_dota(tmp_path, join_linear="dock")["scene"].detections) == 3
+    with pytest.raises(SggInputError, match="klingon"):
+        scenes_from_dota(tmp_path, join_linear="klingon")
+
+
+def test_sgg_detect_from_dota_joins_named_classes(tmp_path):
+    import numpy as np
+
+    from sgg.cli import main
+    from sgg.datasets.dota import write_dota_results
+    from sgg.datasets.native import read_scene_json
+    from sgg.io.writer import write_geotiff
+    from sgg.structures import Vocabulary
+
+    raster = write_geotiff(tmp_path / "r.tif", np.zeros((400, 600, 3), dtype=np.uint8), crs="EPSG:32633",
+                           transform=(0.5, 0, 4e5, 0, -0.5, 5e6), overviews=False)
+    voc = Vocabulary.star()
+    strip = [300.0, 200.0, 500.0, 20.0, 0.3]
+    det = _det([_piece(strip, 0, 260), _piece(strip, 240, 500)], [voc.object_index("dock")] * 2, [0.9, 0.8])
+    write_dota_results({"r": det}, tmp_path / "res", voc)
+    base = ["detect", str(raster), "--from-dota", str(tmp_path / "res"), "-q"]
+    assert main(base + ["--out", str(tmp_path / "a.scene.json")]) == 0
+    assert len(read_scene_json(tmp_path / "a.scene.json").detections) == 2  # foreign results kept as given
+    assert main(base + ["--join-linear", "dock", "--out", str(tmp_path / "b.scene.json")]) == 0
+    joined = read_scene_json(tmp_path / "b.scene.json").detections
+    assert len(joined) == 1 and float(rotated_iou(joined.boxes.tensor, torch.tensor([strip]))) > 0.98

@@ -80,7 +80,8 @@ def build_parser() -> ArgumentParser:
     p.add_argument("--join-linear", metavar="CLASSES", default=True,
                    help="comma-separated classes whose collinear pieces (a runway or dock cut by tiles) are joined "
                         "into one box (default: runway, dock, breakwater, bridge and the dams; "
-                        "sgg.detectors.merge.join_collinear)")
+                        "sgg.detectors.merge.join_collinear); with --from-dota nothing is joined unless classes "
+                        "are named here")
     p.add_argument("--no-join-linear", dest="join_linear", action="store_const", const=False,
                    help="keep the pieces of long thin objects as detected")
     p.add_argument("--bands", type=int_range(1), nargs=3, default=None, metavar="B",
@@ -106,7 +107,7 @@ def check_options(args: argparse.Namespace):
         ignored = [o for o, v in (("--tile-size", args.tile_size), ("--overlap", args.overlap),
                                   ("--levels", args.levels != "auto" or None), ("--zoom", args.zoom != "guided" or None),
                                   ("--threads", args.threads), ("--no-size-filter", not args.size_filter or None),
-                                  ("--tta", args.tta), ("--join-linear", args.join_linear is not True or None)) if v]
+                                  ("--tta", args.tta)) if v]
         if ignored:
             verb = "applies" if len(ignored) == 1 else "apply"
             raise UsageError(f"{', '.join(ignored)} only {verb} with --weights, not --from-dota")
@@ -161,8 +162,20 @@ def main(argv: list[str] | None = None) -> int:
     if args.from_dota:
         from sgg.detectors.inference import scenes_from_dota
 
+        from sgg.errors import SggInputError
+
+        join = args.join_linear if isinstance(args.join_linear, str) else False  # foreign results: opt-in
+        if join:  # class names checked before the results are read
+            from sgg.detectors.merge import linear_classes
+            from sgg.structures import Vocabulary
+
+            try:
+                linear_classes(list(Vocabulary.star().objects), join)
+            except ValueError as exc:
+                raise SggInputError(str(exc), option="--join-linear") from None
         sg = next(iter(scenes_from_dota(Path(args.from_dota), aliases=args.aliases, raster=raster,
-                                        image_id=args.image_id, score_threshold=args.score_threshold).values()))
+                                        image_id=args.image_id, score_threshold=args.score_threshold,
+                                        join_linear=join).values()))
     else:
         from sgg.detectors.checkpoint import load_detector
         from sgg.detectors.inference import detect_scene

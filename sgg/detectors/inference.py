@@ -49,7 +49,7 @@ from sgg.io.memory import reuse_freed_memory
 from sgg.structures import Detections, SceneGraph, Vocabulary
 
 from .gsd import dota_label_gsd, gsd_min_level, model_gsd_range, resolve_gsd
-from .merge import linear_classes, merge_detections, merge_single, tile_to_level0
+from .merge import containment_suppress, join_collinear, linear_classes, merge_detections, merge_single, tile_to_level0
 from .protocol import detector_vocabulary, supports_features
 from .tta import TTADetector
 
@@ -531,17 +531,24 @@ def scenes_from_dota(
     image_id: str | None = None,
     score_threshold: float = 0.0,
     iou_threshold: float | None = None,
+    join_linear: bool | str | Sequence[str] = False,
 ) -> dict[str, SceneGraph]:
     """DOTA Task-1 results (``Task1_<class>.txt``, e.g. from mmrotate) → {image_id: SceneGraph}.
 
     The graphs continue down the pipeline like ``detect_scene``'s. ``raster`` (path or RasterScene) fills
     image size, georeference and path (then ``image_id`` defaults to the raster's file stem and only that
     image is returned). ``iou_threshold`` optionally re-runs class-wise rotated NMS + containment
-    suppression (for unmerged per-patch results).
+    suppression (for unmerged per-patch results). ``join_linear`` (off by default: foreign results are kept
+    as given) joins collinear pieces of the named classes (``True``: :data:`~sgg.detectors.merge.LINEAR_CLASSES`)
+    as :func:`detect_scene` does, for patch-merged results whose runways and docks come out in pieces.
     """
     from sgg.datasets.dota import read_dota_results
 
     vocabulary = vocabulary or Vocabulary.star()
+    try:
+        join_classes = linear_classes(list(vocabulary.objects), join_linear)
+    except ValueError as exc:
+        raise SggInputError(str(exc), where="join_linear") from None
     results = read_dota_results(path, vocabulary=vocabulary, aliases=aliases)
     scene = _open_scene(raster) if raster is not None else None
     if scene is not None and image_id is None:
@@ -557,6 +564,12 @@ def scenes_from_dota(
         if iou_threshold is not None:
             det = merge_single(det, iou_threshold)
         meta = {"source": "dota-results", "image_id": key}
+        if join_classes:
+            size = (int(scene.width), int(scene.height)) if scene is not None else None
+            det = join_collinear(det, join_classes, image_size=size)
+            det = det[containment_suppress(det, 0.8).nonzero().flatten()]  # as merge_detections after joining
+            det = det[torch.argsort(det.scores, descending=True, stable=True)]
+            meta["join_linear"] = [vocabulary.objects[c] for c in join_classes]
         if scene is not None:
             sp = getattr(scene, "path", None)
             n = len(det)
