@@ -29,10 +29,11 @@ def _no_gsd_warnings(fn, *args, **kw):
     return out, [str(x.message) for x in w if "gsd_range" in str(x.message)]
 
 
-@pytest.mark.parametrize("name, expected", [("hodnet_effl0_synth.pt", [0.5, 2.0]),
+@pytest.mark.parametrize("name, expected", [("hodnet_effl0_synth.pt", [0.125, 2.0]),
                                             ("hodnet_effl0_mixed.pt", [0.33, 2.0])])
 def test_shipped_detectors_record_their_gsd_range(name, expected):
-    """synth: 0.5 m scenes (sgg synth's default) at rates 0.25-1; mixed: rates 0.25-1.5 (ships_ge: GSD unknown)."""
+    """synth: 0.125-0.5 m scenes (synth_cpu_fine.yaml) at rates 0.25-1; mixed: rates 0.25-1.5 (ships_ge: GSD
+    unknown)."""
     path = WEIGHTS / name
     if not path.is_file():
         pytest.skip("weights file not in this checkout")
