@@ -161,7 +161,6 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(args.threads)
     if args.from_dota:
         from sgg.detectors.inference import scenes_from_dota
-
         from sgg.errors import SggInputError
 
         join = args.join_linear if isinstance(args.join_linear, str) else False  # foreign results: opt-in
