@@ -19,7 +19,8 @@ Sets (``--real`` is ``../shared/real``; the figures are class-agnostic AP@0.5 wi
   ``engineering_vehicle`` (oriented);
 * ``aircraft``  airbus_aircraft (0.5 m, CC BY-NC-SA: evaluation only), ``airplane`` (horizontal);
   ``--aircraft-limit N`` evaluates the first N images (each 2,560² is 49 tiles at level 0);
-* ``synthetic`` held-out synthetic scenes (``--synth DIR --split test``): ordinary mAP@0.5 over classes.
+* ``synthetic`` held-out synthetic scenes (``--synth DIR[,DIR…] --split test``): ordinary mAP@0.5 over classes,
+  and each class group's class-agnostic AP as for the real sets (``groups``).
 
 Per image the detector runs with holistic tiling (``--tile-size``/``--overlap``, every tile: ``zoom="full"``)
 and the image's GSD when known (``detect_scene(gsd=)``); predictions of a group's classes are merged into
@@ -227,29 +228,48 @@ def eval_dota_set(model, real: Path, which: str, args) -> dict:
             "box_type": box_type, "tiles": tiles, "seconds": round(time.perf_counter() - t0, 1)}
 
 
-def eval_synthetic(model, data: Path, split: str, args) -> dict:
+def group_scores(preds, gts, vocab) -> dict:
+    """Class-agnostic AP@0.5 (oriented) of each class group that the ground truth holds, as for the real sets."""
+    from sgg.evaluation.detection import rotated_map
+
+    out = {}
+    for name, members in GROUPS.items():
+        g = [gt_only(gt, [m for m in members if m in gt.vocabulary.objects]) for gt in gts]
+        if not sum(len(x.detections) for x in g):
+            continue
+        r = rotated_map([group_only(p, vocab, members) for p in preds], g, class_names=["object"])
+        out[name] = {"AP50": r["AP"].get("object", 0.0), "recall": r["recall"].get("object", 0.0),
+                     "gts": r["num_gts"]["object"]}
+    return out
+
+
+def eval_synthetic(model, dirs: list[Path], split: str, args) -> dict:
+    """mAP@0.5 over classes of the ``split`` scenes of one or more ``sgg synth`` directories, and the class
+    groups' class-agnostic AP (e.g. vehicles in scenes rendered at 0.125 m)."""
     from sgg.datasets.native import read_scene_json
     from sgg.datasets.tiling import read_split
     from sgg.evaluation.detection import rotated_map
 
-    ids = read_split(data)[split]
     preds, gts, t0 = [], [], time.perf_counter()
-    for i in ids:
-        got = detect_cached(model, data / "scenes" / f"{i}.tif", args, f"synthetic/{i}")
-        if got is None:
-            continue
-        gts.append(read_scene_json(data / "annotations" / f"{i}.json"))
-        preds.append(got[0])
+    for data in dirs:
+        prefix = "synthetic" if len(dirs) == 1 else f"synthetic/{data.name}"  # one dir: the old cache keys
+        for i in read_split(data)[split]:
+            got = detect_cached(model, data / "scenes" / f"{i}.tif", args, f"{prefix}/{i}")
+            if got is None:
+                continue
+            gts.append(read_scene_json(data / "annotations" / f"{i}.json"))
+            preds.append(got[0])
     r = rotated_map(preds, gts, class_names=list(model.vocabulary.objects))
     return {"mAP50": r["mAP"], "classes": len(r["classes_evaluated"]), "images": len(gts),
-            "seconds": round(time.perf_counter() - t0, 1)}
+            "groups": group_scores(preds, gts, model.vocabulary), "seconds": round(time.perf_counter() - t0, 1)}
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("weights")
     ap.add_argument("--real", default="../shared/real", help="the real-data folder")
-    ap.add_argument("--synth", help="scene directory for held-out synthetic mAP (sgg synth)")
+    ap.add_argument("--synth", help="scene directory (or comma-separated directories) for held-out synthetic mAP "
+                    "and class-group AP (sgg synth)")
     ap.add_argument("--split", default="test", help="split of --synth")
     ap.add_argument("--sets", default=",".join(SETS), help=f"comma-separated subset of {', '.join(SETS)}")
     ap.add_argument("--aircraft-limit", type=int, default=0, help="first N airbus images (0 = all 10)")
@@ -291,7 +311,7 @@ def main(argv: list[str] | None = None) -> int:
         if which == "synthetic":
             if not a.synth:
                 continue
-            out[which] = eval_synthetic(model, Path(a.synth), a.split, a)
+            out[which] = eval_synthetic(model, [Path(d) for d in a.synth.split(",")], a.split, a)
         else:
             out[which] = eval_dota_set(model, real, which, a)
         print(which, json.dumps(out[which]), flush=True)

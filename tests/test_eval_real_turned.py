@@ -68,3 +68,25 @@ def test_shards_cover_every_image_once_and_bad_shards_are_usage_errors():
     keys = [f"ships_ge/{i}" for i in range(40)]
     owners = [[k for k in (1, 2, 3) if er.shard_owns(key, (k, 3))] for key in keys]
     assert all(len(o) == 1 for o in owners) and {o[0] for o in owners} == {1, 2, 3}
+
+
+def test_group_scores_are_class_agnostic_within_a_group():
+    """Hand-worked: 3 vehicles (2 cars, 1 truck); a car, a car called truck and a false car, by score.
+    Class-agnostic: TP, TP, FP → precision 1, 1, 2/3 at recall 1/3, 2/3, 2/3: area AP 2/3, recall 2/3."""
+    import pytest
+
+    from sgg.structures import Detections, SceneGraph, Vocabulary
+
+    er = load_script("eval_real")
+    voc = Vocabulary.star()
+    car, truck, ship = (voc.object_index(n) for n in ("car", "truck", "ship"))
+    gt = SceneGraph(Detections(torch.tensor([[10., 10, 9, 4, 0], [40., 10, 9, 4, 0], [80., 40, 20, 5, 0.3],
+                                             [200., 200, 60, 12, 0]]),
+                               torch.tensor([car, car, truck, ship])), vocabulary=voc)
+    pred = Detections(torch.tensor([[10., 10, 9, 4, 0], [40., 10, 9, 4, 0], [150., 150, 9, 4, 0]]),
+                      torch.tensor([car, truck, car]), torch.tensor([0.9, 0.8, 0.7]))
+    out = er.group_scores([pred], [gt], voc)
+    assert set(out) == {"vehicles", "boats"}  # no airplane in the ground truth: no aircraft entry
+    assert out["vehicles"]["AP50"] == pytest.approx(2 / 3) and out["vehicles"]["recall"] == pytest.approx(2 / 3)
+    assert out["vehicles"]["gts"] == 3
+    assert out["boats"] == {"AP50": 0.0, "recall": 0.0, "gts": 1}
