@@ -103,6 +103,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-size-filter", dest="size_filter", action="store_false", default=None,
                    help="keep objects impossibly large in metres for their class (dropped by default when the GSD "
                         "is known)")
+    p.add_argument("--join-linear", metavar="CLASSES", dest="join_linear", default=None,
+                   help="comma-separated classes whose collinear pieces are joined (default: runway, dock, breakwater, "
+                        "bridge and the dams; with --from-dota nothing is joined unless classes are named here)")
     p.add_argument("--no-join-linear", dest="join_linear", action="store_const", const=False, default=None,
                    help="keep the pieces of runways, docks and other long thin objects cut by tiles as detected "
                         "(joined into one box by default)")

@@ -50,7 +50,8 @@ DEFAULTS: dict[str, Any] = {
         "iou_threshold": 0.4,
         "gsd": None,  # metres per pixel when the raster does not say (else its CRS, else a DOTA label's gsd:)
         "size_filter": True,  # drop objects impossibly large in metres for their class (needs a known GSD)
-        "join_linear": True,  # join collinear pieces of runways, docks, ... (true, false or class names)
+        "join_linear": True,  # join collinear pieces of runways, docks, ... (true, false or class names;
+        # from_dota results are joined only when classes are named)
         "tta": None,  # test-time views (sgg.detectors.tta): null, flips, d2, all, d2r or a list; costs ~that many times
     },
     # proposer: default | a weights path | null; budget: "auto" (max(10,000, 32·N), sgg.pairs.auto_budget) | int | null
@@ -326,8 +327,11 @@ class Pipeline:
             src = _resolve_path(d["from_dota"], self.base_dir)
             if not src.exists():
                 raise SggInputError("DOTA results not found", path=src)
+            join = d.get("join_linear")  # foreign results: joined only for classes named in the config
             return next(iter(scenes_from_dota(src, aliases=d.get("aliases"), raster=scene,
-                                              score_threshold=float(d.get("score_threshold") or 0.0)).values()))
+                                              score_threshold=float(d.get("score_threshold") or 0.0),
+                                              join_linear=join if isinstance(join, (str, list, tuple)) else False
+                                              ).values()))
         from sgg.detectors import detect_scene
 
         model = self.detector

@@ -280,3 +280,38 @@ def test_sgg_detect_from_dota_joins_named_classes(tmp_path):
     assert main(base + ["--join-linear", "dock", "--out", str(tmp_path / "b.scene.json")]) == 0
     joined = read_scene_json(tmp_path / "b.scene.json").detections
     assert len(joined) == 1 and float(rotated_iou(joined.boxes.tensor, torch.tensor([strip]))) > 0.98
+
+
+def test_pipeline_joins_foreign_results_only_for_named_classes(tmp_path):
+    import numpy as np
+
+    from sgg.datasets.dota import write_dota_results
+    from sgg.io.writer import write_geotiff
+    from sgg.pipeline import Pipeline
+    from sgg.structures import Vocabulary
+
+    raster = write_geotiff(tmp_path / "r.tif", np.zeros((400, 600, 3), dtype=np.uint8), crs="EPSG:32633",
+                           transform=(0.5, 0, 4e5, 0, -0.5, 5e6), overviews=False)
+    voc = Vocabulary.star()
+    strip = [300.0, 200.0, 500.0, 20.0, 0.3]
+    det = _det([_piece(strip, 0, 260), _piece(strip, 240, 500)], [voc.object_index("dock")] * 2, [0.9, 0.8])
+    write_dota_results({"r": det}, tmp_path / "res", voc)
+
+    def run(join):
+        cfg = {"detector": {"weights": None, "from_dota": str(tmp_path / "res"), "join_linear": join},
+               "pairs": None, "relations": None, "caption": False}
+        return Pipeline(cfg).run(raster).detections
+
+    assert len(run(True)) == 2  # the default: foreign results kept as given
+    joined = run(["dock"])
+    assert len(joined) == 1 and float(rotated_iou(joined.boxes.tensor, torch.tensor([strip]))) > 0.98
+    assert len(run("dock")) == 1
+    # the command line: sgg infer --from-dota … --join-linear CLASSES
+    import json
+
+    from sgg.cli import main
+
+    out = tmp_path / "out"
+    assert main(["infer", str(raster), "--from-dota", str(tmp_path / "res"), "--join-linear", "dock", "--out", str(out),
+                 "--formats", "json", "--pair-proposer", "none", "--relation-head", "none", "-q"]) == 0
+    assert len(json.loads((out / "r.json").read_text())["nodes"]) == 1

@@ -273,7 +273,7 @@ def linear_classes(objects: Sequence[str], join: bool | str | Sequence[str] = Tr
     names = [n.strip() for n in join.split(",") if n.strip()] if isinstance(join, str) else list(join)
     unknown = [n for n in names if n not in objects]
     if unknown:
-        raise ValueError(f"unknown class(es) to join: {', '.join(unknown)} (not in the detector's vocabulary)")
+        raise ValueError(f"unknown class(es) to join: {', '.join(unknown)} (not in the vocabulary: the detector's, or STAR's for foreign results)")
     return [objects.index(n) for n in names]
 
 
