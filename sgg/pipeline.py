@@ -327,11 +327,11 @@ class Pipeline:
             src = _resolve_path(d["from_dota"], self.base_dir)
             if not src.exists():
                 raise SggInputError("DOTA results not found", path=src)
-            join = d.get("join_linear")  # foreign results: joined only for classes named in the config
+            from sgg.detectors.merge import named_classes
+
             return next(iter(scenes_from_dota(src, aliases=d.get("aliases"), raster=scene,
                                               score_threshold=float(d.get("score_threshold") or 0.0),
-                                              join_linear=join if isinstance(join, (str, list, tuple)) else False
-                                              ).values()))
+                                              join_linear=named_classes(d.get("join_linear", False))).values()))
         from sgg.detectors import detect_scene
 
         model = self.detector

@@ -259,43 +259,42 @@ def test_foreign_results_are_joined_only_when_asked(tmp_path):
         scenes_from_dota(tmp_path, join_linear="klingon")
 
 
-def test_sgg_detect_from_dota_joins_named_classes(tmp_path):
+DOCK = [300.0, 200.0, 500.0, 20.0, 0.3]
+
+
+def _dock_results(tmp_path):
+    """A 600 × 400 GeoTIFF ``r.tif`` and DOTA results ``res/`` holding one dock (``DOCK``) in two pieces."""
     import numpy as np
 
-    from sgg.cli import main
     from sgg.datasets.dota import write_dota_results
-    from sgg.datasets.native import read_scene_json
     from sgg.io.writer import write_geotiff
     from sgg.structures import Vocabulary
 
     raster = write_geotiff(tmp_path / "r.tif", np.zeros((400, 600, 3), dtype=np.uint8), crs="EPSG:32633",
                            transform=(0.5, 0, 4e5, 0, -0.5, 5e6), overviews=False)
     voc = Vocabulary.star()
-    strip = [300.0, 200.0, 500.0, 20.0, 0.3]
-    det = _det([_piece(strip, 0, 260), _piece(strip, 240, 500)], [voc.object_index("dock")] * 2, [0.9, 0.8])
+    det = _det([_piece(DOCK, 0, 260), _piece(DOCK, 240, 500)], [voc.object_index("dock")] * 2, [0.9, 0.8])
     write_dota_results({"r": det}, tmp_path / "res", voc)
+    return raster
+
+
+def test_sgg_detect_from_dota_joins_named_classes(tmp_path):
+    from sgg.cli import main
+    from sgg.datasets.native import read_scene_json
+
+    raster = _dock_results(tmp_path)
     base = ["detect", str(raster), "--from-dota", str(tmp_path / "res"), "-q"]
     assert main(base + ["--out", str(tmp_path / "a.scene.json")]) == 0
     assert len(read_scene_json(tmp_path / "a.scene.json").detections) == 2  # foreign results kept as given
     assert main(base + ["--join-linear", "dock", "--out", str(tmp_path / "b.scene.json")]) == 0
     joined = read_scene_json(tmp_path / "b.scene.json").detections
-    assert len(joined) == 1 and float(rotated_iou(joined.boxes.tensor, torch.tensor([strip]))) > 0.98
+    assert len(joined) == 1 and float(rotated_iou(joined.boxes.tensor, torch.tensor([DOCK]))) > 0.98
 
 
 def test_pipeline_joins_foreign_results_only_for_named_classes(tmp_path):
-    import numpy as np
-
-    from sgg.datasets.dota import write_dota_results
-    from sgg.io.writer import write_geotiff
     from sgg.pipeline import Pipeline
-    from sgg.structures import Vocabulary
 
-    raster = write_geotiff(tmp_path / "r.tif", np.zeros((400, 600, 3), dtype=np.uint8), crs="EPSG:32633",
-                           transform=(0.5, 0, 4e5, 0, -0.5, 5e6), overviews=False)
-    voc = Vocabulary.star()
-    strip = [300.0, 200.0, 500.0, 20.0, 0.3]
-    det = _det([_piece(strip, 0, 260), _piece(strip, 240, 500)], [voc.object_index("dock")] * 2, [0.9, 0.8])
-    write_dota_results({"r": det}, tmp_path / "res", voc)
+    raster = _dock_results(tmp_path)
 
     def run(join):
         cfg = {"detector": {"weights": None, "from_dota": str(tmp_path / "res"), "join_linear": join},
@@ -304,7 +303,7 @@ def test_pipeline_joins_foreign_results_only_for_named_classes(tmp_path):
 
     assert len(run(True)) == 2  # the default: foreign results kept as given
     joined = run(["dock"])
-    assert len(joined) == 1 and float(rotated_iou(joined.boxes.tensor, torch.tensor([strip]))) > 0.98
+    assert len(joined) == 1 and float(rotated_iou(joined.boxes.tensor, torch.tensor([DOCK]))) > 0.98
     assert len(run("dock")) == 1
     # the command line: sgg infer --from-dota … --join-linear CLASSES
     import json

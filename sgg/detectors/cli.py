@@ -93,6 +93,19 @@ def build_parser() -> ArgumentParser:
     return p
 
 
+def _check_join_names(objects, join) -> None:
+    """``--join-linear CLASSES`` against the vocabulary, as a usage error naming the option."""
+    if not isinstance(join, str):
+        return
+    from sgg.detectors.merge import linear_classes
+    from sgg.errors import SggInputError
+
+    try:
+        linear_classes(list(objects), join)
+    except ValueError as exc:
+        raise SggInputError(str(exc), option="--join-linear") from None
+
+
 def check_options(args: argparse.Namespace):
     """Everything that can be checked before work starts; returns (raster, out, dota_out)."""
     from sgg.cli_support import UsageError, input_path, output_dir, output_file
@@ -161,17 +174,11 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(args.threads)
     if args.from_dota:
         from sgg.detectors.inference import scenes_from_dota
-        from sgg.errors import SggInputError
+        from sgg.detectors.merge import named_classes
+        from sgg.structures import Vocabulary
 
-        join = args.join_linear if isinstance(args.join_linear, str) else False  # foreign results: opt-in
-        if join:  # class names checked before the results are read
-            from sgg.detectors.merge import linear_classes
-            from sgg.structures import Vocabulary
-
-            try:
-                linear_classes(list(Vocabulary.star().objects), join)
-            except ValueError as exc:
-                raise SggInputError(str(exc), option="--join-linear") from None
+        join = named_classes(args.join_linear)  # foreign results: joined only for classes named
+        _check_join_names(Vocabulary.star().objects, join)  # before the results are read
         sg = next(iter(scenes_from_dota(Path(args.from_dota), aliases=args.aliases, raster=raster,
                                         image_id=args.image_id, score_threshold=args.score_threshold,
                                         join_linear=join).values()))
@@ -186,22 +193,16 @@ def main(argv: list[str] | None = None) -> int:
 
             model = TTADetector(model, args.tta).eval()
         from sgg.detectors.protocol import detector_vocabulary
-        from sgg.errors import SggInputError
 
         if isinstance(args.min_score, dict):  # per-class output threshold: class names checked before the run
+            from sgg.errors import SggInputError
             from sgg.graph.thresholds import class_thresholds
 
             try:
                 class_thresholds(args.min_score, detector_vocabulary(model).objects)
             except SggInputError as exc:
                 raise SggInputError(str(exc), option="--min-score") from None
-        if isinstance(args.join_linear, str):  # class names checked before the run
-            from sgg.detectors.merge import linear_classes
-
-            try:
-                linear_classes(list(detector_vocabulary(model).objects), args.join_linear)
-            except ValueError as exc:
-                raise SggInputError(str(exc), option="--join-linear") from None
+        _check_join_names(detector_vocabulary(model).objects, args.join_linear)  # before the run
         from sgg.io.raster import RasterScene
 
         with RasterScene.open(raster, bands=args.bands) as scene:

@@ -49,7 +49,7 @@ from sgg.io.memory import reuse_freed_memory
 from sgg.structures import Detections, SceneGraph, Vocabulary
 
 from .gsd import dota_label_gsd, gsd_min_level, model_gsd_range, resolve_gsd
-from .merge import containment_suppress, join_collinear, linear_classes, merge_detections, merge_single, tile_to_level0
+from .merge import join_and_suppress, linear_classes, merge_detections, merge_single, tile_to_level0
 from .protocol import detector_vocabulary, supports_features
 from .tta import TTADetector
 
@@ -566,8 +566,7 @@ def scenes_from_dota(
         meta = {"source": "dota-results", "image_id": key}
         if join_classes:
             size = (int(scene.width), int(scene.height)) if scene is not None else None
-            det = join_collinear(det, join_classes, image_size=size)
-            det = det[containment_suppress(det, 0.8).nonzero().flatten()]  # as merge_detections after joining
+            det = join_and_suppress(det, join_classes, image_size=size)
             det = det[torch.argsort(det.scores, descending=True, stable=True)]
             meta["join_linear"] = [vocabulary.objects[c] for c in join_classes]
         if scene is not None:

@@ -230,9 +230,7 @@ def merge_detections(
     det, at_border = det[k], at_border[k]
     k = containment_suppress(det, containment_threshold, at_border).nonzero().flatten()
     det = det[k]
-    if len(join_classes):
-        det = join_collinear(det, join_classes, image_size=image_size)
-        det = det[containment_suppress(det, containment_threshold).nonzero().flatten()]
+    det = join_and_suppress(det, join_classes, image_size, containment_threshold)
     order = torch.argsort(det.scores, descending=True, stable=True)
     return det[order]
 
@@ -275,6 +273,21 @@ def linear_classes(objects: Sequence[str], join: bool | str | Sequence[str] = Tr
     if unknown:
         raise ValueError(f"unknown class(es) to join: {', '.join(unknown)} (not in the vocabulary: the detector's, or STAR's for foreign results)")
     return [objects.index(n) for n in names]
+
+
+def named_classes(join: bool | str | Sequence[str]) -> str | Sequence[str] | bool:
+    """``join`` for foreign detections (DOTA results): only classes named explicitly are joined, so
+    ``True`` (the default for a detector's own output) joins nothing there."""
+    return False if isinstance(join, bool) else join
+
+
+def join_and_suppress(det: Detections, join_classes: Sequence[int | Sequence[int]],
+                      image_size: tuple[int, int] | None = None, containment_threshold: float = 0.8) -> Detections:
+    """Merge step 7: :func:`join_collinear`, then containment suppression of what the joined boxes cover."""
+    if not len(join_classes):
+        return det
+    det = join_collinear(det, join_classes, image_size=image_size)
+    return det[containment_suppress(det, containment_threshold).nonzero().flatten()]
 
 
 def _class_groups(classes: Sequence[int | Sequence[int]] | torch.Tensor, num_labels: int) -> torch.Tensor:
@@ -426,7 +439,9 @@ __all__ = [
     "containment_suppress",
     "merge_detections",
     "join_collinear",
+    "join_and_suppress",
     "linear_classes",
+    "named_classes",
     "LINEAR_CLASSES",
     "merge_single",
 ]
