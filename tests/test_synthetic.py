@@ -84,16 +84,51 @@ def test_boxes_are_minimum_rectangles_of_drawn_shapes():
     for name, shape in SHAPES.items():
         for _ in range(3):
             L, h = rng.uniform(20, 80), rng.uniform(-3, 3)
-            W = L * rng.uniform(0.9, 1.05) if name == "plane" else L * rng.uniform(0.1, 0.9)  # planes: span ≈ length
+            W = L * rng.uniform(0.85, 1.1) if name.startswith("plane") else L * rng.uniform(0.1, 0.9)  # span ≈ length
             poly = shapely.Polygon(place(shape, 100.0, 50.0, L, W, h))
             # tight in the object's own frame: unrotated, the drawing spans exactly L × W around the centre
             local = shapely.Polygon(place(shape, 0.0, 0.0, L, W, 0.0))
             assert local.bounds == pytest.approx((-L / 2, -W / 2, L / 2, W / 2), abs=1e-6), name
-            if name == "plane":  # swept wings tilt a plane's minimum rectangle; boxes follow the fuselage (as DOTA)
+            if name.startswith("plane"):  # wings tilt a plane's minimum rectangle; boxes follow the fuselage (as DOTA)
                 continue
             mrr = poly.minimum_rotated_rectangle
             assert mrr.area == pytest.approx(L * W, rel=0.02), name
             assert mrr.centroid.distance(shapely.Point(100, 50)) < 0.02 * L, name
+
+
+def test_detailed_appearance_draws_inside_each_box_and_is_recorded():
+    """``appearance="detailed"``: every decoration of a car, truck, engineering vehicle or airplane lies inside
+    its object's box (so the annotation stays the tight box of what is drawn), both planforms occur, the
+    scene says how it was drawn, and the basic look is untouched by the option's existence."""
+    shapely = pytest.importorskip("shapely")
+    from sgg.datasets.synthetic.builder import Builder
+    from sgg.datasets.synthetic.layouts import compose
+    from sgg.datasets.synthetic.sites import _detailed_airplane
+
+    b = Builder(np.random.default_rng(0), 400.0, 400.0, detail=True)
+    xs, ys, hs = np.full(40, 200.0), np.full(40, 200.0), np.linspace(-3, 3, 40)
+    for cls in ("car", "truck", "engineering_vehicle"):
+        b.cars(xs, ys, hs, cls)
+    rng = np.random.default_rng(1)
+    planes = [_detailed_airplane(rng, 50.0) for _ in range(60)]
+    assert {p[1] for p in planes} == {"plane", "plane_straight"}
+    items = [(o["shape"], o["deco"]) for o in b.objs] + [(p[1], p[3]) for p in planes]
+    assert {s for s, _ in items} >= {"car", "rect", "plane", "plane_straight"}
+    unit = shapely.box(-0.5 - 1e-9, -0.5 - 1e-9, 0.5 + 1e-9, 0.5 + 1e-9)
+    for _, deco in items:
+        assert len(deco) >= 3
+        for shape, ox, oy, sl, sw, col in deco:
+            assert unit.contains(shapely.Polygon(place(SHAPES[shape], ox, oy, sl, sw, 0.0))), (shape, ox, oy, sl, sw)
+            assert len(col) == 3 and all(0 <= c <= 255 for c in col)
+    sg, img = generate_scene(2, 512, gsd=0.125, layout="parking", appearance="detailed", return_image=True)
+    basic, img0 = generate_scene(2, 512, gsd=0.125, layout="parking", return_image=True)
+    assert sg.metadata["appearance"] == "detailed" and "appearance" not in basic.metadata
+    assert not np.array_equal(img, img0)
+    assert compose(np.random.default_rng(5), 300.0, 300.0, "parking").detail is False
+    from sgg.errors import SggInputError
+
+    with pytest.raises(SggInputError, match="unknown appearance"):
+        generate_scene(0, 256, appearance="photoreal")
 
 
 def test_geotiff_georeferenced(tmp_path):
@@ -199,6 +234,16 @@ def test_cli_writes_dataset_and_round_trips(tmp_path):
     out2 = tmp_path / "ds2"
     assert main(["--out", str(out2), "--scenes", "1", "--size", "384", "--seed", "7", "--layout", "parking", "--no-progress"]) == 0
     assert (out2 / "annotations" / "s00000.json").read_bytes() == (out / "annotations" / "s00000.json").read_bytes()
+    # --appearance detailed: recorded in the scene; an unknown look is a usage error, nothing written
+    out3 = tmp_path / "ds3"
+    assert main(["--out", str(out3), "--scenes", "1", "--size", "256", "--seed", "7", "--layout", "airport",
+                 "--appearance", "detailed", "--no-progress"]) == 0
+    assert read_scene_json(out3 / "annotations" / "s00000.json").metadata["appearance"] == "detailed"
+    from sgg.cli_support import UsageError
+
+    with pytest.raises(UsageError, match="--appearance: invalid choice"):
+        main(["--out", str(tmp_path / "ds4"), "--appearance", "glossy"])
+    assert not (tmp_path / "ds4").exists()
 
 
 def test_vocabulary_subset_and_bad_input():

@@ -23,6 +23,9 @@ def build_parser():
                    help="ground sampling distance in metres per pixel")
     p.add_argument("--layout", action="append", choices=LAYOUTS, default=None,
                    help="scene layout (repeatable; default: mostly 'mixed' plus some single-kind scenes)")
+    p.add_argument("--appearance", choices=("basic", "detailed"), default="basic",
+                   help="object looks: 'detailed' draws cars with windows and shaded flanks, aircraft with "
+                   "engines, grey wings and a white fuselage, and random shadow depth")
     p.add_argument("--split", type=float_range(0, 1), nargs=3, default=(0.7, 0.15, 0.15),
                    metavar=("TRAIN", "VAL", "TEST"), help="train/val/test fractions, summing to 1")
     p.add_argument("--workers", type=int_range(1), default=1, help="parallel processes")
@@ -41,7 +44,7 @@ def main(argv: list[str] | None = None) -> int:
     from sgg.datasets.synthetic import generate_dataset
 
     split = generate_dataset(args.out, scenes=args.scenes, size=args.size, seed=args.seed, gsd=args.gsd, layouts=args.layout,
-                             split=tuple(args.split), workers=args.workers,
+                             split=tuple(args.split), workers=args.workers, appearance=args.appearance,
                              progress=not (args.no_progress or args.quiet))
     if not args.quiet:
         print(f"wrote {sum(len(v) for v in split.values())} scenes to {args.out} "

@@ -34,6 +34,8 @@ class Builder:
     wm: float
     hm: float
     sun: tuple[float, float] = (0.55, 0.35)  # shadow offset per metre of height
+    detail: bool = False  # appearance "detailed": finer vehicle and aircraft looks (see generate_scene)
+    shade: int = 90  # shadows multiply the ground by shade / 255
     objs: list = field(default_factory=list)
     ground: list = field(default_factory=list)
     plumes: list = field(default_factory=list)
@@ -107,6 +109,8 @@ class Builder:
             W = rng.uniform(2.6, 3.2, n)
             cols = np.array([(235, 180, 30), (230, 150, 20), (240, 200, 50)])[rng.integers(0, 3, n)] + rng.normal(0, 8, (n, 3))
         cols = np.clip(cols, 0, 255)
+        if self.detail:
+            return self._detailed_vehicles(xs, ys, headings, cls, L, W, cols)
         for i in range(n):
             c = tuple(int(v) for v in cols[i])
             dark = tuple(int(v * 0.35) for v in c)
@@ -117,6 +121,47 @@ class Builder:
             else:
                 deco = [("rect", 0.25, 0.0, 0.25, 0.7, (50, 50, 50)), ("rect", -0.2, 0.0, 0.1, 1.0, dark)]
             out.append(self.add(cls, xs[i], ys[i], L[i], W[i], headings[i], color=c, height=1.6 if cls == "car" else 3.5,
+                                z=3, deco=deco))
+        return out
+
+    def _detailed_vehicles(self, xs, ys, headings, cls, L, W, cols) -> list[int]:
+        """Vehicles as seen at 0.1-0.3 m: cars with rounded corners, shaded flanks, tinted windscreen and rear
+        window of random proportions (saloons to hatchbacks), some dark roofs or sunroofs; trucks with a glazed
+        cab and a ribbed load; engineering vehicles with a cab and a boom or bucket."""
+        rng = self.rng
+        n = len(xs)
+        glass = np.clip(rng.normal(48, 12, (n, 1)) + rng.normal(0, 6, (n, 3)) + np.array([0, 4, 10]), 10, 120)
+        f_at, f_len = rng.uniform(0.1, 0.22, n), rng.uniform(0.12, 0.2, n)  # windscreen centre and length
+        roof_len, r_len = rng.uniform(0.26, 0.46, n), rng.uniform(0.07, 0.14, n)  # roof, rear window lengths
+        roof_len = np.minimum(roof_len, f_at - f_len / 2 + 0.46 - r_len)  # leave a boot: glass stays on the body
+        roof_kind = rng.choice(3, n, p=[0.8, 0.1, 0.1])  # body-coloured, dark, with a sunroof
+        out = []
+        for i in range(n):
+            c = cols[i]
+            body, g = tuple(int(v) for v in c), tuple(int(v) for v in glass[i])
+            flank = tuple(int(v) for v in c * 0.8)
+            light = tuple(int(v) for v in np.clip(c * 1.08 + 8, 0, 255))
+            if cls == "car":
+                front = f_at[i] - f_len[i] / 2  # rear edge of the windscreen
+                roof_c = front - roof_len[i] / 2
+                back = front - roof_len[i]
+                roof = light if roof_kind[i] != 1 else (35, 35, 38)
+                deco = [("rect", 0.0, -0.42, 0.86, 0.16, flank), ("rect", 0.0, 0.42, 0.86, 0.16, flank),
+                        ("rect", f_at[i], 0.0, f_len[i], 0.8, g), ("rect", roof_c, 0.0, roof_len[i], 0.74, roof),
+                        ("rect", back - r_len[i] / 2, 0.0, r_len[i], 0.72, g)]
+                if roof_kind[i] == 2:
+                    deco.append(("rect", roof_c + 0.04, 0.0, roof_len[i] * 0.35, 0.4, g))
+                shape, height = "car", 1.5
+            elif cls == "truck":
+                deco = [("rect", 0.41, 0.0, 0.18, 0.96, light), ("rect", 0.48, 0.0, 0.03, 0.86, g),
+                        ("rect", 0.3, 0.0, 0.04, 1.0, (30, 30, 32))]
+                deco += [("rect", x, 0.0, 0.012, 0.96, flank) for x in np.linspace(-0.45, 0.22, 6)]
+                shape, height = "rect", 3.5
+            else:
+                deco = [("rect", 0.3, 0.2, 0.22, 0.5, light), ("rect", 0.38, 0.2, 0.04, 0.45, g),
+                        ("rect", -0.15, -0.1, 0.6, 0.16, (60, 58, 55)), ("rect", -0.2, 0.0, 0.1, 1.0, flank)]
+                shape, height = "rect", 3.0
+            out.append(self.add(cls, xs[i], ys[i], L[i], W[i], headings[i], shape=shape, color=body, height=height,
                                 z=3, deco=deco))
         return out
 

@@ -4,8 +4,8 @@ Everything is drawn with PIL's C polygon rasteriser onto one RGB canvas; texture
 fields (low-resolution noise upsampled by PIL, so a 4,096 px scene renders in a few seconds). Shapes are
 given in a unit local frame (x along the object's heading in [-0.5, 0.5], y across it in [-0.5, 0.5]) and
 every shape touches the four sides of that square, so the annotated oriented box (length × width, heading)
-is the tight box around what is drawn in the object's own frame — and, for every shape but the airplane,
-its minimum-area rectangle (an airplane's is tilted by the swept wings; like DOTA and STAR we keep the
+is the tight box around what is drawn in the object's own frame — and, for every shape but the airplanes,
+its minimum-area rectangle (an airplane's is tilted by its wings; like DOTA and STAR we keep the
 fuselage-aligned box, which is what detectors should learn).
 """
 
@@ -26,6 +26,13 @@ PLANE = np.array([  # fuselage along x, wings swept back, tailplane; spans the u
     [-0.44, -0.2], [-0.5, -0.2], [-0.46, -0.03], [-0.5, 0.0],
     [-0.46, 0.03], [-0.5, 0.2], [-0.44, 0.2], [-0.34, 0.05], [-0.06, 0.05], [-0.18, 0.5], [-0.1, 0.5],
     [0.12, 0.05], [0.42, 0.05]])
+PLANE_STRAIGHT = np.array([  # high straight wing (regional turboprop), tailplane; spans the unit square
+    [0.5, 0.0], [0.44, -0.05], [0.1, -0.05], [0.1, -0.5], [-0.02, -0.5], [-0.02, -0.05], [-0.38, -0.05],
+    [-0.42, -0.16], [-0.5, -0.16], [-0.48, 0.0],
+    [-0.5, 0.16], [-0.42, 0.16], [-0.38, 0.05], [-0.02, 0.05], [-0.02, 0.5], [0.1, 0.5], [0.1, 0.05],
+    [0.44, 0.05]])
+CAR = np.array([  # car body seen from above: rounded (chamfered) corners, a touch narrower at the bonnet
+    [0.5, -0.36], [0.44, -0.5], [-0.44, -0.5], [-0.5, -0.4], [-0.5, 0.4], [-0.44, 0.5], [0.44, 0.5], [0.5, 0.36]])
 OVAL = np.concatenate([  # stadium-shaped running track (two half circles joined)
     np.stack([0.25 + 0.25 * np.cos(np.linspace(-np.pi / 2, np.pi / 2, 13)), 0.5 * np.sin(np.linspace(-np.pi / 2, np.pi / 2, 13))], 1),
     np.stack([-0.25 + 0.25 * np.cos(np.linspace(np.pi / 2, 1.5 * np.pi, 13)), 0.5 * np.sin(np.linspace(np.pi / 2, 1.5 * np.pi, 13))], 1)])
@@ -43,7 +50,8 @@ PLUME = np.concatenate([  # smoke / vapour plume, narrow at the source (x = -0.5
     np.stack([-0.5 + _P[::-1], 0.5 * np.sqrt(_P[::-1]) * (1 - 0.6 * _P[::-1] ** 6)], 1)])
 PLUME[:, 1] /= 2 * PLUME[:, 1].max()
 
-SHAPES = {"plume": PLUME, "rect": RECT, "circle": CIRCLE, "hull": HULL, "plane": PLANE, "oval": OVAL, "fan": FAN, "arc": ARC}
+SHAPES = {"plume": PLUME, "rect": RECT, "circle": CIRCLE, "hull": HULL, "plane": PLANE, "oval": OVAL, "fan": FAN, "arc": ARC,
+          "plane_straight": PLANE_STRAIGHT, "car": CAR}
 
 
 def place(shape: np.ndarray, cx: float, cy: float, length: float, width: float, heading: float) -> np.ndarray:
@@ -110,10 +118,11 @@ PSF = ImageFilter.Kernel((3, 3), [1, 2, 1, 2, 6, 2, 1, 2, 1], scale=18)
 
 # ------------------------------------------------------------------------------------------- rendering
 def render(rng: np.random.Generator, width: int, height: int, gsd: float, land: list[str], ground_items: list,
-           objects: list, plumes: list, sun: tuple[float, float]) -> np.ndarray:
+           objects: list, plumes: list, sun: tuple[float, float], shade: int = 90) -> np.ndarray:
     """Draw a scene. ``ground_items``: (polygon_px, rgb, kind) where kind 'water' gets wave texture.
     ``objects``: dicts with poly (list of (polygon_px, rgb)), shadow (list of polygons) or None, z.
-    ``plumes``: (polygon_px, rgb, alpha). Returns HxWx3 uint8. Whole-image steps run in PIL's C code."""
+    ``plumes``: (polygon_px, rgb, alpha). ``shade``: shadows multiply what they cover by ``shade / 255``.
+    Returns HxWx3 uint8. Whole-image steps run in PIL's C code."""
     from PIL import ImageChops
 
     img = ground(rng, height, width, land, gsd)
@@ -142,13 +151,13 @@ def render(rng: np.random.Generator, width: int, height: int, gsd: float, land: 
         if objects[i]["z"] < 2:
             for pts, col in objects[i]["poly"]:
                 _poly(draw, pts, col)
-    # shadows of raised objects darken whatever lies below them (multiply by 0.35)
+    # shadows of raised objects darken whatever lies below them (multiply by shade / 255, 0.35 by default)
     shadow = Image.new("L", (width, height), 255)
     sd = ImageDraw.Draw(shadow)
     for i in order:
         if objects[i]["z"] >= 2 and objects[i].get("shadow") is not None:
             for pts in objects[i]["shadow"]:
-                _poly(sd, pts, 90)
+                _poly(sd, pts, int(shade))
     img = ImageChops.multiply(img, Image.merge("RGB", (shadow, shadow, shadow)))
     draw = ImageDraw.Draw(img)
     for i in order:

@@ -155,11 +155,39 @@ def tank(f: Frame, u, v, d, color=None):
 def airplane(f: Frame, u, v, heading, L=None):
     rng = f.b.rng
     L = L or rng.uniform(30, 70)
+    if f.b.detail:
+        span, shape, wing, deco = _detailed_airplane(rng, L)
+        return f.add("airplane", u, v, L, span, heading, shape=shape, color=wing, z=3, height=6, deco=deco)
     span = L * rng.uniform(0.9, 1.05)
     col = jitter(rng, (238, 238, 240), 6)
     tail = jitter(rng, [(200, 40, 40), (30, 60, 150), (240, 240, 240), (30, 120, 80)][rng.integers(0, 4)], 15)
     return f.add("airplane", u, v, L, span, heading, shape="plane", color=col, z=3, height=6,
                  deco=[("rect", -0.44, 0, 0.1, 0.05, tail), ("rect", 0.0, 0, 0.7, 0.06, (215, 215, 220))])
+
+
+def _detailed_airplane(rng: np.random.Generator, L: float) -> tuple[float, str, tuple, list]:
+    """Span, planform, wing colour and decorations of an airliner or regional aircraft as Pleiades-class
+    0.5 m imagery shows one: grey wings under a white (or painted) fuselage with a pointed nose, dark cockpit
+    glazing, a coloured fin, and two or four engine pods ahead of the wings (turboprops: straight wings with
+    nacelles reaching forward)."""
+    straight = rng.random() < 0.25
+    span = L * rng.uniform(0.85, 1.1)
+    wing = jitter(rng, (rng.uniform(160, 215),) * 3, 5)
+    body = jitter(rng, [(240, 240, 242), (236, 236, 236), (225, 228, 232), (60, 80, 140), (200, 50, 45)][
+        rng.choice(5, p=[0.55, 0.15, 0.15, 0.08, 0.07])], 6)
+    tail = jitter(rng, [(200, 40, 40), (30, 60, 150), (240, 240, 240), (30, 120, 80), (240, 180, 30)][rng.integers(0, 5)], 15)
+    pod = jitter(rng, (rng.uniform(90, 150),) * 3, 8)
+    fuse = rng.uniform(0.085, 0.11)  # fuselage width in span units
+    deco = [("hull", 0.01, 0.0, 0.98, fuse, body), ("rect", 0.455, 0.0, 0.02, fuse * 0.6, (40, 44, 52)),
+            ("rect", -0.43, 0.0, 0.12, fuse * 0.4, tail)]
+    if straight:
+        deco += [("rect", 0.1, y, 0.16, 0.05, pod) for y in (-0.2, 0.2)]
+    else:
+        ys = (-0.2, 0.2) if rng.random() < 0.85 else (-0.34, -0.19, 0.19, 0.34)
+        deco += [("rect", 0.11 - 0.49 * (abs(y) - 0.05), y, 0.09, 0.045, pod) for y in ys]  # on the leading edge
+    if rng.random() < 0.3:  # a cheat line along the fuselage
+        deco.append(("rect", 0.0, 0.0, 0.75, fuse * 0.3, tail))
+    return span, "plane_straight" if straight else "plane", wing, deco
 
 
 def airport(b: Builder, x0, y0, x1, y1):
