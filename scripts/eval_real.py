@@ -21,6 +21,9 @@ Sets (``--real`` is ``../shared/real``; the figures are class-agnostic AP@0.5 wi
   ``--aircraft-limit N`` evaluates the first N images (each 2,560² is 49 tiles at level 0);
 * ``synthetic`` held-out synthetic scenes (``--synth DIR[,DIR…] --split test``): ordinary mAP@0.5 over classes,
   and each class group's class-agnostic AP as for the real sets (``groups``).
+* ``synthetic_r45`` the same scenes turned by 45° as ``ships_ge_r45`` turns its images (GSD from the scene's
+  metadata): synthetic sites are laid out along the image axes, real airports and car parks need not be, so
+  this checks on validation scenes how the weights see aircraft, vehicles and the rest at diagonal angles.
 
 Per image the detector runs with holistic tiling (``--tile-size``/``--overlap``, every tile: ``zoom="full"``)
 and the image's GSD when known (``detect_scene(gsd=)``); predictions of a group's classes are merged into
@@ -32,6 +35,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 import warnings
@@ -42,8 +46,8 @@ GROUPS = {
     "vehicles": ("car", "truck", "engineering_vehicle"),
     "aircraft": ("airplane",),
 }
-SETS = ("p0706", "ships_ge", "ships_ge_obb", "ships_ge_r45", "vehicles", "aircraft", "synthetic")
-TURN = 45  # degrees, ships_ge_r45
+SETS = ("p0706", "ships_ge", "ships_ge_obb", "ships_ge_r45", "vehicles", "aircraft", "synthetic", "synthetic_r45")
+TURN = 45  # degrees, ships_ge_r45 and synthetic_r45
 
 
 def group_only(det, vocab, names, nms_iou: float = 0.4):
@@ -166,7 +170,7 @@ def turned(gt, image: Path, work: Path):
             img = read_whole(ReaderCache().get(str(image)), w, h)[:, :h, :w]
             arr = (turn_images(img[None], a)[0] * 255).round().clamp(0, 255).to(torch.uint8).numpy()
             out.parent.mkdir(parents=True, exist_ok=True)
-            tmp = out.with_suffix(".tmp.tif")
+            tmp = out.with_suffix(f".{os.getpid()}.tmp.tif")  # shards may turn the same image at once
             with rasterio.open(tmp, "w", driver="GTiff", width=arr.shape[2], height=arr.shape[1], count=3,
                                dtype=np.uint8) as dst:
                 dst.write(arr)
@@ -243,21 +247,33 @@ def group_scores(preds, gts, vocab) -> dict:
     return out
 
 
-def eval_synthetic(model, dirs: list[Path], split: str, args) -> dict:
+def eval_synthetic(model, dirs: list[Path], split: str, args, turn: bool = False) -> dict:
     """mAP@0.5 over classes of the ``split`` scenes of one or more ``sgg synth`` directories, and the class
-    groups' class-agnostic AP (e.g. vehicles in scenes rendered at 0.125 m)."""
+    groups' class-agnostic AP (e.g. vehicles in scenes rendered at 0.125 m); ``turn``: the scenes turned by
+    :data:`TURN` degrees (:func:`turned`; images written under ``--cache`` or a temporary folder)."""
+    import tempfile
+
     from sgg.datasets.native import read_scene_json
     from sgg.datasets.tiling import read_split
     from sgg.evaluation.detection import rotated_map
 
+    name = "synthetic_r45" if turn else "synthetic"
+    scratch = None if args.cache or not turn else tempfile.TemporaryDirectory()
     preds, gts, t0 = [], [], time.perf_counter()
     for data in dirs:
-        prefix = "synthetic" if len(dirs) == 1 else f"synthetic/{data.name}"  # one dir: the old cache keys
+        prefix = name if len(dirs) == 1 else f"{name}/{data.name}"  # one dir: the old cache keys
         for i in read_split(data)[split]:
-            got = detect_cached(model, data / "scenes" / f"{i}.tif", args, f"{prefix}/{i}")
+            key = f"{prefix}/{i}"
+            if args.shard and not shard_owns(key, args.shard) and not (args.cache and (Path(args.cache) / f"{key}.pt").exists()):
+                continue  # another shard's scene: do not turn it here
+            gt, image = read_scene_json(data / "annotations" / f"{i}.json"), data / "scenes" / f"{i}.tif"
+            if turn:
+                work = (Path(args.cache) / f"{name}_images" if args.cache else Path(scratch.name)) / data.name
+                image, gt = turned(gt, image, work)
+            got = detect_cached(model, image, args, key, gsd=(gt.metadata or {}).get("gsd") if turn else None)
             if got is None:
                 continue
-            gts.append(read_scene_json(data / "annotations" / f"{i}.json"))
+            gts.append(gt)
             preds.append(got[0])
     r = rotated_map(preds, gts, class_names=list(model.vocabulary.objects))
     return {"mAP50": r["mAP"], "classes": len(r["classes_evaluated"]), "images": len(gts),
@@ -308,10 +324,11 @@ def main(argv: list[str] | None = None) -> int:
     real = Path(a.real)
     out = {"weights": a.weights, "ensemble": a.ensemble, "gsd_range": model.config.get("gsd_range"), "tta": a.tta}
     for which in a.sets.split(","):
-        if which == "synthetic":
+        if which in ("synthetic", "synthetic_r45"):
             if not a.synth:
                 continue
-            out[which] = eval_synthetic(model, [Path(d) for d in a.synth.split(",")], a.split, a)
+            out[which] = eval_synthetic(model, [Path(d) for d in a.synth.split(",")], a.split, a,
+                                        turn=which == "synthetic_r45")
         else:
             out[which] = eval_dota_set(model, real, which, a)
         print(which, json.dumps(out[which]), flush=True)

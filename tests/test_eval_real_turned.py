@@ -7,6 +7,7 @@ import math
 import warnings
 
 import numpy as np
+import pytest
 import rasterio
 import torch
 from PIL import Image
@@ -90,3 +91,44 @@ def test_group_scores_are_class_agnostic_within_a_group():
     assert out["vehicles"]["AP50"] == pytest.approx(2 / 3) and out["vehicles"]["recall"] == pytest.approx(2 / 3)
     assert out["vehicles"]["gts"] == 3
     assert out["boats"] == {"AP50": 0.0, "recall": 0.0, "gts": 1}
+
+
+def test_synthetic_r45_turns_scenes_and_their_boxes_together(tmp_path, monkeypatch):
+    """``--sets synthetic_r45``: each validation scene is turned by 45° with its boxes; an oracle that returns
+    the turned ground truth scores 1.0 (mAP and every group), one that returns the unturned boxes does not,
+    and detection gets the scene's GSD (a turned GeoTIFF has no CRS to carry it)."""
+    import argparse
+
+    from sgg.datasets import synthetic
+    from sgg.datasets.native import read_scene_json
+    from sgg.structures import Vocabulary
+
+    er = load_script("eval_real")
+    data = tmp_path / "air"
+    synthetic.generate_dataset(data, scenes=1, size=512, seed=3, gsd=0.5, layouts=["airport"], split=(0, 1, 0))
+    sid = "s00000"
+    plain = read_scene_json(data / "annotations" / f"{sid}.json")
+    calls = []
+
+    def oracle(turn_boxes):
+        def detect(model, image, args, key, **kw):
+            calls.append((image, key, kw))
+            gt = plain if not turn_boxes else er.turned(plain, data / "scenes" / f"{sid}.tif", tmp_path / "c" / "synthetic_r45_images" / "air")[1]
+            return gt.detections, 1
+        return detect
+
+    model = argparse.Namespace(vocabulary=Vocabulary.star())
+    args = argparse.Namespace(cache=str(tmp_path / "c"), shard=None)
+    monkeypatch.setattr(er, "detect_cached", oracle(True))
+    out = er.eval_synthetic(model, [data], "val", args, turn=True)
+    assert out["images"] == 1 and out["mAP50"] == pytest.approx(1.0)
+    assert out["groups"]["aircraft"]["AP50"] == pytest.approx(1.0)
+    image, key, kw = calls[-1]
+    assert key == "synthetic_r45/s00000" and kw == {"gsd": 0.5} and image.suffix == ".tif"
+    side = math.ceil(2 * 512 / math.sqrt(2))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with rasterio.open(image) as src:
+            assert (src.width, src.height) == (side, side)
+    monkeypatch.setattr(er, "detect_cached", oracle(False))
+    assert er.eval_synthetic(model, [data], "val", args, turn=True)["mAP50"] < 0.5
