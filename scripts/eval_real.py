@@ -120,6 +120,12 @@ def shard_owns(key: str, shard: tuple[int, int]) -> bool:
     return zlib.crc32(key.encode()) % n == k - 1
 
 
+def elsewhere(key: str, args) -> bool:
+    """Whether another ``--shard`` owns ``key`` and no cached result of it exists yet (then skip it here)."""
+    cached = bool(args.cache) and (Path(args.cache) / f"{key}.pt").exists()
+    return bool(args.shard) and not shard_owns(key, args.shard) and not cached
+
+
 def detect_cached(model, image: Path, args, key: str, **kw):
     """``detect_scene`` detections of one image, or ``None`` when another shard owns it. With ``--cache DIR``
     results are stored per image (``<key>.pt``) and reused, so ``--shard k/N`` processes can split a set and a
@@ -133,7 +139,7 @@ def detect_cached(model, image: Path, args, key: str, **kw):
     if cache is not None and cache.exists():
         d = torch.load(cache, weights_only=True)
         return Detections(d["boxes"], d["labels"], d["scores"]), int(d["tiles"])
-    if args.shard and not shard_owns(key, args.shard):
+    if elsewhere(key, args):
         return None
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # no-CRS PNGs, unknown GSD (ships_ge): expected here
@@ -264,7 +270,7 @@ def eval_synthetic(model, dirs: list[Path], split: str, args, turn: bool = False
         prefix = name if len(dirs) == 1 else f"{name}/{data.name}"  # one dir: the old cache keys
         for i in read_split(data)[split]:
             key = f"{prefix}/{i}"
-            if args.shard and not shard_owns(key, args.shard) and not (args.cache and (Path(args.cache) / f"{key}.pt").exists()):
+            if elsewhere(key, args):
                 continue  # another shard's scene: do not turn it here
             gt, image = read_scene_json(data / "annotations" / f"{i}.json"), data / "scenes" / f"{i}.tif"
             if turn:

@@ -71,6 +71,21 @@ def test_shards_cover_every_image_once_and_bad_shards_are_usage_errors():
     assert all(len(o) == 1 for o in owners) and {o[0] for o in owners} == {1, 2, 3}
 
 
+
+def test_another_shards_key_is_skipped_until_its_result_is_cached(tmp_path):
+    import argparse
+
+    er = load_script("eval_real")
+    key = next(f"synthetic_r45/s{i:05d}" for i in range(50) if not er.shard_owns(f"synthetic_r45/s{i:05d}", (1, 2)))
+    args = argparse.Namespace(cache=str(tmp_path), shard=(1, 2))
+    assert er.elsewhere(key, args)
+    assert not er.elsewhere(key, argparse.Namespace(cache=str(tmp_path), shard=(2, 2)))  # its owner
+    assert not er.elsewhere(key, argparse.Namespace(cache=None, shard=None))  # no shards: everything here
+    (tmp_path / key).parent.mkdir(parents=True)
+    (tmp_path / f"{key}.pt").write_bytes(b"")
+    assert not er.elsewhere(key, args)  # cached: the last run scores it
+
+
 def test_group_scores_are_class_agnostic_within_a_group():
     """Hand-worked: 3 vehicles (2 cars, 1 truck); a car, a car called truck and a false car, by score.
     Class-agnostic: TP, TP, FP → precision 1, 1, 2/3 at recall 1/3, 2/3, 2/3: area AP 2/3, recall 2/3."""

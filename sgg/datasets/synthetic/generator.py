@@ -20,6 +20,13 @@ from sgg.datasets.synthetic.layouts import LAYOUTS
 
 APPEARANCES = ("basic", "detailed")
 
+
+def _check_appearance(appearance: str) -> None:
+    from sgg.errors import SggInputError
+
+    if appearance not in APPEARANCES:
+        raise SggInputError(f"unknown appearance {appearance!r}; choose from {', '.join(APPEARANCES)}", where="appearance")
+
 UTM_EPSG = 32633  # WGS 84 / UTM zone 33N
 _ORIGIN = (380000.0, 5820000.0)  # a point inside zone 33N (north-east Germany)
 
@@ -100,8 +107,7 @@ def generate_scene(seed: int, size=4096, gsd: float = 0.5, layout: str = "mixed"
     from sgg.ops import normalize_le90
     from sgg.structures import Detections, OrientedBoxes, PairSet, SceneGraph, Vocabulary
 
-    if appearance not in APPEARANCES:
-        raise SggInputError(f"unknown appearance {appearance!r}; choose from {', '.join(APPEARANCES)}", where="appearance")
+    _check_appearance(appearance)
     if layout not in LAYOUTS:
         raise SggInputError(f"unknown layout {layout!r}; choose from {', '.join(LAYOUTS)}", where="layout")
     width, height = _size(size)
@@ -179,8 +185,7 @@ def generate_dataset(out_dir, scenes: int = 8, size=2048, seed: int = 0, gsd: fl
 
     if scenes < 1:
         raise SggInputError(f"scenes must be >= 1, got {scenes}", where="scenes")
-    if appearance not in APPEARANCES:
-        raise SggInputError(f"unknown appearance {appearance!r}; choose from {', '.join(APPEARANCES)}", where="appearance")
+    _check_appearance(appearance)
     if len(split) != 3 or any(s < 0 for s in split) or sum(split) <= 0:
         raise SggInputError(f"split must be three non-negative fractions, got {split}", where="split")
     out_dir = Path(out_dir)
