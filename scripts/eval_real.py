@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
 import warnings
@@ -159,12 +158,11 @@ def turned(gt, image: Path, work: Path):
     alike (:func:`sgg.detectors.tta.turn_boxes`)."""
     import math
 
-    import numpy as np
-    import rasterio
     import torch
 
     from sgg.datasets.tiling import ReaderCache, read_whole
     from sgg.detectors.tta import turn_boxes, turn_images, turned_size
+    from sgg.io import write_geotiff
     from sgg.structures import OrientedBoxes
 
     w, h = gt.image_size
@@ -175,12 +173,9 @@ def turned(gt, image: Path, work: Path):
         if not out.exists():
             img = read_whole(ReaderCache().get(str(image)), w, h)[:, :h, :w]
             arr = (turn_images(img[None], a)[0] * 255).round().clamp(0, 255).to(torch.uint8).numpy()
-            out.parent.mkdir(parents=True, exist_ok=True)
-            tmp = out.with_suffix(f".{os.getpid()}.tmp.tif")  # shards may turn the same image at once
-            with rasterio.open(tmp, "w", driver="GTiff", width=arr.shape[2], height=arr.shape[1], count=3,
-                               dtype=np.uint8) as dst:
-                dst.write(arr)
-            tmp.replace(out)
+            # atomic under a per-writer name: shards may turn the same image at once; no overviews, so every
+            # pyramid level is resampled from these pixels as for any plain image
+            write_geotiff(out, arr.transpose(1, 2, 0), overviews=False)
     vh, vw = turned_size((h, w), a)
     det = gt.detections
     det = type(det)(OrientedBoxes(turn_boxes(det.boxes.tensor, a, (h, w))), det.labels, det.scores)
