@@ -15,6 +15,7 @@ from rasterio.windows import Window
 
 from sgg.datasets import DetectorDataModule, RelationDataModule, TileSampler, write_scene_json
 from sgg.datasets.transforms import hflip, padded_grid_windows, render_box_mask, rot90, tile_targets, vflip
+from sgg.errors import SggInputError
 from sgg.ops import box_to_shapely
 from sgg.structures import Detections, GeoReference, OrientedBoxes, PairSet, SceneGraph, Vocabulary
 
@@ -412,6 +413,45 @@ def test_any_angle_rotation_keeps_boxes_on_their_objects(data_dir):
     mask = render_box_mask(_interior(moved, 0.8), 64, 64)
     assert out[0][mask].mean() > 0.95
     assert abs(float(moved[0, 4]) - 1.2) < 1e-5
+
+
+def test_rotate_any_classes_turns_only_tiles_around_those_classes(data_dir, monkeypatch):
+    """rotate_any_classes: exactly the tiles placed around an object of a listed class are turned; the window
+    and the draw of everything else are those of a run without the restriction."""
+    import sgg.datasets.datamodules as dmod
+    from sgg.datasets.tiling import sample_window
+
+    turned = []
+    real = dmod.rotate_about_centre
+    monkeypatch.setattr(dmod, "rotate_about_centre", lambda *a, **k: turned.append(1) or real(*a, **k))
+    names = [STAR.objects[0], STAR.objects[1]]
+    kw = dict(tile_size=64, scales=(1.0,), tiles_per_epoch=60, batch_size=1, positive_fraction=0.7,
+              rotate_any=1.0, flip=False, rotate=False, seed=5)
+    dm = DetectorDataModule(str(data_dir), rotate_any_classes=names, **kw)
+    dm.setup("fit")
+    ds = dm.datasets["train"]
+    plain = DetectorDataModule(str(data_dir), **{**kw, "rotate_any": 0.0})
+    plain.setup("fit")
+    expected = n_turned = 0
+    for i in range(60):
+        si, _, _, k = ds._tile_spec(i)
+        assert ds.tile_spec(i) == plain.datasets["train"].tile_spec(i)
+        want = k is not None and int(ds.scenes[si].labels[k]) in (0, 1)
+        before = len(turned)
+        ds[i]
+        assert (len(turned) > before) == want
+        expected += want
+        n_turned += len(turned) > before
+    assert 0 < n_turned == expected < 60
+    # the object index sample_window reports is the one whose centre the window holds; the corner is unchanged
+    centres = ds.scenes[0].boxes[:, :2]
+    for seed in range(20):
+        x, y, k = sample_window(np.random.default_rng(seed), 300, 240, 64, centres, 1.0, return_index=True)
+        assert (x, y) == sample_window(np.random.default_rng(seed), 300, 240, 64, centres, 1.0)
+        assert x <= float(centres[k, 0]) <= x + 64 and y <= float(centres[k, 1]) <= y + 64
+    assert sample_window(np.random.default_rng(0), 300, 240, 64, centres, 0.0, return_index=True)[2] is None
+    with pytest.raises(SggInputError, match="rotate_any_classes: unknown object classes"):
+        DetectorDataModule(str(data_dir), rotate_any_classes=["car", "spaceship"], **kw).setup("fit")
 
 
 def test_photometric_jitter_is_seeded_and_bounded():

@@ -102,6 +102,7 @@ class DetectorTileDataset(Dataset):
         flip: bool = True,
         rotate: bool = True,
         rotate_any: float = 0.0,
+        rotate_any_labels: Sequence[int] | None = None,
         photometric: float = 0.0,
         overlap: float = 0.0,
         seed: int = 0,
@@ -124,6 +125,8 @@ class DetectorTileDataset(Dataset):
         self.min_box_size, self.positive_fraction = float(min_box_size), float(positive_fraction)
         self.flip, self.rotate, self.seed = flip, rotate, int(seed)
         self.rotate_any, self.photometric = float(rotate_any), float(photometric)
+        # turn only tiles placed around an object of these classes (None: any tile)
+        self.rotate_any_labels = None if rotate_any_labels is None else frozenset(int(c) for c in rotate_any_labels)
         self.readers = ReaderCache(opener)
         # copy-paste of real objects in dense rows into oriented training tiles (sgg.datasets.copy_paste)
         self.paster, self.paste_prob = paster, float(paste_prob) if paster is not None and train else 0.0
@@ -172,9 +175,13 @@ class DetectorTileDataset(Dataset):
 
     def tile_spec(self, index: int) -> tuple[int, float, tuple[float, float, float, float]]:
         """(scene index, scale, level-0 window) of sample ``index`` — deterministic in (seed, index)."""
+        return self._tile_spec(index)[:3]
+
+    def _tile_spec(self, index: int) -> tuple[int, float, tuple[float, float, float, float], int | None]:
+        """:meth:`tile_spec` and the index of the object the window was placed around (None: uniform)."""
         if not self.train:
             row = self.grid[index]
-            return int(row[0]), float(row[1]), tuple(float(v) for v in row[2:6])
+            return int(row[0]), float(row[1]), tuple(float(v) for v in row[2:6]), None
         rng = np.random.default_rng([self.seed, int(index)])
         if self.hbb_fraction and rng.random() < self.hbb_fraction:
             k = len(self.scenes) - self.num_obb
@@ -185,12 +192,12 @@ class DetectorTileDataset(Dataset):
             s = self.scales[int(rng.integers(0, len(self.scales)))]
         size = max(1, round(self.tile_size / s))
         sc = self.scenes[si]
-        x, y = sample_window(rng, sc.width, sc.height, size, sc.boxes[:, :2], self.positive_fraction,
-                             self._centre_p[si])
-        return si, self.tile_size / size, (float(x), float(y), float(size), float(size))
+        x, y, k = sample_window(rng, sc.width, sc.height, size, sc.boxes[:, :2], self.positive_fraction,
+                                self._centre_p[si], return_index=True)
+        return si, self.tile_size / size, (float(x), float(y), float(size), float(size)), k
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        si, scale, window = self.tile_spec(int(index))
+        si, scale, window, centred = self._tile_spec(int(index))
         sc = self.scenes[si]
         rng = np.random.default_rng([self.seed, int(index), 1])
         # per image: the label file's box type when it records one, else the folder it came from
@@ -199,6 +206,8 @@ class DetectorTileDataset(Dataset):
         # a horizontal label turned by an arbitrary angle is no longer the object's envelope: quarter turns only,
         # unless the labels are oriented pseudo-boxes (hbb_rotate_any), which then stand for the objects' boxes
         turn = self.train and self.rotate_any > 0 and rng.random() < self.rotate_any and not hbb
+        if turn and self.rotate_any_labels is not None:  # large objects rarely fit whole in a turned tile
+            turn = centred is not None and int(sc.labels[centred]) in self.rotate_any_labels
         if hbb and self.train and self.hbb_rotate_any > 0:
             turn = rng.random() < self.hbb_rotate_any
         theta = float(rng.uniform(-math.pi, math.pi)) if turn else 0.0
@@ -293,6 +302,9 @@ class DetectorDataModule(pl.LightningDataModule):
         flip, rotate: random flips and 90° rotations of training tiles.
         rotate_any: probability of turning a training tile by a uniform random angle (read wide, turned,
             cropped; boxes kept by ``min_iof`` against the crop) — for data whose objects sit near the axes.
+        rotate_any_classes: turn (with probability ``rotate_any``) only tiles placed around an object of these
+            classes, e.g. ``[car, truck, airplane, boat]``: large objects (dams, fields, yards) rarely fit whole
+            in a turned tile and, turned, were learned worse (configs/detector/synth_cpu_detail.yaml). Empty: any.
         photometric: strength of random brightness/contrast/saturation/gamma/blur/noise (0 = off).
         val_scales, val_overlap: fixed grid of validation/test tiles (overlap in tile pixels).
         hbb_dir: a folder of real images with horizontal-box DOTA labels (``images/`` and ``labelTxt/``, e.g.
@@ -335,6 +347,7 @@ class DetectorDataModule(pl.LightningDataModule):
         flip: bool = True,
         rotate: bool = True,
         rotate_any: float = 0.0,
+        rotate_any_classes: Sequence[str] = (),
         photometric: float = 0.0,
         val_scales: tuple[float, ...] = (1.0,),
         val_overlap: int = 0,
@@ -404,11 +417,18 @@ class DetectorDataModule(pl.LightningDataModule):
                     bank, label = stack_objects(parts), self.vocabulary.object_index(hp.paste_class)
                     paster = RowPaster(*bank, label) if hp.paste_rows else None
                     swapper = AppearanceSwap(*bank, label, hp.swap_objects) if hp.swap_objects else None
+            turn_labels = None
+            if hp.rotate_any_classes:
+                known = set(self.vocabulary.objects)
+                bad = [c for c in hp.rotate_any_classes if c not in known]
+                if bad:
+                    raise SggInputError(f"rotate_any_classes: unknown object classes {bad}", path=self.data_dir)
+                turn_labels = [self.vocabulary.object_index(c) for c in hp.rotate_any_classes]
             self.datasets[stage] = DetectorTileDataset(
                 scenes, hp.tile_size, self.train_scales if train else hp.val_scales, train=train,
                 tiles_per_epoch=hp.tiles_per_epoch, min_iof=hp.min_iof, min_box_size=hp.min_box_size,
                 positive_fraction=hp.positive_fraction, class_balanced=hp.class_balanced, flip=hp.flip,
-                rotate_any=hp.rotate_any, photometric=hp.photometric, rotate=hp.rotate, overlap=hp.val_overlap,
+                rotate_any=hp.rotate_any, rotate_any_labels=turn_labels, photometric=hp.photometric, rotate=hp.rotate, overlap=hp.val_overlap,
                 seed=hp.seed, hbb_scenes=hbb, hbb_fraction=hp.hbb_fraction, hbb_scales=hp.hbb_scales,
                 hbb_count_power=hp.hbb_count_power, hbb_rotate_any=hp.hbb_rotate_any, paster=paster,
                 paste_prob=hp.paste_rows,

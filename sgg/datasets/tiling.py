@@ -168,12 +168,13 @@ def sample_window(
     centers: torch.Tensor | None = None,
     positive_fraction: float = 0.5,
     weights: np.ndarray | None = None,
-) -> tuple[int, int]:
+    return_index: bool = False,
+) -> tuple[int, int] | tuple[int, int, int | None]:
     """Random integer top-left corner of a ``size`` window inside the image (anchored at 0 if it is larger).
 
     With probability ``positive_fraction`` (and objects present) the window is placed so that a random
     object's centre falls in it (drawn with probabilities ``weights`` if given, else uniformly); otherwise
-    the position is uniform.
+    the position is uniform. ``return_index`` adds that object's index (None for a uniform window).
     """
 
     def pick(extent: int, centre: float | None) -> int:
@@ -185,9 +186,10 @@ def sample_window(
         lo_c, hi_c = max(0, math.ceil(centre - size)), min(hi, math.floor(centre))
         return int(rng.integers(lo_c, hi_c + 1)) if hi_c >= lo_c else int(np.clip(round(centre - size / 2), 0, hi))
 
-    cx = cy = None
+    cx = cy = k = None
     if centers is not None and len(centers) and rng.random() < positive_fraction:
         k = int(rng.choice(len(centers), p=weights)) if weights is not None else int(rng.integers(0, len(centers)))
         c = centers[k]
         cx, cy = float(c[0]), float(c[1])
-    return pick(width, cx), pick(height, cy)
+    corner = pick(width, cx), pick(height, cy)
+    return (*corner, k) if return_index else corner
