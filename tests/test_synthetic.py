@@ -131,6 +131,48 @@ def test_detailed_appearance_draws_inside_each_box_and_is_recorded():
         generate_scene(0, 256, appearance="photoreal")
 
 
+def _share_on_axes(sg, cls: str) -> tuple[int, float]:
+    """(count, share within 0.05 rad of a quarter turn) of the headings of ``cls`` objects."""
+    lab = sg.detections.labels.numpy() == Vocabulary.star().object_index(cls)
+    a = sg.detections.boxes.tensor.numpy()[lab, 4]
+    return int(lab.sum()), float(np.mean(np.abs((a + math.pi / 4) % (math.pi / 2) - math.pi / 4) < 0.05))
+
+
+def test_site_angles_any_tilts_car_parks_airports_harbours():
+    """``site_angles="any"``: car parks, airports and harbours are laid out off the image axes (their cars,
+    aircraft and boats no longer sit on quarter turns), every object stays on the canvas, the scene records
+    it; a tilted Frame is the largest rectangle of its proportions that fits the region, centred in it."""
+    shapely = pytest.importorskip("shapely")
+    from sgg.datasets.synthetic.builder import Builder, Frame
+    from sgg.errors import SggInputError
+
+    for layout, gsd, cls in (("parking", 0.25, "car"), ("airport", 0.5, "airplane"), ("harbour", 0.5, "boat")):
+        axis, tilted = [], []
+        for seed in range(3):
+            axis.append(_share_on_axes(generate_scene(seed, 768, gsd, layout), cls))
+            sg = generate_scene(seed, 768, gsd, layout, site_angles="any")
+            tilted.append(_share_on_axes(sg, cls))
+            assert sg.metadata["site_angles"] == "any"
+            corners = sg.detections.boxes.corners().reshape(-1, 2)
+            assert corners.min() >= 0 and corners.max() <= 768
+        assert all(n > 0 for n, _ in axis + tilted), layout
+        assert np.mean([s for _, s in axis]) > 0.75 and np.mean([s for _, s in tilted]) < 0.3, (layout, axis, tilted)
+    b = Builder(np.random.default_rng(0), 500.0, 500.0)
+    assert b.site_tilt() == 0.0 and "site_angles" not in generate_scene(0, 256).metadata
+    region = shapely.box(100, 50, 400, 250)
+    for k, tilt in ((0, 0.0), (1, 0.0), (0, 0.3), (1, -0.7), (3, 0.78)):
+        f = Frame(b, 100, 50, 400, 250, k=k, tilt=tilt)
+        quad = shapely.Polygon(np.column_stack(f.xy([0, f.U, f.U, 0], [0, 0, f.V, f.V])))
+        assert quad.area == pytest.approx(f.U * f.V) and f.U / f.V == pytest.approx(300 / 200 if k % 2 == 0 else 200 / 300)
+        assert region.buffer(1e-6).contains(quad) and quad.centroid.distance(region.centroid) < 1e-6
+        # largest fit: the turned rectangle touches two opposite sides of the region
+        x0, y0, x1, y1 = quad.bounds
+        assert min(x0 - 100, 400 - x1) < 1e-6 or min(y0 - 50, 250 - y1) < 1e-6
+        assert (f.c, f.s) == pytest.approx((math.cos(k * math.pi / 2 + tilt), math.sin(k * math.pi / 2 + tilt)), abs=1e-12)
+    with pytest.raises(SggInputError, match="unknown site_angles"):
+        generate_scene(0, 256, site_angles="diagonal")
+
+
 def test_geotiff_georeferenced(tmp_path):
     rasterio = pytest.importorskip("rasterio")
     path = tmp_path / "scene.tif"
@@ -244,6 +286,9 @@ def test_cli_writes_dataset_and_round_trips(tmp_path):
     with pytest.raises(UsageError, match="--appearance: invalid choice"):
         main(["--out", str(tmp_path / "ds4"), "--appearance", "glossy"])
     assert not (tmp_path / "ds4").exists()
+    assert main(["--out", str(tmp_path / "ds5"), "--scenes", "1", "--size", "256", "--seed", "7", "--layout",
+                 "parking", "--site-angles", "any", "--no-progress"]) == 0
+    assert read_scene_json(tmp_path / "ds5" / "annotations" / "s00000.json").metadata["site_angles"] == "any"
 
 
 def test_vocabulary_subset_and_bad_input():

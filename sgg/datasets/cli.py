@@ -26,6 +26,9 @@ def build_parser():
     p.add_argument("--appearance", choices=("basic", "detailed"), default="basic",
                    help="object looks: 'detailed' draws cars with windows and shaded flanks, aircraft with "
                    "engines, grey wings and a white fuselage, and random shadow depth")
+    p.add_argument("--site-angles", choices=("quarter", "any"), default="quarter",
+                   help="'any' tilts car parks, airports and harbours by up to 45 degrees off the image axes "
+                   "(default: laid out along them, turned by quarter turns)")
     p.add_argument("--split", type=float_range(0, 1), nargs=3, default=(0.7, 0.15, 0.15),
                    metavar=("TRAIN", "VAL", "TEST"), help="train/val/test fractions, summing to 1")
     p.add_argument("--workers", type=int_range(1), default=1, help="parallel processes")
@@ -45,6 +48,7 @@ def main(argv: list[str] | None = None) -> int:
 
     split = generate_dataset(args.out, scenes=args.scenes, size=args.size, seed=args.seed, gsd=args.gsd, layouts=args.layout,
                              split=tuple(args.split), workers=args.workers, appearance=args.appearance,
+                             site_angles=args.site_angles,
                              progress=not (args.no_progress or args.quiet))
     if not args.quiet:
         print(f"wrote {sum(len(v) for v in split.values())} scenes to {args.out} "

@@ -36,6 +36,7 @@ class Builder:
     sun: tuple[float, float] = (0.55, 0.35)  # shadow offset per metre of height
     detail: bool = False  # appearance "detailed": finer vehicle and aircraft looks (see generate_scene)
     shade: int = 90  # shadows multiply the ground by shade / 255
+    any_angle: bool = False  # site angles "any": car parks, airports and harbours tilted off the image axes
     objs: list = field(default_factory=list)
     ground: list = field(default_factory=list)
     plumes: list = field(default_factory=list)
@@ -44,6 +45,10 @@ class Builder:
         c, s = abs(math.cos(heading)), abs(math.sin(heading))
         ex, ey = 0.5 * (length * c + width * s), 0.5 * (length * s + width * c)
         return margin <= cx - ex and cx + ex <= self.wm - margin and margin <= cy - ey and cy + ey <= self.hm - margin
+
+    def site_tilt(self) -> float:
+        """A random tilt in [-45°, 45°] for a site's :class:`Frame` when ``any_angle`` (else 0, drawing nothing)."""
+        return float(self.rng.uniform(-math.pi / 4, math.pi / 4)) if self.any_angle else 0.0
 
     def add(self, cls: str, cx: float, cy: float, length: float, width: float, heading: float, *, shape: str = "rect",
             color=(128, 128, 128), height: float = 0.0, z: int = 1, deco=(), shadow=None, plume_alpha: float = 0.0) -> int:
@@ -168,21 +173,30 @@ class Builder:
 
 
 class Frame:
-    """Local (u, v) → world (x, y) for a region rotated by k·90°; ``U``, ``V`` are the local extents."""
+    """Local (u, v) → world (x, y) for a region rotated by k·90° (plus ``tilt`` radians); ``U``, ``V`` are the
+    local extents. A tilted frame is the largest rectangle of the untilted one's proportions that, turned, fits
+    the region, centred in it."""
 
-    def __init__(self, b: Builder, x0, y0, x1, y1, k: int | None = None):
+    def __init__(self, b: Builder, x0, y0, x1, y1, k: int | None = None, tilt: float = 0.0):
         self.b = b
         self.k = int(b.rng.integers(0, 4)) if k is None else k
         w, h = x1 - x0, y1 - y0
         self.U, self.V = (w, h) if self.k % 2 == 0 else (h, w)
-        self.phi = self.k * math.pi / 2
-        c, s = round(math.cos(self.phi)), round(math.sin(self.phi))
+        self.phi = self.k * math.pi / 2 + tilt
+        if tilt:  # shrink to fit the turned rectangle; float rotation
+            c, s = math.cos(self.phi), math.sin(self.phi)
+            ex, ey = self.U * abs(c) + self.V * abs(s), self.U * abs(s) + self.V * abs(c)
+            f = min(w / ex, h / ey)
+            self.U, self.V = self.U * f, self.V * f
+        else:  # exact quarter turns (the published scenes)
+            c, s = round(math.cos(self.phi)), round(math.sin(self.phi))
         self.c, self.s = c, s
-        # choose the origin so that local [0,U]x[0,V] maps onto the region
+        # choose the origin so that local [0,U]x[0,V] maps onto the region (centred in it)
         corners = [(0, 0), (self.U, 0), (0, self.V), (self.U, self.V)]
         xs = [c * u - s * v for u, v in corners]
         ys = [s * u + c * v for u, v in corners]
-        self.ox, self.oy = x0 - min(xs), y0 - min(ys)
+        self.ox = x0 - min(xs) + (w - (max(xs) - min(xs))) / 2
+        self.oy = y0 - min(ys) + (h - (max(ys) - min(ys))) / 2
 
     def xy(self, u, v):
         u, v = np.asarray(u, np.float64), np.asarray(v, np.float64)

@@ -19,13 +19,17 @@ import numpy as np
 from sgg.datasets.synthetic.layouts import LAYOUTS
 
 APPEARANCES = ("basic", "detailed")
+SITE_ANGLES = ("quarter", "any")
 
 
-def _check_appearance(appearance: str) -> None:
+def _check_appearance(appearance: str, site_angles: str = "quarter") -> None:
     from sgg.errors import SggInputError
 
     if appearance not in APPEARANCES:
         raise SggInputError(f"unknown appearance {appearance!r}; choose from {', '.join(APPEARANCES)}", where="appearance")
+    if site_angles not in SITE_ANGLES:
+        raise SggInputError(f"unknown site_angles {site_angles!r}; choose from {', '.join(SITE_ANGLES)}",
+                            where="site_angles")
 
 UTM_EPSG = 32633  # WGS 84 / UTM zone 33N
 _ORIGIN = (380000.0, 5820000.0)  # a point inside zone 33N (north-east Germany)
@@ -91,13 +95,15 @@ def _objects_px(b, gsd: float):
 
 
 def generate_scene(seed: int, size=4096, gsd: float = 0.5, layout: str = "mixed", out_path=None, vocabulary=None,
-                   return_image: bool = False, appearance: str = "basic"):
+                   return_image: bool = False, appearance: str = "basic", site_angles: str = "quarter"):
     """Generate one scene; write its GeoTIFF to ``out_path`` if given; return its annotation SceneGraph
     (and the HxWx3 uint8 image with ``return_image``).
 
     ``appearance``: ``"basic"`` (flat vehicles and aircraft; every published figure was measured on it) or
     ``"detailed"`` (cars with shaded flanks, windscreens and rear windows of random proportions; airliners
-    and turboprops with grey wings, white fuselage, engine pods, cockpit and fin; random shadow depth)."""
+    and turboprops with grey wings, white fuselage, engine pods, cockpit and fin; random shadow depth).
+    ``site_angles``: ``"quarter"`` (sites laid out along the image axes, turned by multiples of 90°; the
+    published scenes) or ``"any"`` (car parks, airports and harbours tilted by up to ±45°, as real ones are)."""
     import torch
 
     from sgg.datasets.synthetic.layouts import compose
@@ -107,7 +113,7 @@ def generate_scene(seed: int, size=4096, gsd: float = 0.5, layout: str = "mixed"
     from sgg.ops import normalize_le90
     from sgg.structures import Detections, OrientedBoxes, PairSet, SceneGraph, Vocabulary
 
-    _check_appearance(appearance)
+    _check_appearance(appearance, site_angles)
     if layout not in LAYOUTS:
         raise SggInputError(f"unknown layout {layout!r}; choose from {', '.join(LAYOUTS)}", where="layout")
     width, height = _size(size)
@@ -115,7 +121,7 @@ def generate_scene(seed: int, size=4096, gsd: float = 0.5, layout: str = "mixed"
         raise SggInputError(f"scene size must be >= 64 px and gsd > 0 (got {width}x{height}, gsd {gsd})", where="size")
     vocab = vocabulary or Vocabulary.star()
     rng = np.random.default_rng([int(seed), LAYOUTS.index(layout)])
-    b = compose(rng, width * gsd, height * gsd, layout, detail=appearance == "detailed")
+    b = compose(rng, width * gsd, height * gsd, layout, detail=appearance == "detailed", any_angle=site_angles == "any")
     # drop classes the vocabulary does not know
     known = set(vocab.objects)
     b.objs = [o for o in b.objs if o["cls"] in known]
@@ -140,7 +146,8 @@ def generate_scene(seed: int, size=4096, gsd: float = 0.5, layout: str = "mixed"
                     georef=georeference(int(seed), width, height, gsd), image_size=(width, height),
                     difficult=torch.zeros(n, dtype=torch.bool),
                     metadata={"gsd": gsd, "layout": layout, "seed": int(seed), "generator": "sgg.datasets.synthetic",
-                              **({"appearance": appearance} if appearance != "basic" else {})})
+                              **({"appearance": appearance} if appearance != "basic" else {}),
+                              **({"site_angles": site_angles} if site_angles != "quarter" else {})})
     if out_path is not None:
         out_path = Path(out_path)
         write_image(out_path, image, sg.georef)
@@ -160,13 +167,13 @@ def write_image(path: Path, image: np.ndarray, georef) -> None:
 
 
 def _one(args) -> str:
-    out_dir, sid, seed, size, gsd, layout, vocabulary, appearance = args
+    out_dir, sid, seed, size, gsd, layout, vocabulary, appearance, site_angles = args
     from sgg.datasets.dota import write_dota_labels
     from sgg.datasets.native import write_scene_json
 
     out_dir = Path(out_dir)
     sg = generate_scene(seed, size, gsd, layout, out_path=out_dir / "scenes" / f"{sid}.tif", vocabulary=vocabulary,
-                        appearance=appearance)
+                        appearance=appearance, site_angles=site_angles)
     write_scene_json(sg, out_dir / "annotations" / f"{sid}.json")
     write_dota_labels(sg, out_dir / "dota" / f"{sid}.txt", gsd=gsd, imagesource="sgg-synthetic")
     return sid
@@ -174,18 +181,19 @@ def _one(args) -> str:
 
 def generate_dataset(out_dir, scenes: int = 8, size=2048, seed: int = 0, gsd: float = 0.5,
                      layouts: Sequence[str] | None = None, split=(0.7, 0.15, 0.15), workers: int = 1,
-                     vocabulary=None, progress: bool = False, appearance: str = "basic") -> dict[str, list[str]]:
+                     vocabulary=None, progress: bool = False, appearance: str = "basic",
+                     site_angles: str = "quarter") -> dict[str, list[str]]:
     """Write ``scenes`` synthetic scenes under ``out_dir`` and a train/val/test ``split.json``; returns the split.
 
     Scene i uses seed ``seed * 100003 + i`` and layout ``layouts[i % len(layouts)]`` (default: mostly
     "mixed", with every fourth scene one single kind so that each kind also appears at full scale).
-    ``appearance``: as in :func:`generate_scene`."""
+    ``appearance``, ``site_angles``: as in :func:`generate_scene`."""
     from sgg.errors import SggInputError
     from sgg.io.atomic import atomic_write_text
 
     if scenes < 1:
         raise SggInputError(f"scenes must be >= 1, got {scenes}", where="scenes")
-    _check_appearance(appearance)
+    _check_appearance(appearance, site_angles)
     if len(split) != 3 or any(s < 0 for s in split) or sum(split) <= 0:
         raise SggInputError(f"split must be three non-negative fractions, got {split}", where="split")
     out_dir = Path(out_dir)
@@ -197,7 +205,8 @@ def generate_dataset(out_dir, scenes: int = 8, size=2048, seed: int = 0, gsd: fl
     jobs = []
     for i in range(scenes):
         lay = layouts[i % len(layouts)] if layouts else ("mixed" if i % 4 != 3 else kinds[(i // 4 + seed) % len(kinds)])
-        jobs.append((str(out_dir), f"s{i:05d}", int(seed) * 100003 + i, size, gsd, lay, vocabulary, appearance))
+        jobs.append((str(out_dir), f"s{i:05d}", int(seed) * 100003 + i, size, gsd, lay, vocabulary, appearance,
+                     site_angles))
     it = None
     if workers > 1:
         from concurrent.futures import ProcessPoolExecutor

@@ -121,13 +121,16 @@ def power_lines(b: Builder, subs: list[int]) -> None:
                           deco=[("rect", 0, 0, 1.0, 0.12, (90, 90, 90)), ("rect", 0, 0, 0.12, 1.0, (90, 90, 90))])
 
 
-def compose(rng: np.random.Generator, wm: float, hm: float, layout: str, detail: bool = False) -> Builder:
+def compose(rng: np.random.Generator, wm: float, hm: float, layout: str, detail: bool = False,
+            any_angle: bool = False) -> Builder:
     """Regions and roads for ``layout`` on a ``wm`` × ``hm`` m canvas, filled by the site generators.
-    ``detail``: finer vehicle and aircraft looks and a random shadow depth (draws more from ``rng``, so the
-    same seed lays out another scene than without it)."""
+    ``detail``: finer vehicle and aircraft looks and a random shadow depth; ``any_angle``: car parks, airports
+    and harbours tilted by up to ±45° off the image axes (each draws more from ``rng``, so the same seed lays
+    out another scene than without it)."""
     b = Builder(rng, wm, hm, sun=tuple(rng.uniform(0.25, 0.6) * np.array([math.cos(a := rng.uniform(0, 2 * math.pi)), math.sin(a)])))
     if detail:
         b.detail, b.shade = True, int(rng.integers(55, 150))
+    b.any_angle = bool(any_angle)
     roads: list[Road] = []
     regions: list[tuple[str, tuple]] = []
     if layout in WHOLE:

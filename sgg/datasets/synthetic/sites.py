@@ -39,7 +39,7 @@ def vessel(f: Frame, u, v, heading, cls="boat", length=None):
 def harbour(b: Builder, x0, y0, x1, y1):
     """Quay with cranes and ships, marina piers with boats in rows, breakwater, yards, tanks, moving boats."""
     rng = b.rng
-    f = Frame(b, x0, y0, x1, y1)
+    f = Frame(b, x0, y0, x1, y1, tilt=b.site_tilt())
     U, V = f.U, f.V
     land = V * rng.uniform(0.25, 0.38)
     f.ground(U / 2, (land + V) / 2 + 6, U + 24, V - land + 12, 0, None, kind="water")
@@ -193,7 +193,8 @@ def _detailed_airplane(rng: np.random.Generator, L: float) -> tuple[float, str, 
 def airport(b: Builder, x0, y0, x1, y1):
     """Runway, parallel and connecting taxiways (intersect / converge), aprons, terminal, bridges, planes."""
     rng = b.rng
-    f = Frame(b, x0, y0, x1, y1, k=int(rng.integers(0, 2)) * 2 if (x1 - x0) >= (y1 - y0) else 1 + 2 * int(rng.integers(0, 2)))
+    f = Frame(b, x0, y0, x1, y1, k=int(rng.integers(0, 2)) * 2 if (x1 - x0) >= (y1 - y0) else 1 + 2 * int(rng.integers(0, 2)),
+              tilt=b.site_tilt())
     U, V = f.U, f.V
     v, vmax = 10.0, V
     tw_len = U - 30
@@ -332,7 +333,7 @@ def parking_lot(f: Frame, u, v, lu, lv, cls="car_parking"):
 def parking(b: Builder, x0, y0, x1, y1):
     """Blocks of car parks (and some truck parks, a gas station) separated by access lanes."""
     rng = b.rng
-    f = Frame(b, x0, y0, x1, y1, k=int(rng.integers(0, 2)))
+    f = Frame(b, x0, y0, x1, y1, k=int(rng.integers(0, 2)), tilt=b.site_tilt())
     U, V = f.U, f.V
     f.ground(U / 2, V / 2, U, V, 0, jitter(rng, (112, 110, 105), 6))
     v = 4.0
