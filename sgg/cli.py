@@ -33,7 +33,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
 TRAIN_STAGES: dict[str, tuple[str, str]] = {
     "detector": ("sgg.detectors.module:DetectorModule", "sgg.datasets.datamodules:DetectorDataModule"),
     "ppg": ("sgg.pairs.module:PPGModule", "sgg.pairs.module:PPGDataModule"),
-    "relation": ("sgg.relation_heads.module:RelationModule", "sgg.datasets.datamodules:RelationDataModule"),
+    "relation": ("sgg.relation_heads.module:RelationModule", "sgg.datasets.relation_data:RelationDataModule"),
 }
 
 LIGHTNING_SUBCOMMANDS = ("fit", "validate", "test", "predict")

@@ -2,8 +2,8 @@
 
 - file formats: ``native`` (sgg scene JSON), ``dota`` (labels and Task-1 results), ``star`` (STAR / Visual-Genome
   HDF5), ``aliases`` (class-name maps between vocabularies);
-- DataModules: ``datamodules`` with ``tiling`` (scene folders, window reads) and ``transforms`` (tile targets,
-  augmentation);
+- DataModules: ``datamodules`` (detector tiles) and ``relation_data`` (scene graphs), with ``tiling`` (scene
+  folders, window reads) and ``transforms`` (tile targets, augmentation);
 - ``synthetic/``: the synthetic-scene generator (``generate_scene``, ``generate_dataset``; ``sgg synth``).
 
 Names are imported lazily (``sgg.datasets.read_dota_labels`` loads ``sgg.datasets.dota`` on first use), so
@@ -33,7 +33,7 @@ _FORMATS = {
     "read_star": "sgg.datasets.star",
     "write_star": "sgg.datasets.star",
     "DetectorDataModule": "sgg.datasets.datamodules",
-    "RelationDataModule": "sgg.datasets.datamodules",
+    "RelationDataModule": "sgg.datasets.relation_data",
     "detection_collate": "sgg.datasets.datamodules",
     "TileSampler": "sgg.datasets.datamodules",
 }
