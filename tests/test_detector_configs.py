@@ -63,19 +63,20 @@ def test_every_shipped_config_is_listed():
 def test_config_composition_parses(names, tmp_path):
     cfg = _resolved(names, tmp_path)
     for key, want in COMPOSITIONS[names].items():
-        value = cfg
-        for part in key.split("."):
-            value = value[part]
-        assert value == want, key
+        assert _get(cfg, key.split(".")) == want, key
     # the last file of a composition wins: every value it sets is the resolved value (no base overrides it back)
     # (data.data_dir is the command line's; jsonargparse fills in a class's unset init_args, hence _within)
     for key, want in _leaves(yaml.safe_load((CONFIGS / f"{names[-1]}.yaml").read_text()) or {}):
         if key == ("data", "data_dir"):
             continue
-        value = cfg
-        for part in key:
-            value = value[part]
-        assert _within(want, value), ".".join(key)
+        assert _within(want, _get(cfg, key)), ".".join(key)
+
+
+def _get(cfg: dict, key) -> object:
+    """The value at a key path of a nested mapping."""
+    for part in key:
+        cfg = cfg[part]
+    return cfg
 
 
 def _leaves(tree: dict, prefix: tuple[str, ...] = ()):
