@@ -14,7 +14,8 @@ Sets (``--real`` is ``../shared/real``; the figures are class-agnostic AP@0.5 wi
 * ``ships_ge_r45`` the same images turned by 45° (on a grown canvas, :func:`sgg.detectors.tta.turn_images`)
   with their pseudo-boxes turned alike, scored as oriented boxes: real *diagonal* boats for validation (the
   held-out ships_ge boats lie mostly along the image axes; real marinas need not). The turned images are
-  written under ``--cache`` (or a temporary folder);
+  written under ``--cache`` (or a temporary folder); ``ships_ge_r<deg>`` turns them by another whole number of
+  degrees (``ships_ge_r30``);
 * ``vehicles``  DOTA P0003 + P1478 crop, ``small-vehicle``/``large-vehicle`` vs predicted ``car``/``truck``/
   ``engineering_vehicle`` (oriented);
 * ``aircraft``  airbus_aircraft (0.5 m, CC BY-NC-SA: evaluation only), ``airplane`` (horizontal);
@@ -35,6 +36,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 import time
 import warnings
@@ -47,6 +49,13 @@ GROUPS = {
 }
 SETS = ("p0706", "ships_ge", "ships_ge_obb", "ships_ge_r45", "vehicles", "aircraft", "synthetic", "synthetic_r45")
 TURN = 45  # degrees, ships_ge_r45 and synthetic_r45
+_SHIPS_TURNED = re.compile(r"ships_ge_r(\d{1,2})")  # ships_ge_r<deg>: the held-out images turned by deg
+
+
+def turn_of(which: str) -> int | None:
+    """The turn in degrees of a ``ships_ge_r<deg>`` set, else ``None``."""
+    m = _SHIPS_TURNED.fullmatch(which)
+    return int(m.group(1)) if m and 0 < int(m.group(1)) < 90 else None
 
 
 def group_only(det, vocab, names, nms_iou: float = 0.4):
@@ -153,9 +162,9 @@ def detect_cached(model, image: Path, args, key: str, **kw):
     return det, tiles
 
 
-def turned(gt, image: Path, work: Path):
-    """``image`` turned by :data:`TURN` degrees, written under ``work`` as a GeoTIFF, and ``gt``'s boxes turned
-    alike (:func:`sgg.detectors.tta.turn_boxes`)."""
+def turned(gt, image: Path, work: Path, degrees: int = TURN):
+    """``image`` turned by ``degrees``, written under ``work`` as a GeoTIFF, and ``gt``'s boxes turned alike
+    (:func:`sgg.detectors.tta.turn_boxes`)."""
     import math
 
     import torch
@@ -166,7 +175,7 @@ def turned(gt, image: Path, work: Path):
     from sgg.structures import OrientedBoxes
 
     w, h = gt.image_size
-    a = math.radians(TURN)
+    a = math.radians(degrees)
     out = work / f"{image.stem}.tif"
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # no-CRS PNG in, no-CRS GeoTIFF out
@@ -206,19 +215,20 @@ def eval_dota_set(model, real: Path, which: str, args) -> dict:
     aliases = {"boat": "ship"} if which.startswith("ships_ge") else "dota_to_star"
     key = "ships_ge" if which == "ships_ge_obb" else which  # the same detections as ships_ge
     preds, gts, kinds, t0, tiles = [], [], set(), time.perf_counter(), 0
-    if which == "ships_ge_r45":
+    turn = turn_of(which)
+    if turn is not None:
         import tempfile
 
         scratch = None if args.cache else tempfile.TemporaryDirectory()
-        work = Path(args.cache) / "ships_ge_r45_images" if args.cache else Path(scratch.name)
+        work = Path(args.cache) / f"{which}_images" if args.cache else Path(scratch.name)
     for image, label in dota_items(real, which, args.aircraft_limit):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             gt = read_dota_labels(label, aliases=aliases)
-        if which in ("ships_ge_obb", "ships_ge_r45"):
+        if which == "ships_ge_obb" or turn is not None:
             gt = pseudo_labels(gt, image)
-        if which == "ships_ge_r45":
-            image, gt = turned(gt, image, work)
+        if turn is not None:
+            image, gt = turned(gt, image, work, turn)
         kinds.add(gt.metadata.get("box_type", "obb"))  # the label file's own kind (hbb: axis-aligned boxes)
         got = detect_cached(model, image, args, f"{key}/{image.stem}", gsd=gt.metadata.get("gsd"))
         if got is None:
@@ -293,7 +303,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--tile-size", type=int, default=512)
     ap.add_argument("--overlap", type=int, default=128)
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--tta", help="test-time views (sgg.detectors.tta: flips, d2, all, d2r or a list such as "
+    ap.add_argument("--tta", help="test-time views (sgg.detectors.tta: flips, d2, all, d2r, auto or a list such as "
                     "hflip,rot45); use another --cache than the plain model's")
     ap.add_argument("--ensemble", nargs="+", default=[], metavar="WEIGHTS",
                     help="more weights files voted with the first on each tile (sgg.detectors.tta.EnsembleDetector)")
@@ -303,6 +313,9 @@ def main(argv: list[str] | None = None) -> int:
                     help="with --cache: detect only shard K of N (1 <= K <= N; figures are then partial: run once "
                     "more without --shard to score everything from the cache)")
     a = ap.parse_args(argv)
+    unknown = [w for w in a.sets.split(",") if w not in SETS and turn_of(w) is None]
+    if unknown:
+        ap.error(f"unknown --sets {unknown}: choose from {', '.join(SETS)} or ships_ge_r<degrees>")
 
     import torch
 

@@ -98,7 +98,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--score-threshold", type=float_range(0, 1), help="config default 0.05")
     p.add_argument("--gsd", type=float_range(0, None, lo_open=True), help="metres per pixel when the raster does not "
                    "say (default: its CRS, else a DOTA label's gsd: header beside the image)")
-    p.add_argument("--tta", metavar="VIEWS", help="test-time augmentation as sgg detect --tta: flips, d2, all, d2r or "
+    p.add_argument("--tta", metavar="VIEWS", help="test-time augmentation as sgg detect --tta: flips, d2, all, d2r, auto or "
                    "a list such as hflip,rot45 (costs about that many times the detection time)")
     p.add_argument("--no-size-filter", dest="size_filter", action="store_false", default=None,
                    help="keep objects impossibly large in metres for their class (dropped by default when the GSD "

@@ -52,7 +52,7 @@ DEFAULTS: dict[str, Any] = {
         "size_filter": True,  # drop objects impossibly large in metres for their class (needs a known GSD)
         "join_linear": True,  # join collinear pieces of runways, docks, ... (true, false or class names;
         # from_dota results are joined only when classes are named)
-        "tta": None,  # test-time views (sgg.detectors.tta): null, flips, d2, all, d2r or a list; costs ~that many times
+        "tta": None,  # test-time views (sgg.detectors.tta): null, flips, d2, all, d2r, auto or a list; costs ~that many times
     },
     # proposer: default | a weights path | null; budget: "auto" (max(10,000, 32·N), sgg.pairs.auto_budget) | int | null
     "pairs": {"proposer": "default", "budget": "auto"},

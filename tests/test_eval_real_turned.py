@@ -147,3 +147,21 @@ def test_synthetic_r45_turns_scenes_and_their_boxes_together(tmp_path, monkeypat
             assert (src.width, src.height) == (side, side)
     monkeypatch.setattr(er, "detect_cached", oracle(False))
     assert er.eval_synthetic(model, [data], "val", args, turn=True)["mAP50"] < 0.5
+
+
+def test_other_turns_are_sets_of_their_own(tmp_path):
+    """``ships_ge_r<deg>`` turns the held-out images by ``deg``; an unknown set is a usage error."""
+    er = load_script("eval_real")
+    assert er.turn_of("ships_ge_r30") == 30 and er.turn_of("ships_ge_r45") == 45
+    assert er.turn_of("ships_ge_r90") is None and er.turn_of("ships_ge_rx") is None and er.turn_of("p0706") is None
+    img = np.zeros((120, 200, 3), np.uint8)
+    img[40:60, 30:110] = 255
+    Image.fromarray(img).save(tmp_path / "boat1.png")
+    (tmp_path / "boat1.txt").write_text("gsd:null\n30 40 110 40 110 60 30 60 boat 0\n")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        gt = read_dota_labels(tmp_path / "boat1.txt", aliases={"boat": "ship"})
+    _, turned = er.turned(gt, tmp_path / "boat1.png", tmp_path / "work30", 30)
+    assert float(turned.detections.boxes.tensor[0, 4].abs()) == pytest.approx(math.radians(30), abs=1e-5)
+    with pytest.raises(SystemExit):
+        er.main(["w.pt", "--sets", "ships_ge,nonsense"])

@@ -88,7 +88,8 @@ def build_parser() -> ArgumentParser:
                    help="1-based bands read as red, green, blue (as sgg info --bands)")
     p.add_argument("--tta", default=None, metavar="VIEWS",
                    help="test-time augmentation: detect every tile also flipped/transposed/turned and vote (flips "
-                        "= 3 views, d2 = 4, all = 8, d2r = d2 + rot45,rot135, or a list such as hflip,rot45; "
+                        "= 3 views, d2 = 4, all = 8, d2r = d2 + rot45,rot135, auto = identity + align, the tile turned by its "
+                        "own dominant direction when that lies off the axes, or a list such as hflip,rot45 or d2,align; "
                         "costs about that many times the time, a 45-degree turn twice; sgg.detectors.tta)")
     return p
 

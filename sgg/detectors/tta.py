@@ -8,8 +8,10 @@ views from the square's dihedral group (``identity``, ``hflip``, ``vflip``, ``ro
 ``rot<deg>`` for any other whole number of degrees (``rot45``, ``rot135``, …) turns the tile counter-clockwise
 as displayed on a canvas grown to hold it (bilinear, zero corners: a 45° view has twice the pixels); boxes turn
 back about the centres and those whose centre falls in the corners are dropped. Such views show diagonal objects
-along the image axes, where a detector trained on horizontal-box labels draws them best. The views are merged
-class-wise as in the DOTA benchmark's TTA recipes:
+along the image axes, where a detector trained on horizontal-box labels draws them best. ``align`` (preset
+``auto`` = ``identity,align``) turns each tile by its own dominant edge direction
+(:mod:`sgg.detectors.orientation`) when that lies off the axes, and skips the view for tiles whose layout is
+already axis-aligned or too weak to tell. The views are merged class-wise as in the DOTA benchmark's TTA recipes:
 
 * rotated NMS over all views' boxes keeps the best-scoring box of each cluster (``iou_threshold``); with
   turned views, the cluster's box is instead the confident member drawn nearest an axis in its own view
@@ -51,7 +53,11 @@ PRESETS: dict[str, tuple[str, ...]] = {
     "d2": ("identity", "hflip", "vflip", "transpose"),
     "all": tuple(VIEWS),
     "d2r": ("identity", "hflip", "vflip", "transpose", "rot45", "rot135"),
+    "auto": ("identity", "align"),
 }
+ALIGN = "align"  # the per-tile turn by the tile's dominant direction (sgg.detectors.orientation)
+ALIGN_MIN_DEGREES = 15.0  # no align view for a tile whose direction lies nearer an axis than this
+ALIGN_MIN_COHERENCE = 0.138  # ... or whose edges agree less: half the median of ships_ge's training images
 _TURN = re.compile(r"rot(\d{1,3})")
 
 
@@ -63,15 +69,16 @@ def turn_degrees(view: str) -> int | None:
 
 
 def parse_views(views: str | Sequence[str], option: str | None = None) -> tuple[str, ...]:
-    """A preset name (``flips``, ``d2``, ``all``), a comma-separated list, or a sequence of view names.
+    """A preset name (``flips``, ``d2``, ``all``, ``d2r``, ``auto``), a comma-separated list of view and preset
+    names (``d2,align``), or a sequence of them; repeats are dropped.
     ``option``: the command-line option the value came from, named in the error."""
     if isinstance(views, str):
-        views = PRESETS.get(views, tuple(v.strip() for v in views.split(",") if v.strip()))
-    views = tuple(views)
-    bad = [v for v in views if v not in VIEWS and turn_degrees(v) is None]
+        views = [v.strip() for v in views.split(",") if v.strip()]
+    views = tuple(dict.fromkeys(x for v in views for x in PRESETS.get(v, (v,))))  # presets expand: "d2,align"
+    bad = [v for v in views if v not in VIEWS and v != ALIGN and turn_degrees(v) is None]
     if bad or not views:
         raise SggInputError(f"unknown test-time view(s) {bad or views}: choose from {sorted(VIEWS)}, rot<degrees> "
-                            f"(e.g. rot45) or a preset {sorted(PRESETS)}",
+                            f"(e.g. rot45), {ALIGN} or a preset {sorted(PRESETS)}",
                             **({"option": option} if option else {"where": "tta"}))
     return views if "identity" in views else ("identity", *views)
 
@@ -124,12 +131,17 @@ def turn_boxes(boxes: torch.Tensor, a: float, size: tuple[int, int]) -> torch.Te
     return _turn_about_centres(boxes, a, size, turned_size(size, a))
 
 
+def unturn_boxes(boxes: torch.Tensor, a: float, size: tuple[int, int]) -> torch.Tensor:
+    """(N,5) boxes found on an (H, W) image turned by ``a`` radians (:func:`turn_images`), in the original's
+    pixels: the inverse of :func:`turn_boxes`."""
+    return _turn_about_centres(boxes, -a, turned_size(size, a), size)
+
+
 def boxes_to_original(boxes: torch.Tensor, view: str, size: tuple[int, int]) -> torch.Tensor:
     """(N,5) le90 boxes found in ``view`` of an (H, W) image, in the original image's pixels (for a
     ``rot<deg>`` view also boxes whose centre lies outside the image: :func:`inside_original` tells)."""
     if (deg := turn_degrees(view)) is not None:  # the turn undone: back by the same angle
-        a = math.radians(deg)
-        return _turn_about_centres(boxes, -a, turned_size(size, a), size)
+        return unturn_boxes(boxes, math.radians(deg), size)
     fx, fy, tr = VIEWS[view]
     h, w = size
     vh, vw = (w, h) if tr else (h, w)  # the view's own height and width
@@ -216,36 +228,58 @@ def _present_as(wrapper: nn.Module, model: nn.Module, iou_threshold: float, wher
 
 class TTADetector(nn.Module):
     """A tile detector that runs ``model`` on several flipped, transposed or turned views and votes (module
-    doc)."""
+    doc). ``align_min_degrees`` / ``align_min_coherence`` gate the ``align`` view per tile."""
 
-    def __init__(self, model: nn.Module, views: str | Sequence[str] = "d2", iou_threshold: float = 0.5) -> None:
+    def __init__(self, model: nn.Module, views: str | Sequence[str] = "d2", iou_threshold: float = 0.5,
+                 align_min_degrees: float = ALIGN_MIN_DEGREES, align_min_coherence: float = ALIGN_MIN_COHERENCE
+                 ) -> None:
         super().__init__()
         self.model = model
         self.views = parse_views(views)
+        self.align_min_degrees = float(align_min_degrees)
+        self.align_min_coherence = float(align_min_coherence)
         _present_as(self, model, iou_threshold, "tta")
+
+    def _detect_view(self, images: torch.Tensor, view: str, kw: dict) -> list[tuple[Detections, torch.Tensor] | None]:
+        """Per image: (detections mapped back to the original pixels, their angles in the view), or ``None``
+        where the view does not apply (an ``align`` view of an axis-aligned or layout-less tile)."""
+        size = (int(images.shape[-2]), int(images.shape[-1]))
+        if view == ALIGN:
+            from sgg.detectors.orientation import align_angle
+
+            turns = align_angle(images, self.align_min_degrees, self.align_min_coherence)
+            outs = [None if a is None else self.model(turn_images(images[i:i + 1], a), **kw)[0]
+                    for i, a in enumerate(turns)]
+        else:
+            a = math.radians(d) if (d := turn_degrees(view)) is not None else None
+            turns = [a] * len(images)
+            outs = self.model(transform_images(images, view), **kw)
+        res = []
+        for d, a in zip(outs, turns):
+            if d is None:
+                res.append(None)
+                continue
+            if a is None:
+                b = boxes_to_original(d.boxes.tensor, view, size)
+            else:  # a turned canvas: drop boxes centred in its corners
+                b = unturn_boxes(d.boxes.tensor, a, size)
+                keep = inside_original(b, size)
+                b, d = b[keep], d[keep]
+            res.append((Detections(OrientedBoxes(b, validate=False), d.labels, d.scores, d.features,
+                                   class_scores=d.class_scores), d.boxes.tensor[:, 4]))
+        return res
 
     def forward(self, images: torch.Tensor, with_features: bool = False) -> list[Detections]:
         if not torch.is_tensor(images) or images.ndim != 4:
             raise SggInputError("TTADetector takes a float (B,3,H,W) batch", where="tta")
-        size = (int(images.shape[-2]), int(images.shape[-1]))
         kw = {"with_features": True} if with_features else {}
-        per_view, angles = [], []
-        for v in self.views:
-            out = self.model(transform_images(images, v), **kw)
-            res, ang = [], []
-            for d in out:
-                b = boxes_to_original(d.boxes.tensor, v, size)
-                if turn_degrees(v) is not None:
-                    keep = inside_original(b, size)
-                    b, d = b[keep], d[keep]
-                res.append(Detections(OrientedBoxes(b, validate=False), d.labels, d.scores, d.features,
-                                      class_scores=d.class_scores))
-                ang.append(d.boxes.tensor[:, 4])
-            per_view.append(res)
-            angles.append(ang)
-        turned = any(turn_degrees(v) is not None for v in self.views)
-        return [vote([pv[i] for pv in per_view], self.iou_threshold, [a[i] for a in angles] if turned else None)
-                for i in range(len(images))]
+        per_view = [self._detect_view(images, v, kw) for v in self.views]
+        turned = any(turn_degrees(v) is not None or v == ALIGN for v in self.views)
+        out = []
+        for i in range(len(images)):
+            ran = [pv[i] for pv in per_view if pv[i] is not None]  # a skipped view does not vote
+            out.append(vote([r[0] for r in ran], self.iou_threshold, [r[1] for r in ran] if turned else None))
+        return out
 
 
 class EnsembleDetector(nn.Module):
@@ -280,5 +314,6 @@ class EnsembleDetector(nn.Module):
         return [vote([o[i] for o in outs], self.iou_threshold) for i in range(len(images))]
 
 
-__all__ = ["TTADetector", "EnsembleDetector", "VIEWS", "PRESETS", "parse_views", "turn_degrees", "transform_images",
-           "turn_images", "turned_size", "turn_boxes", "boxes_to_original", "inside_original", "axis_distance", "vote"]
+__all__ = ["TTADetector", "EnsembleDetector", "VIEWS", "PRESETS", "ALIGN", "parse_views", "turn_degrees",
+           "transform_images", "turn_images", "turned_size", "turn_boxes", "unturn_boxes", "boxes_to_original",
+           "inside_original", "axis_distance", "vote"]
