@@ -305,6 +305,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--tta", help="test-time views (sgg.detectors.tta: flips, d2, all, d2r, auto or a list such as "
                     "hflip,rot45); use another --cache than the plain model's")
+    ap.add_argument("--tta-vote", default="mean", choices=("mean", "anchored"),
+                    help="score voting of the --tta views (sgg.detectors.tta.vote)")
     ap.add_argument("--ensemble", nargs="+", default=[], metavar="WEIGHTS",
                     help="more weights files voted with the first on each tile (sgg.detectors.tta.EnsembleDetector)")
     ap.add_argument("--json", help="write the results as JSON")
@@ -332,11 +334,12 @@ def main(argv: list[str] | None = None) -> int:
         from sgg.errors import SggInputError
 
         try:
-            model = TTADetector(model, parse_views(a.tta, option="--tta")).eval()
+            model = TTADetector(model, parse_views(a.tta, option="--tta"), vote=a.tta_vote).eval()
         except SggInputError as exc:
             ap.error(str(exc))
     real = Path(a.real)
-    out = {"weights": a.weights, "ensemble": a.ensemble, "gsd_range": model.config.get("gsd_range"), "tta": a.tta}
+    out = {"weights": a.weights, "ensemble": a.ensemble, "gsd_range": model.config.get("gsd_range"), "tta": a.tta,
+           "tta_vote": a.tta_vote if a.tta else None}
     for which in a.sets.split(","):
         if which in ("synthetic", "synthetic_r45"):
             if not a.synth:

@@ -301,3 +301,19 @@ def test_ensemble_runs_in_detect_scene(tmp_path):
     sg = detect_scene(EnsembleDetector([BlobDetector(), BlobDetector()]), path, tile_size=512, overlap=128,
                       levels=[0], zoom="full", progress=False)
     torch.testing.assert_close(_sorted_rows(sg), _sorted_rows(ref))
+
+
+def test_anchored_vote_never_ranks_an_identity_box_below_its_own_score():
+    def det(box, score):
+        return Detections(OrientedBoxes(torch.tensor([box])), torch.tensor([0]), torch.tensor([score]))
+
+    empty = Detections(OrientedBoxes.empty(), torch.zeros(0, dtype=torch.long), torch.zeros(0))
+    a, far = [20.0, 20.0, 30.0, 8.0, 0.0], [60.0, 60.0, 30.0, 8.0, 0.0]
+    assert float(vote([det(a, 0.6), empty], 0.5).scores[0]) == pytest.approx(0.3)  # mean: halved
+    assert float(vote([det(a, 0.6), empty], 0.5, anchored=True).scores[0]) == pytest.approx(0.6)
+    assert float(vote([empty, det(far, 0.8)], 0.5, anchored=True).scores[0]) == pytest.approx(0.4)  # other views: mean
+    both = vote([det(a, 0.4), det(a, 0.9)], 0.5, anchored=True)
+    assert float(both.scores[0]) == pytest.approx(0.65)  # raised by the other view
+    assert parse_views("rot45,identity")[0] == "identity"
+    with pytest.raises(SggInputError, match="vote"):
+        TTADetector(MomentDetector(), "auto", vote="max")

@@ -55,6 +55,7 @@ PRESETS: dict[str, tuple[str, ...]] = {
     "d2r": ("identity", "hflip", "vflip", "transpose", "rot45", "rot135"),
     "auto": ("identity", "align"),
 }
+VOTES = ("mean", "anchored")  # TTADetector(vote=): how a cluster's score is voted (vote())
 ALIGN = "align"  # the per-tile turn by the tile's dominant direction (sgg.detectors.orientation)
 ALIGN_MIN_DEGREES = 15.0  # no align view for a tile whose direction lies nearer an axis than this
 ALIGN_MIN_COHERENCE = 0.138  # ... or whose edges agree less: half the median of ships_ge's training images
@@ -80,7 +81,7 @@ def parse_views(views: str | Sequence[str], option: str | None = None) -> tuple[
         raise SggInputError(f"unknown test-time view(s) {bad or views}: choose from {sorted(VIEWS)}, rot<degrees> "
                             f"(e.g. rot45), {ALIGN} or a preset {sorted(PRESETS)}",
                             **({"option": option} if option else {"where": "tta"}))
-    return views if "identity" in views else ("identity", *views)
+    return ("identity", *(v for v in views if v != "identity"))  # first: anchored voting's reference
 
 
 def transform_images(images: torch.Tensor, view: str) -> torch.Tensor:
@@ -173,9 +174,13 @@ def axis_distance(angles: torch.Tensor) -> torch.Tensor:
 AXIS_RATIO = 0.5  # a cluster member may stand for it when it scores at least this share of the winner's score
 
 
-def vote(dets: Sequence[Detections], iou_threshold: float, view_angles: Sequence[torch.Tensor] | None = None
-         ) -> Detections:
+def vote(dets: Sequence[Detections], iou_threshold: float, view_angles: Sequence[torch.Tensor] | None = None,
+         anchored: bool = False) -> Detections:
     """Merge one image's detections from several views: class-wise NMS, then score voting (module doc).
+
+    ``anchored``: ``dets[0]`` is the identity view, and a cluster's score is the larger of that view's own best
+    overlapping score and the mean over views, so the other views can raise a box but never rank one the plain
+    model found below its plain score.
 
     ``view_angles``: each box's angle in its own view (as found, before mapping back). Given, a cluster's box
     is the member (same class, IoU ≥ ``iou_threshold`` with the NMS winner, score ≥ ``AXIS_RATIO`` × its
@@ -198,6 +203,8 @@ def vote(dets: Sequence[Detections], iou_threshold: float, view_angles: Sequence
     per_view = torch.zeros(len(keep), n_views, dtype=scores.dtype, device=scores.device)
     per_view.scatter_reduce_(1, view.expand(len(keep), -1), torch.where(hit, scores[None, :], 0.0), "amax")
     voted = per_view.mean(dim=1)
+    if anchored:
+        voted = torch.maximum(voted, per_view[:, 0])
     order = voted.argsort(descending=True)
     keep, voted, hit = keep[order], voted[order], hit[order]
     if view_angles is not None:
@@ -228,14 +235,18 @@ def _present_as(wrapper: nn.Module, model: nn.Module, iou_threshold: float, wher
 
 class TTADetector(nn.Module):
     """A tile detector that runs ``model`` on several flipped, transposed or turned views and votes (module
-    doc). ``align_min_degrees`` / ``align_min_coherence`` gate the ``align`` view per tile."""
+    doc). ``align_min_degrees`` / ``align_min_coherence`` gate the ``align`` view per tile; ``vote``: ``"mean"``
+    (score voting) or ``"anchored"`` (no box scores below the identity view's own score, :func:`vote`)."""
 
     def __init__(self, model: nn.Module, views: str | Sequence[str] = "d2", iou_threshold: float = 0.5,
-                 align_min_degrees: float = ALIGN_MIN_DEGREES, align_min_coherence: float = ALIGN_MIN_COHERENCE
-                 ) -> None:
+                 align_min_degrees: float = ALIGN_MIN_DEGREES, align_min_coherence: float = ALIGN_MIN_COHERENCE,
+                 vote: str = "mean") -> None:
         super().__init__()
+        if vote not in VOTES:
+            raise SggInputError(f"unknown vote {vote!r}: choose from {list(VOTES)}", where="tta")
         self.model = model
         self.views = parse_views(views)
+        self.vote = vote
         self.align_min_degrees = float(align_min_degrees)
         self.align_min_coherence = float(align_min_coherence)
         _present_as(self, model, iou_threshold, "tta")
@@ -278,7 +289,8 @@ class TTADetector(nn.Module):
         out = []
         for i in range(len(images)):
             ran = [pv[i] for pv in per_view if pv[i] is not None]  # a skipped view does not vote
-            out.append(vote([r[0] for r in ran], self.iou_threshold, [r[1] for r in ran] if turned else None))
+            out.append(vote([r[0] for r in ran], self.iou_threshold, [r[1] for r in ran] if turned else None,
+                            anchored=self.vote == "anchored"))
         return out
 
 
