@@ -307,6 +307,8 @@ def main(argv: list[str] | None = None) -> int:
                     "hflip,rot45); use another --cache than the plain model's")
     ap.add_argument("--tta-vote", default="mean", choices=("mean", "anchored"),
                     help="score voting of the --tta views (sgg.detectors.tta.vote)")
+    ap.add_argument("--align-min-coherence", type=float, default=None,
+                    help="the align view's coherence gate (default sgg.detectors.tta.ALIGN_MIN_COHERENCE)")
     ap.add_argument("--ensemble", nargs="+", default=[], metavar="WEIGHTS",
                     help="more weights files voted with the first on each tile (sgg.detectors.tta.EnsembleDetector)")
     ap.add_argument("--json", help="write the results as JSON")
@@ -334,12 +336,13 @@ def main(argv: list[str] | None = None) -> int:
         from sgg.errors import SggInputError
 
         try:
-            model = TTADetector(model, parse_views(a.tta, option="--tta"), vote=a.tta_vote).eval()
+            gate = {} if a.align_min_coherence is None else {"align_min_coherence": a.align_min_coherence}
+            model = TTADetector(model, parse_views(a.tta, option="--tta"), vote=a.tta_vote, **gate).eval()
         except SggInputError as exc:
             ap.error(str(exc))
     real = Path(a.real)
     out = {"weights": a.weights, "ensemble": a.ensemble, "gsd_range": model.config.get("gsd_range"), "tta": a.tta,
-           "tta_vote": a.tta_vote if a.tta else None}
+           "tta_vote": a.tta_vote if a.tta else None, "align_min_coherence": a.align_min_coherence}
     for which in a.sets.split(","):
         if which in ("synthetic", "synthetic_r45"):
             if not a.synth:
