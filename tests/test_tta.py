@@ -250,6 +250,8 @@ def test_sgg_detect_tta_records_its_views(tmp_path, tiny_detector_file):
     out = tmp_path / "o.scene.json"
     assert main(["detect", str(path), "--weights", str(w), "--tta", "hflip", "--out", str(out), "--quiet"]) == 0
     assert read_scene_json(out).metadata["tta"] == ["identity", "hflip"]
+    assert main(["detect", str(path), "--weights", str(w), "--tta", "d2,align", "--out", str(out), "--quiet"]) == 0
+    assert read_scene_json(out).metadata["tta"] == ["identity", "hflip", "vflip", "transpose", "align"]
 
 
 # model ensembles --------------------------------------------------------------------------------------------

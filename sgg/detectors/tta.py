@@ -36,6 +36,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from sgg.detectors.gsd import model_gsd_range
+from sgg.detectors.orientation import align_angle
 from sgg.errors import SggInputError
 from sgg.ops.conversions import wrap_le90
 from sgg.ops.iou import rotated_iou
@@ -256,14 +257,12 @@ class TTADetector(nn.Module):
         where the view does not apply (an ``align`` view of an axis-aligned or layout-less tile)."""
         size = (int(images.shape[-2]), int(images.shape[-1]))
         if view == ALIGN:
-            from sgg.detectors.orientation import align_angle
-
             turns = align_angle(images, self.align_min_degrees, self.align_min_coherence)
             outs = [None if a is None else self.model(turn_images(images[i:i + 1], a), **kw)[0]
                     for i, a in enumerate(turns)]
         else:
-            a = math.radians(d) if (d := turn_degrees(view)) is not None else None
-            turns = [a] * len(images)
+            deg = turn_degrees(view)
+            turns = [None if deg is None else math.radians(deg)] * len(images)
             outs = self.model(transform_images(images, view), **kw)
         res = []
         for d, a in zip(outs, turns):
