@@ -30,10 +30,11 @@ def _no_gsd_warnings(fn, *args, **kw):
 
 
 @pytest.mark.parametrize("name, expected", [("hodnet_effl0_synth.pt", [0.125, 2.0]),
-                                            ("hodnet_effl0_mixed.pt", [0.33, 2.0])])
+                                            ("hodnet_effl0_mixed.pt", [0.33, 2.0]),
+                                            ("hodnet_effl0_mixed_diag.pt", [0.125, 2.0])])
 def test_shipped_detectors_record_their_gsd_range(name, expected):
     """synth: 0.125-0.5 m scenes (synth_cpu_fine.yaml) at rates 0.25-1; mixed: rates 0.25-1.5 (ships_ge: GSD
-    unknown)."""
+    unknown); mixed_diag: the fourth synthetic stage's scenes (0.125-0.5 m) with ships_ge."""
     path = WEIGHTS / name
     if not path.is_file():
         pytest.skip("weights file not in this checkout")
