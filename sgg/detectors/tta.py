@@ -247,7 +247,7 @@ class TTADetector(nn.Module):
             raise SggInputError(f"unknown vote {vote!r}: choose from {list(VOTES)}", where="tta")
         self.model = model
         self.views = parse_views(views)
-        self.vote = vote
+        self.vote_mode = vote  # not `vote`: that names the module's voting function
         self.align_min_degrees = float(align_min_degrees)
         self.align_min_coherence = float(align_min_coherence)
         _present_as(self, model, iou_threshold, "tta")
@@ -289,7 +289,7 @@ class TTADetector(nn.Module):
         for i in range(len(images)):
             ran = [pv[i] for pv in per_view if pv[i] is not None]  # a skipped view does not vote
             out.append(vote([r[0] for r in ran], self.iou_threshold, [r[1] for r in ran] if turned else None,
-                            anchored=self.vote == "anchored"))
+                            anchored=self.vote_mode == "anchored"))
         return out
 
 
