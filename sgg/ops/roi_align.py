@@ -4,8 +4,8 @@ Each oriented box is divided into ``output_size`` bins in its own frame (columns
 every bin averages ``sampling_ratio``² bilinear samples placed at the centres of a regular sub-grid.
 Bilinear interpolation follows ``torchvision.ops.roi_align`` exactly (samples more than one pixel outside
 the map are 0, samples in the outer half-pixel band are clamped to the border), so for angle 0 the result
-equals torchvision's up to float rounding. Samples are gathered from a (B·H·W, C) view of the features in
-chunks of boxes, so memory stays bounded; gradients flow through the gathers.
+equals torchvision's up to float rounding. Samples are read by ``torch.nn.functional.grid_sample`` per image
+in chunks of boxes, so memory stays bounded; gradients flow through it.
 """
 
 from __future__ import annotations
@@ -13,30 +13,27 @@ from __future__ import annotations
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 
 from .conversions import _as_boxes
 
 __all__ = ["rotated_roi_align"]
 
 
-def _bilinear(rows: torch.Tensor, base: torch.Tensor, x: torch.Tensor, y: torch.Tensor, height: int, width: int) -> torch.Tensor:
-    """Sample (K,S) points at pixel coordinates x, y (pixel centres at integers) -> (K,S,C)."""
+def _sample(feature: torch.Tensor, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Bilinear samples of one (C,H,W) map at (K,S) pixel coordinates (pixel centres at integers) -> (C,K,S).
+
+    torchvision's rule: a sample more than one pixel outside the map is 0, one in the outer band is clamped
+    to the border. Clamped coordinates lie on the map, where ``grid_sample`` with ``align_corners=True``
+    interpolates exactly as torchvision does (its C++ kernel reads the C channels of a point in one pass,
+    about twice as fast on CPU as gathering them from a (H·W, C) view)."""
+    _, height, width = feature.shape
     valid = (y >= -1.0) & (y <= height) & (x >= -1.0) & (x <= width)
-    y = y.clamp(min=0, max=height - 1)
-    x = x.clamp(min=0, max=width - 1)
-    y0 = y.floor()
-    x0 = x.floor()
-    ly, lx = y - y0, x - x0
-    hy, hx = 1 - ly, 1 - lx
-    y0, x0 = y0.long(), x0.long()
-    y1 = (y0 + 1).clamp(max=height - 1)
-    x1 = (x0 + 1).clamp(max=width - 1)
-    vf = valid.to(rows.dtype)
-    out = None
-    for yy, xx, wgt in ((y0, x0, hy * hx), (y0, x1, hy * lx), (y1, x0, ly * hx), (y1, x1, ly * lx)):
-        term = rows[base[:, None] + yy * width + xx] * (wgt * vf)[..., None]
-        out = term if out is None else out + term
-    return out
+    gx = x.clamp(min=0, max=width - 1) * (2.0 / max(width - 1, 1)) - 1
+    gy = y.clamp(min=0, max=height - 1) * (2.0 / max(height - 1, 1)) - 1
+    grid = torch.stack([gx, gy], -1)[None]  # (1,K,S,2)
+    out = F.grid_sample(feature[None], grid, mode="bilinear", padding_mode="border", align_corners=True)[0]
+    return out * valid.to(out.dtype)
 
 
 def rotated_roi_align(
@@ -60,7 +57,7 @@ def rotated_roi_align(
     if sampling_ratio <= 0:
         raise ValueError("rotated_roi_align: sampling_ratio must be a positive integer")
     oh, ow = (output_size, output_size) if isinstance(output_size, int) else tuple(output_size)
-    n_img, ch, height, width = features.shape
+    n_img, ch = features.shape[:2]
     b = _as_boxes(boxes).to(device=features.device, dtype=features.dtype)
     bi = torch.as_tensor(batch_idx, device=features.device).reshape(-1).long()
     k = b.shape[0]
@@ -83,13 +80,18 @@ def rotated_roi_align(
     v = (h[:, None] * fv[None, :])[:, :, None]  # (K,gh,1) along h
     x = cx[:, None, None] + u * c[:, None, None] - v * s[:, None, None]
     y = cy[:, None, None] + u * s[:, None, None] + v * c[:, None, None]
-    rows = features.permute(0, 2, 3, 1).reshape(n_img * height * width, ch)
-    base = bi * (height * width)
     step = max(1, max_samples // max(1, gh * gw * ch))
-    parts = []
-    for k0 in range(0, k, step):
-        sl = slice(k0, k0 + step)
-        vals = _bilinear(rows, base[sl], x[sl].reshape(-1, gh * gw), y[sl].reshape(-1, gh * gw), height, width)
-        vals = vals.reshape(-1, oh, sampling_ratio, ow, sampling_ratio, ch).mean(dim=(2, 4))
-        parts.append(vals.permute(0, 3, 1, 2))
-    return torch.cat(parts).contiguous()
+    x, y = x.reshape(k, gh * gw), y.reshape(k, gh * gw)
+    parts, order = [], []
+    for img in bi.unique().tolist():
+        idx = (bi == img).nonzero().flatten()
+        for k0 in range(0, idx.numel(), step):
+            sel = idx[k0:k0 + step]
+            vals = _sample(features[img], x[sel], y[sel])  # (C, k, S)
+            vals = vals.reshape(ch, -1, oh, sampling_ratio, ow, sampling_ratio).mean(dim=(3, 5))
+            parts.append(vals.permute(1, 0, 2, 3))
+            order.append(sel)
+    out = torch.cat(parts)
+    if len(parts) > 1 or n_img > 1:
+        out = out[torch.argsort(torch.cat(order))]  # back to the boxes' order
+    return out.contiguous()
