@@ -21,19 +21,20 @@ __all__ = ["rotated_roi_align"]
 
 
 def _sample(feature: torch.Tensor, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """Bilinear samples of one (C,H,W) map at (K,S) pixel coordinates (pixel centres at integers) -> (C,K,S).
+    """Bilinear samples of one (C,H,W) map at (N,S) pixel coordinates (pixel centres at integers) -> (C,N,S).
 
-    torchvision's rule: a sample more than one pixel outside the map is 0, one in the outer band is clamped
-    to the border. Clamped coordinates lie on the map, where ``grid_sample`` with ``align_corners=True``
-    interpolates exactly as torchvision does (its C++ kernel reads the C channels of a point in one pass,
+    torchvision's rule: a sample more than one pixel outside the map is 0 (sent far outside, where
+    ``grid_sample`` reads only zero padding), one in the outer band is clamped to the border. Clamped
+    coordinates lie on the map, where ``grid_sample`` with ``align_corners=True`` interpolates exactly as
+    torchvision does (its C++ kernel reads the C channels of a point in one pass,
     about twice as fast on CPU as gathering them from a (H·W, C) view)."""
     _, height, width = feature.shape
     valid = (y >= -1.0) & (y <= height) & (x >= -1.0) & (x <= width)
     gx = x.clamp(min=0, max=width - 1) * (2.0 / max(width - 1, 1)) - 1
     gy = y.clamp(min=0, max=height - 1) * (2.0 / max(height - 1, 1)) - 1
-    grid = torch.stack([gx, gy], -1)[None]  # (1,K,S,2)
-    out = F.grid_sample(feature[None], grid, mode="bilinear", padding_mode="border", align_corners=True)[0]
-    return out * valid.to(out.dtype)
+    far = torch.full_like(gx, -3.0)  # two map-widths outside: all four neighbours are padding zeros
+    grid = torch.stack([torch.where(valid, gx, far), torch.where(valid, gy, far)], -1)[None]  # (1,N,S,2)
+    return F.grid_sample(feature[None], grid, mode="bilinear", padding_mode="zeros", align_corners=True)[0]
 
 
 def rotated_roi_align(
@@ -81,15 +82,18 @@ def rotated_roi_align(
     x = cx[:, None, None] + u * c[:, None, None] - v * s[:, None, None]
     y = cy[:, None, None] + u * s[:, None, None] + v * c[:, None, None]
     step = max(1, max_samples // max(1, gh * gw * ch))
-    x, y = x.reshape(k, gh * gw), y.reshape(k, gh * gw)
+    # each bin's sr² samples side by side, so that their mean runs over a contiguous last dimension
+    sr = sampling_ratio
+    x = x.reshape(k, oh, sr, ow, sr).transpose(2, 3).reshape(k * oh * ow, sr * sr)
+    y = y.reshape(k, oh, sr, ow, sr).transpose(2, 3).reshape(k * oh * ow, sr * sr)
     parts, order = [], []
     for img in bi.unique().tolist():
         idx = (bi == img).nonzero().flatten()
         for k0 in range(0, idx.numel(), step):
             sel = idx[k0:k0 + step]
-            vals = _sample(features[img], x[sel], y[sel])  # (C, k, S)
-            vals = vals.reshape(ch, -1, oh, sampling_ratio, ow, sampling_ratio).mean(dim=(3, 5))
-            parts.append(vals.permute(1, 0, 2, 3))
+            rows = (sel[:, None] * (oh * ow) + torch.arange(oh * ow, device=sel.device)).reshape(-1)
+            vals = _sample(features[img], x[rows], y[rows]).mean(dim=2)  # (C, k·oh·ow)
+            parts.append(vals.reshape(ch, -1, oh, ow).transpose(0, 1))
             order.append(sel)
     out = torch.cat(parts)
     if len(parts) > 1 or n_img > 1:
