@@ -309,6 +309,9 @@ def main(argv: list[str] | None = None) -> int:
                     help="score voting of the --tta views (sgg.detectors.tta.vote)")
     ap.add_argument("--align-min-coherence", type=float, default=None,
                     help="the align view's coherence gate (default sgg.detectors.tta.ALIGN_MIN_COHERENCE)")
+    ap.add_argument("--box-passes", type=int, default=None,
+                    help="passes of the RoI box head (iterative box regression); default: the checkpoint's own; "
+                    "use another --cache than other settings'")
     ap.add_argument("--ensemble", nargs="+", default=[], metavar="WEIGHTS",
                     help="more weights files voted with the first on each tile (sgg.detectors.tta.EnsembleDetector)")
     ap.add_argument("--json", help="write the results as JSON")
@@ -326,11 +329,13 @@ def main(argv: list[str] | None = None) -> int:
     from sgg.detectors.checkpoint import load_detector
 
     torch.set_num_threads(a.threads)
-    model = load_detector(a.weights).eval()
+    if a.box_passes is not None and a.box_passes < 1:
+        ap.error("--box-passes must be at least 1")
+    model = load_detector(a.weights, box_passes=a.box_passes).eval()
     if a.ensemble:
         from sgg.detectors.tta import EnsembleDetector
 
-        model = EnsembleDetector([model] + [load_detector(w) for w in a.ensemble]).eval()
+        model = EnsembleDetector([model] + [load_detector(w, box_passes=a.box_passes) for w in a.ensemble]).eval()
     if a.tta:
         from sgg.detectors.tta import TTADetector, parse_views
         from sgg.errors import SggInputError
@@ -341,7 +346,7 @@ def main(argv: list[str] | None = None) -> int:
         except SggInputError as exc:
             ap.error(str(exc))
     real = Path(a.real)
-    out = {"weights": a.weights, "ensemble": a.ensemble, "gsd_range": model.config.get("gsd_range"), "tta": a.tta,
+    out = {"weights": a.weights, "ensemble": a.ensemble, "box_passes": a.box_passes, "gsd_range": model.config.get("gsd_range"), "tta": a.tta,
            "tta_vote": a.tta_vote if a.tta else None, "align_min_coherence": a.align_min_coherence}
     for which in a.sets.split(","):
         if which in ("synthetic", "synthetic_r45"):

@@ -100,6 +100,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "say (default: its CRS, else a DOTA label's gsd: header beside the image)")
     p.add_argument("--tta", metavar="VIEWS", help="test-time augmentation as sgg detect --tta: flips, d2, all, d2r, auto or "
                    "a list such as hflip,rot45 (costs about that many times the detection time)")
+    p.add_argument("--box-passes", type=int_range(1), metavar="N", help="passes of the RoI box head as sgg detect "
+                   "--box-passes (default: what the weights file records)")
     p.add_argument("--no-size-filter", dest="size_filter", action="store_false", default=None,
                    help="keep objects impossibly large in metres for their class (dropped by default when the GSD "
                         "is known)")
@@ -142,6 +144,7 @@ def pipeline_from_args(args: argparse.Namespace):
                      ("levels", "detector.levels"), ("zoom", "detector.zoom"), ("batch_size", "detector.batch_size"),
                      ("score_threshold", "detector.score_threshold"), ("pair_budget", "pairs.budget"),
                      ("gsd", "detector.gsd"), ("size_filter", "detector.size_filter"), ("tta", "detector.tta"),
+                     ("box_passes", "detector.box_passes"),
                      ("join_linear", "detector.join_linear"),
                      ("top_k", "output.top_k"), ("device", "device")):
         if getattr(args, opt, None) is not None:

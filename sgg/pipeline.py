@@ -53,6 +53,7 @@ DEFAULTS: dict[str, Any] = {
         "join_linear": True,  # join collinear pieces of runways, docks, ... (true, false or class names;
         # from_dota results are joined only when classes are named)
         "tta": None,  # test-time views (sgg.detectors.tta): null, flips, d2, all, d2r, auto or a list; costs ~that many times
+        "box_passes": None,  # passes of the RoI box head (iterative box regression); null = the weights file's own
     },
     # proposer: default | a weights path | null; budget: "auto" (max(10,000, 32·N), sgg.pairs.auto_budget) | int | null
     "pairs": {"proposer": "default", "budget": "auto"},
@@ -246,7 +247,8 @@ class Pipeline:
                 raise SggInputError("detector weights not found", path=path)
             from sgg.detectors import load_detector
 
-            self._detector = load_detector(path, map_location=self.config["device"]).to(self.config["device"])
+            self._detector = load_detector(path, map_location=self.config["device"],
+                                           box_passes=d.get("box_passes")).to(self.config["device"])
             self.models["detector"] = file_id(path)
         return self._detector
 
@@ -350,6 +352,7 @@ class Pipeline:
         if ledger is None:
             return detect_scene(model, scene, progress=progress, **kwargs)
         options = {"raster": _raster_id(scene), "device": self.config["device"], "tta": tta,
+                   "box_passes": d.get("box_passes"),
                    **{k: kwargs.get(k) for k in ("tile_size", "overlap", "score_threshold", "with_features")}}
         cache = ledger.cache(self.models.get("detector", type(model).__name__), options)
         sg = detect_scene(model, scene, progress=progress, cache=cache, **kwargs)

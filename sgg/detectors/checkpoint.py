@@ -112,13 +112,15 @@ def read_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> tuple
 
 
 def load_detector(path: str | os.PathLike, vocabulary: Vocabulary | list[str] | None = None,
-                  map_location: Any = "cpu", config: dict[str, Any] | None = None) -> HODNet:
+                  map_location: Any = "cpu", config: dict[str, Any] | None = None,
+                  box_passes: int | None = None) -> HODNet:
     """Rebuild the detector of a checkpoint (in eval mode, float32, ``model.vocabulary`` set).
 
     ``vocabulary`` / ``config``: what the caller expects; a checkpoint that disagrees on the class names or
     on an architecture key (backbone, channels, anchors, classes) is refused, naming the difference.
     A checkpoint that does not record the ``gsd_range`` it was trained on is loaded with one warning
     naming it (``detect_scene`` can then neither match the raster's GSD to it nor warn about a mismatch).
+    ``box_passes``: passes of the RoI box head at inference (``HODNet`` config), instead of the checkpoint's.
     """
     vocab, cfg, sd, hint = _read(path, map_location)
     if not (cfg.get("gsd_range") or hint.get("gsd_range")):
@@ -142,6 +144,10 @@ def load_detector(path: str | os.PathLike, vocabulary: Vocabulary | list[str] | 
                 raise SggInputError(f"checkpoint architecture differs: {k} is {cfg.get(k)!r}, expected {exp[k]!r}",
                                     path=path)
     cfg["pretrained"], cfg["weights_path"] = False, None
+    if box_passes is not None:
+        if int(box_passes) < 1:
+            raise SggInputError(f"box_passes must be at least 1, got {box_passes}", path=path)
+        cfg["box_passes"] = int(box_passes)
     try:
         model = HODNet(cfg, vocabulary=vocab, inference=hint)
     except SggInputError as exc:
@@ -154,6 +160,20 @@ def load_detector(path: str | os.PathLike, vocabulary: Vocabulary | list[str] | 
     return model.eval()
 
 
+def _update_config(path: Path, changes: dict[str, Any], out: str | os.PathLike | None) -> Path:
+    """Write ``changes`` into a detector file's (or DetectorModule ``.ckpt``'s) config, everything else as read."""
+    ck = _load_file(path, "cpu")
+    meta = ck if isinstance(ck, dict) and ck.get("format") == FORMAT else (
+        ck.get("sgg_detector") if isinstance(ck, dict) else None)
+    if not isinstance(meta, dict) or "config" not in meta:
+        raise SggInputError("not an sgg detector checkpoint (no vocabulary/config inside)", path=path)
+    meta["config"] = {**meta["config"], **changes}
+    target = Path(out) if out is not None else path
+    with atomic_paths(target) as (tmp,):
+        torch.save(ck, tmp)
+    return target
+
+
 def set_gsd_range(path: str | os.PathLike, lo: float, hi: float, out: str | os.PathLike | None = None) -> Path:
     """Record the training ``gsd_range`` [lo, hi] (m/px) in a detector file or DetectorModule ``.ckpt``.
 
@@ -164,16 +184,18 @@ def set_gsd_range(path: str | os.PathLike, lo: float, hi: float, out: str | os.P
     lo, hi = float(lo), float(hi)
     if not 0 < lo <= hi:
         raise SggInputError(f"gsd_range must be 0 < min <= max metres per pixel, got [{lo}, {hi}]", path=path)
-    ck = _load_file(path, "cpu")
-    meta = ck if isinstance(ck, dict) and ck.get("format") == FORMAT else (
-        ck.get("sgg_detector") if isinstance(ck, dict) else None)
-    if not isinstance(meta, dict) or "config" not in meta:
-        raise SggInputError("not an sgg detector checkpoint (no vocabulary/config inside)", path=path)
-    meta["config"] = {**meta["config"], "gsd_range": [lo, hi]}
-    target = Path(out) if out is not None else path
-    with atomic_paths(target) as (tmp,):
-        torch.save(ck, tmp)
-    return target
+    return _update_config(path, {"gsd_range": [lo, hi]}, out)
+
+
+def set_box_passes(path: str | os.PathLike, passes: int, out: str | os.PathLike | None = None) -> Path:
+    """Record how many passes of the RoI box head (iterative box regression) the weights run at inference.
+
+    As :func:`set_gsd_range`: the weights are kept bit for bit and ``out`` defaults to ``path``.
+    """
+    path = Path(path)
+    if isinstance(passes, bool) or int(passes) != passes or passes < 1:
+        raise SggInputError(f"box_passes must be a whole number of at least 1, got {passes!r}", path=path)
+    return _update_config(path, {"box_passes": int(passes)}, out)
 
 
 def average_detectors(paths: list[str | os.PathLike], out: str | os.PathLike, coefs: list[float] | None = None,

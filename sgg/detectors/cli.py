@@ -91,6 +91,9 @@ def build_parser() -> ArgumentParser:
                         "= 3 views, d2 = 4, all = 8, d2r = d2 + rot45,rot135, auto = identity + align, the tile turned by its "
                         "own dominant direction when that lies off the axes, or a list such as hflip,rot45 or d2,align; "
                         "costs about that many times the time, a 45-degree turn twice; sgg.detectors.tta)")
+    p.add_argument("--box-passes", type=int_range(1), default=None, metavar="N",
+                   help="passes of the RoI box head: each pass after the first pools every box again where the last "
+                        "pass put it (iterative box regression); default: what the weights file records")
     return p
 
 
@@ -121,7 +124,7 @@ def check_options(args: argparse.Namespace):
         ignored = [o for o, v in (("--tile-size", args.tile_size), ("--overlap", args.overlap),
                                   ("--levels", args.levels != "auto" or None), ("--zoom", args.zoom != "guided" or None),
                                   ("--threads", args.threads), ("--no-size-filter", not args.size_filter or None),
-                                  ("--tta", args.tta)) if v]
+                                  ("--tta", args.tta), ("--box-passes", args.box_passes)) if v]
         if ignored:
             verb = "applies" if len(ignored) == 1 else "apply"
             raise UsageError(f"{', '.join(ignored)} only {verb} with --weights, not --from-dota")
@@ -188,7 +191,7 @@ def main(argv: list[str] | None = None) -> int:
         from sgg.detectors.inference import detect_scene
 
         weights = Path(args.weights)
-        model = load_detector(weights, map_location=args.device).to(args.device)
+        model = load_detector(weights, map_location=args.device, box_passes=args.box_passes).to(args.device)
         if args.tta:
             from sgg.detectors.tta import TTADetector
 

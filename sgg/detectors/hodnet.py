@@ -44,6 +44,8 @@ DEFAULT_CONFIG: dict[str, Any] = {
     "score_threshold": 0.05,
     "nms_iou": 0.1,
     "max_detections": 1000,
+    # inference passes of the RoI box head (iterative box regression, sgg.detectors.roi_head); 1 = one pass
+    "box_passes": 1,
     "size_divisor": 32,
     # horizontal-box (``hbb``) training targets: class groups scored on their summed probability, e.g.
     # [["ship", "boat"]] for real `boat` labels that mean either; weight of the envelope loss
@@ -85,6 +87,9 @@ def resolve_config(config: dict[str, Any] | None = None, **overrides: Any) -> di
     for k in ("anchor_sizes", "anchor_ratios", "rpn_pre_nms_top_n", "rpn_post_nms_top_n"):
         cfg[k] = list(cfg[k])
     cfg["merge_groups"] = [list(g) for g in cfg["merge_groups"] or []]
+    if isinstance(cfg["box_passes"], bool) or not isinstance(cfg["box_passes"], int) or cfg["box_passes"] < 1:
+        raise SggInputError(f"box_passes must be a whole number of at least 1, got {cfg['box_passes']!r}",
+                            where="detector config")
     if cfg["gsd_range"] is not None:
         lo, hi = (float(v) for v in cfg["gsd_range"])
         if not 0 < lo <= hi:
@@ -133,7 +138,7 @@ class HODNet(nn.Module):
                                         batch_size=cfg["roi_batch_size"], pos_fraction=cfg["roi_pos_fraction"],
                                         score_threshold=cfg["score_threshold"], nms_iou=cfg["nms_iou"],
                                         max_detections=cfg["max_detections"], merge_groups=groups,
-                                        hbb_weight=cfg["hbb_weight"])
+                                        hbb_weight=cfg["hbb_weight"], box_passes=cfg["box_passes"])
 
     @property
     def num_classes(self) -> int:

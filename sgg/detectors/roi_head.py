@@ -3,7 +3,11 @@
 Training: the ground-truth boxes join the proposals, proposals are matched by exact rotated IoU (≥ 0.5
 positive), 512 RoIs per image with at most 25 % positives are sampled, cross-entropy over C+1 classes
 (index C is background) and smooth-L1 on the matched class's le90 deltas. Inference: softmax scores,
-per-class decoding, score threshold, class-wise rotated NMS, top detections.
+per-class decoding, score threshold, class-wise rotated NMS, top detections. With ``box_passes`` > 1 the box
+head runs again on its own output (iterative box regression, Gidaris & Komodakis 2015): each RoI is pooled
+afresh at the box of its most probable class, and the last pass gives the scores and boxes. Proposals come
+from horizontal anchors and are often turned against the object; a box the head has already turned toward
+it pools the object along its axes, which the head scores and regresses better (docs/detector_experiments.md).
 
 Horizontal-box supervision (a target dict with ``hbb`` true: real images labelled with axis-aligned boxes):
 proposals are matched by the IoU of their envelopes with the labels, and the regression loss is smooth-L1
@@ -41,8 +45,11 @@ class OrientedRoIHead(nn.Module):
                  pool_size: int = 7, finest_scale: float = 56.0, batch_size: int = 512, pos_fraction: float = 0.25,
                  pos_iou: float = 0.5, score_threshold: float = 0.05, nms_iou: float = 0.1,
                  max_detections: int = 1000, pre_nms_top_n: int = 4000,
-                 merge_groups: list[list[int]] | None = None, hbb_weight: float = 1.0):
+                 merge_groups: list[list[int]] | None = None, hbb_weight: float = 1.0, box_passes: int = 1):
         super().__init__()
+        if int(box_passes) < 1:
+            raise ValueError(f"box_passes must be at least 1, got {box_passes}")
+        self.box_passes = int(box_passes)
         # group id per class column (background its own group); classes outside any group are their own group
         gid = torch.arange(num_classes + 1)
         for g in merge_groups or []:
@@ -194,10 +201,8 @@ class OrientedRoIHead(nn.Module):
         bidx = torch.repeat_interleave(torch.arange(len(proposals), device=rois.device),
                                        torch.tensor(counts, device=rois.device))
         if rois.shape[0]:
-            logits, deltas = self.box_head(self.pool(feats, rois, bidx))
-            all_probs = logits.softmax(1)
+            all_probs, boxes = self.refine(feats, rois, bidx)
             probs = all_probs[:, : self.num_classes]
-            boxes = self.coder.decode(rois, deltas)  # (R, C, 5)
         out = []
         start = 0
         for b, n in enumerate(counts):
@@ -223,6 +228,18 @@ class OrientedRoIHead(nn.Module):
                                                                        device=kb.device))
             out.append(res)
         return out
+
+    def refine(self, feats, rois: torch.Tensor, bidx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Class probabilities (R, C+1) and per-class boxes (R, C, 5) after ``box_passes`` passes of the box
+        head; pass k > 1 pools each RoI at pass k-1's box of its most probable foreground class."""
+        logits, deltas = self.box_head(self.pool(feats, rois, bidx))
+        boxes = self.coder.decode(rois, deltas)  # (R, C, 5)
+        for _ in range(self.box_passes - 1):
+            best = logits[:, : self.num_classes].argmax(1)
+            rois = boxes[torch.arange(rois.shape[0], device=rois.device), best]
+            logits, deltas = self.box_head(self.pool(feats, rois, bidx))
+            boxes = self.coder.decode(rois, deltas)
+        return logits.softmax(1), boxes
 
     def represent(self, feats, boxes: torch.Tensor, batch_idx: torch.Tensor) -> torch.Tensor:
         """(K, R) box-head representation (fc2 after ReLU) of boxes pooled from the FPN: the per-object
