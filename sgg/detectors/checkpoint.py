@@ -145,9 +145,7 @@ def load_detector(path: str | os.PathLike, vocabulary: Vocabulary | list[str] | 
                                     path=path)
     cfg["pretrained"], cfg["weights_path"] = False, None
     if box_passes is not None:
-        if int(box_passes) < 1:
-            raise SggInputError(f"box_passes must be at least 1, got {box_passes}", path=path)
-        cfg["box_passes"] = int(box_passes)
+        cfg["box_passes"] = _passes(box_passes, path)
     try:
         model = HODNet(cfg, vocabulary=vocab, inference=hint)
     except SggInputError as exc:
@@ -193,9 +191,14 @@ def set_box_passes(path: str | os.PathLike, passes: int, out: str | os.PathLike 
     As :func:`set_gsd_range`: the weights are kept bit for bit and ``out`` defaults to ``path``.
     """
     path = Path(path)
-    if isinstance(passes, bool) or int(passes) != passes or passes < 1:
-        raise SggInputError(f"box_passes must be a whole number of at least 1, got {passes!r}", path=path)
-    return _update_config(path, {"box_passes": int(passes)}, out)
+    return _update_config(path, {"box_passes": _passes(passes, path)}, out)
+
+
+def _passes(value: Any, path: Any) -> int:
+    """``value`` as a number of box passes (a whole number ≥ 1), else an error naming ``path``."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or int(value) != value or value < 1:
+        raise SggInputError(f"box_passes must be a whole number of at least 1, got {value!r}", path=path)
+    return int(value)
 
 
 def average_detectors(paths: list[str | os.PathLike], out: str | os.PathLike, coefs: list[float] | None = None,
