@@ -72,8 +72,9 @@ def test_load_detector_overrides_the_files_passes(tiny_detector_file):
     assert load_detector(path).roi_head.box_passes == 1  # files written before the option: one pass
     m = load_detector(path, box_passes=3)
     assert m.roi_head.box_passes == 3 and m.config["box_passes"] == 3
-    with pytest.raises(SggInputError, match="box_passes"):
-        load_detector(path, box_passes=0)
+    for bad in (0, 1.5, True, "2"):
+        with pytest.raises(SggInputError, match="box_passes"):
+            load_detector(path, box_passes=bad)
 
 
 def test_set_box_passes_keeps_the_weights_bit_for_bit(tiny_detector_file, tmp_path):
@@ -91,3 +92,14 @@ def test_set_box_passes_keeps_the_weights_bit_for_bit(tiny_detector_file, tmp_pa
         with pytest.raises(SggInputError, match="box_passes"):
             set_box_passes(out, bad)
 
+
+@pytest.mark.parametrize("name, passes", [("hodnet_effl0_synth.pt", 3), ("hodnet_effl0_mixed_diag.pt", 3),
+                                          ("hodnet_effl0_mixed.pt", 1)])
+def test_shipped_files_record_the_passes_chosen_for_them(name, passes):
+    """README "Box passes": three for the default and diagonal weights; the mixed weights' rule failed."""
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "weights" / name
+    if not path.is_file():
+        pytest.skip("weights file not in this checkout")
+    assert torch.load(path, weights_only=True)["config"].get("box_passes", 1) == passes
